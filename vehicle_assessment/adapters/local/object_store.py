@@ -1,0 +1,40 @@
+"""Filesystem object store: S3 semantics (flat keys, whole-object put/get) on a directory."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from vehicle_assessment.ports import ObjectNotFound
+
+
+class FilesystemObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        # Keys come from our own code, but refuse anything that could escape the root.
+        parts = PurePosixPath(key).parts
+        if not key or key.startswith("/") or ".." in parts:
+            raise ValueError(f"invalid object key: {key!r}")
+        return self.root.joinpath(*parts)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a crash never leaves a half-written object under the real key.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object at {key!r}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()

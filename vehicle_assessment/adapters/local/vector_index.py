@@ -1,0 +1,173 @@
+"""In-process reference index: exact cosine top-k in numpy, persisted in SQLite.
+
+Each row carries its label fields and source, so a search answers with everything a verdict
+needs. Vectors are stored L2-normalised, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vehicle_assessment.domain.models import (
+    DamageType,
+    EncoderIdentity,
+    Neighbour,
+    ReferenceLabel,
+    Severity,
+)
+from vehicle_assessment.ports import IndexMismatch, ReferenceItem
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reference_photos (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    damaged INTEGER NOT NULL,
+    damage_type TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+"""
+
+
+def top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the k largest dot products per query row, best first."""
+    scores = queries @ matrix.T
+    k = min(k, matrix.shape[0])
+    if k == matrix.shape[0]:
+        part = np.argsort(-scores, axis=1, kind="stable")
+    else:
+        # argpartition is O(n); only the k winners get sorted.
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        part = np.take_along_axis(part, order, axis=1)
+    part = part[:, :k]
+    return part, np.take_along_axis(scores, part, axis=1)
+
+
+class LocalVectorIndex:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path)
+        self._conn.executescript(_SCHEMA)
+        self._matrix: np.ndarray | None = None
+        self._rows: list[tuple[int, str, ReferenceLabel]] = []
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def identity(self) -> EncoderIdentity | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'encoder'").fetchone()
+        return EncoderIdentity.model_validate_json(row[0]) if row else None
+
+    def bind(self, identity: EncoderIdentity) -> None:
+        current = self.identity
+        if current is None:
+            with self._conn:
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('encoder', ?)", (identity.model_dump_json(),)
+                )
+        elif current != identity:
+            raise IndexMismatch(
+                f"the index at {self.path} holds vectors of {current.describe()}, "
+                f"not {identity.describe()}; rebuild it with the same encoder settings"
+            )
+
+    def known_sources(self) -> set[str]:
+        return {row[0] for row in self._conn.execute("SELECT source FROM reference_photos")}
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM reference_photos").fetchone()[0])
+
+    def add(self, items: Sequence[ReferenceItem]) -> None:
+        identity = self.identity
+        if identity is None:
+            raise IndexMismatch("bind the index to an encoder before adding vectors")
+        rows = []
+        for item in items:
+            vector = np.asarray(item.vector, dtype=np.float32)
+            if vector.shape != (identity.dimension,):
+                raise ValueError(
+                    f"{item.source}: vector shape {vector.shape} != ({identity.dimension},)"
+                )
+            norm = float(np.linalg.norm(vector))
+            if not np.isfinite(norm) or norm == 0:
+                raise ValueError(f"{item.source}: vector is zero or not finite")
+            rows.append(
+                (
+                    item.source,
+                    item.sha256,
+                    int(item.label.damaged),
+                    item.label.damage_type.value,
+                    item.label.severity.value,
+                    (vector / norm).astype(np.float32).tobytes(),
+                )
+            )
+        # One transaction per batch: an interrupted build keeps every finished batch (resumable).
+        with self._conn:
+            self._conn.executemany(
+                "INSERT INTO reference_photos (source, sha256, damaged, damage_type, severity, vector)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        self._matrix = None
+
+    def _load(self) -> np.ndarray:
+        if self._matrix is None:
+            rows = self._conn.execute(
+                "SELECT id, source, damaged, damage_type, severity, vector FROM reference_photos ORDER BY id"
+            ).fetchall()
+            self._rows = [
+                (
+                    row_id,
+                    source,
+                    ReferenceLabel(
+                        damaged=bool(damaged), damage_type=DamageType(dtype), severity=Severity(severity)
+                    ),
+                )
+                for row_id, source, damaged, dtype, severity, _ in rows
+            ]
+            dimension = self.identity.dimension if self.identity else 0
+            self._matrix = (
+                np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
+                if rows
+                else np.zeros((0, dimension), dtype=np.float32)
+            )
+        return self._matrix
+
+    def search(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
+        matrix = self._load()
+        if matrix.shape[0] == 0:
+            raise IndexMismatch(f"the reference index at {self.path} is empty; run `index build` first")
+        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if queries.shape[1] != matrix.shape[1]:
+            raise IndexMismatch(f"query dimension {queries.shape[1]} != index dimension {matrix.shape[1]}")
+        indices, scores = top_k(matrix, queries, k)
+        return [
+            [
+                Neighbour(
+                    reference_id=str(self._rows[i][0]),
+                    source=self._rows[i][1],
+                    similarity=round(float(s), 6),
+                    label=self._rows[i][2],
+                )
+                for i, s in zip(row_idx, row_scores, strict=True)
+            ]
+            for row_idx, row_scores in zip(indices, scores, strict=True)
+        ]
+
+    def export_labels(self) -> str:
+        """A JSON summary (counts per label) for reports."""
+        counts = self._conn.execute(
+            "SELECT damaged, damage_type, severity, COUNT(*) FROM reference_photos"
+            " GROUP BY damaged, damage_type, severity"
+        ).fetchall()
+        return json.dumps([{"damaged": bool(d), "type": t, "severity": s, "count": c} for d, t, s, c in counts])

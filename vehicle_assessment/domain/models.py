@@ -1,0 +1,268 @@
+"""The assessment's data model, shared by the local CLI, the Lambdas and the endpoint.
+
+Pure pydantic models: no I/O. Money is in US dollars (vPIC and the auction market are US),
+mileage in miles.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+UNTRAINED_ENCODER_WARNING = "untrained encoder: verdicts are not meaningful"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Severity(StrEnum):
+    NONE = "none"
+    MINOR = "minor"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+
+
+class DamageType(StrEnum):
+    NONE = "none"
+    SCRATCH = "scratch"
+    DENT = "dent"
+    BROKEN = "broken"
+
+
+class ReferenceLabel(Model):
+    """What a labelled reference photo shows."""
+
+    damaged: bool
+    damage_type: DamageType
+    severity: Severity
+
+
+class Neighbour(Model):
+    """One reference photo found near a query photo."""
+
+    reference_id: str
+    source: str
+    similarity: float
+    label: ReferenceLabel
+
+
+class EncoderIdentity(Model):
+    """Which model made an embedding; an index only answers queries from the same model."""
+
+    model_name: str
+    pretrained: str | None
+    untrained: bool
+    dimension: int
+
+    def describe(self) -> str:
+        weights = "random weights (UNTRAINED)" if self.untrained else self.pretrained
+        return f"{self.model_name} [{weights}], {self.dimension}-d"
+
+
+# --- vehicle -------------------------------------------------------------------------------
+
+
+class VinCheck(Model):
+    """What the VIN alone tells: validity, model year, manufacturer."""
+
+    vin: str
+    wmi: str
+    region: str
+    north_american: bool
+    check_digit_expected: str
+    check_digit_valid: bool
+    model_year: int | None
+    manufacturer: str | None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class VehicleFacts(Model):
+    """Decoded vehicle facts. None means unknown — never guessed."""
+
+    vin: str
+    source: str  # "vpic" or "vin" (offline decode of the VIN itself)
+    make: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    model_year: int | None = None
+    trim: str | None = None
+    body_class: str | None = None
+    vehicle_type: str | None = None
+    drive_type: str | None = None
+    fuel_type_primary: str | None = None
+    fuel_type_secondary: str | None = None
+    electrification_level: str | None = None
+    engine_displacement_l: float | None = None
+    engine_cylinders: int | None = None
+    engine_hp: float | None = None
+    doors: int | None = None
+    base_price_usd: float | None = None
+    is_hybrid: bool = False
+    is_electric: bool = False
+    error_codes: list[str] = Field(default_factory=list)
+    error_text: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ValueMethod(StrEnum):
+    USER_ESTIMATE = "user_estimate"
+    DEPRECIATION_CURVE = "depreciation_curve"
+    UNKNOWN = "unknown"
+
+
+class UndamagedValue(Model):
+    amount_usd: float | None
+    method: ValueMethod
+    reason: str
+
+
+# --- photos --------------------------------------------------------------------------------
+
+
+class QualityLevel(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    REJECT = "reject"
+
+
+class QualityCheck(Model):
+    name: str
+    level: QualityLevel
+    value: float
+    reason: str | None = None
+
+
+class QualityReport(Model):
+    level: QualityLevel
+    checks: list[QualityCheck]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.reason for c in self.checks if c.reason and c.level != QualityLevel.PASS]
+
+
+class PhotoVerdict(Model):
+    """The damage call for one photo, from a similarity-weighted vote of its neighbours."""
+
+    damaged: bool
+    damage_type: DamageType
+    severity: Severity
+    damaged_share: float  # weighted share of neighbours that are damaged, 0..1
+    confidence: float  # weighted share behind the winning damaged/undamaged call, 0.5..1
+    needs_review: bool
+    review_reason: str | None = None
+    neighbours: list[Neighbour]
+
+
+class PhotoStatus(StrEnum):
+    RECEIVED = "received"
+    ANALYSED = "analysed"
+    REJECTED = "rejected"
+
+
+class PhotoRecord(Model):
+    """One uploaded photo. Every photo gets one, whatever happens to it."""
+
+    photo_id: str
+    filename: str
+    object_key: str
+    size_bytes: int
+    sha256: str
+    status: PhotoStatus
+    reason: str | None = None
+    width: int | None = None
+    height: int | None = None
+    quality: QualityReport | None = None
+    verdict: PhotoVerdict | None = None
+
+
+# --- valuation, description, audio -----------------------------------------------------------
+
+
+class PhotoDepreciation(Model):
+    photo_id: str
+    severity: Severity
+    rate: float
+    counted: bool
+    reason: str | None = None
+
+
+class Valuation(Model):
+    undamaged: UndamagedValue
+    photos: list[PhotoDepreciation]
+    combined_depreciation: float
+    adjusted_value_usd: float | None
+    rule: str
+    provisional: bool
+    notes: list[str] = Field(default_factory=list)
+
+
+class DescriptionStyle(StrEnum):
+    STANDARD = "standard"
+    AUCTIONEER = "auctioneer"
+
+
+class Description(Model):
+    style: DescriptionStyle
+    language: str
+    text: str
+    generator: str
+    creativity: float = 0.0
+    note: str | None = None
+
+
+class AudioStatus(StrEnum):
+    GENERATED = "generated"
+    SKIPPED = "skipped"
+
+
+class AudioRecord(Model):
+    language: str
+    style: DescriptionStyle
+    status: AudioStatus
+    object_key: str | None = None
+    content_type: str | None = None
+    reason: str | None = None
+
+
+# --- assessment ----------------------------------------------------------------------------
+
+
+class AssessmentStatus(StrEnum):
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class AssessmentInputs(Model):
+    vin: str
+    color: str | None = None
+    mileage: int | None = Field(default=None, ge=0)
+    estimate_usd: float | None = Field(default=None, gt=0)
+
+
+class Assessment(Model):
+    assessment_id: str
+    vin: str
+    status: AssessmentStatus
+    created_at: datetime
+    updated_at: datetime
+    inputs: AssessmentInputs
+    failed_step: str | None = None
+    failure_reason: str | None = None
+    vin_check: VinCheck | None = None
+    vehicle: VehicleFacts | None = None
+    encoder: EncoderIdentity | None = None
+    photos: list[PhotoRecord] = Field(default_factory=list)
+    valuation: Valuation | None = None
+    descriptions: list[Description] = Field(default_factory=list)
+    audio: list[AudioRecord] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    review_reasons: list[str] = Field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review_reasons)

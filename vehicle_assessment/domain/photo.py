@@ -1,0 +1,307 @@
+"""Safe photo intake: untrusted bytes in, a normalised RGB image and a quality report out.
+
+Pure: no file or network I/O. The caller keeps (and stores) the original bytes; this module
+only reads them. Anything undecodable or unsafe raises `PhotoRejected`; an image that decodes
+but is unusable (too small, extreme aspect ratio, blurry, dark) comes back with REJECT checks
+in its `QualityReport`, so the caller can record why.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
+from vehicle_assessment.settings import IntakeSettings
+
+_MIB = 1024 * 1024
+# Quality is measured on a copy of bounded size so thresholds mean the same for any camera.
+QUALITY_LONG_SIDE = 512
+_LAPLACIAN_MIN_SIDE = 3
+
+# content type -> the one Pillow format allowed to decode it (no fallback to other decoders).
+_PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+_LEVEL_ORDER = {QualityLevel.PASS: 0, QualityLevel.WARN: 1, QualityLevel.REJECT: 2}
+# Errors Pillow's decoders raise on damaged data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
+
+
+class PhotoRejected(ValueError):
+    """The bytes are not a photo we can safely decode; the message is a one-line reason."""
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    image: Image.Image  # RGB, orientation applied, enhanced if settings.enhance: what is embedded
+    original_size: tuple[int, int]  # (width, height) after the EXIF orientation
+    source_format: str  # Pillow's format name: JPEG, PNG or WEBP
+    source_mode: str  # Pillow's mode as decoded, before conversion to RGB
+    quality: QualityReport
+    content_type: str
+
+
+def sniff_content_type(data: bytes) -> str | None:
+    """The image content type from the magic bytes, or None if not JPEG, PNG or WebP."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _pixel_limit_message(width: int, height: int, limit: int) -> str:
+    return f"image too large: {width}x{height} = {width * height:,} pixels exceeds the {limit:,}-pixel limit"
+
+
+def _open_checked(data: bytes, content_type: str, settings: IntakeSettings) -> Image.Image:
+    """Open lazily (header only), refuse oversized images, then decode the pixels."""
+    pil_format = _PIL_FORMATS[content_type]
+    # Pillow's own bomb check warns (or raises) inside Image.open; make the warning an error
+    # so it can never be ignored. The filter is scoped to this block and one warning category
+    # (catch_warnings is process-wide on Python < 3.14; another thread at worst also sees the
+    # bomb warning as an error, the safe direction).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=[pil_format])
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PhotoRejected(f"image too large: {_one_line(exc)}") from exc
+        except UnidentifiedImageError as exc:
+            raise PhotoRejected(
+                f"truncated or corrupt image: the {pil_format} header cannot be read"
+            ) from exc
+        except _DECODE_ERRORS as exc:
+            raise PhotoRejected(f"truncated or corrupt image: {_one_line(exc)}") from exc
+
+        width, height = image.size
+        if width * height > settings.max_pixels:
+            image.close()
+            raise PhotoRejected(_pixel_limit_message(width, height, settings.max_pixels))
+        try:
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            image.close()
+            raise PhotoRejected(f"image too large: {_one_line(exc)}") from exc
+        except _DECODE_ERRORS as exc:
+            image.close()
+            raise PhotoRejected(f"truncated or corrupt image: {_one_line(exc)}") from exc
+    return image
+
+
+def _to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
+    """High-bit-depth grayscale to uint8 by scaling its full range, never by clipping."""
+    data = values.astype(np.float64)
+    data[~np.isfinite(data)] = 0.0
+    low, high = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+        full_scale = 65535.0
+    elif mode == "F" and low >= 0.0 and high <= 1.0:
+        full_scale = 1.0
+    elif mode == "F" and low >= 0.0 and high <= 255.0:
+        full_scale = 255.0
+    elif low >= 0.0 and high <= 65535.0:
+        # "I" (and larger floats) from 16-bit sources.
+        full_scale = 65535.0
+    else:
+        # Outside any known range: stretch what is there.
+        data = data - low
+        full_scale = high - low if high > low else 1.0
+    scaled = np.rint(data * (255.0 / full_scale))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any decoded mode to 8-bit RGB; transparency becomes white."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        gray = Image.fromarray(_to_8bit(np.asarray(image), mode), mode="L")
+        return gray.convert("RGB")
+    if mode in ("RGBa", "La"):  # premultiplied alpha: un-premultiply first
+        return _on_white(image.convert("RGBA"))
+    if mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        return _on_white(image)
+    if mode == "RGB":
+        return image.copy()
+    try:
+        return image.convert("RGB")  # 1, L, P, CMYK, YCbCr, ...
+    except ValueError as exc:
+        raise PhotoRejected(f"unsupported colour mode {mode}: {_one_line(exc)}") from exc
+
+
+def _check(name: str, level: QualityLevel, value: float, reason: str | None) -> QualityCheck:
+    return QualityCheck(
+        name=name, level=level, value=value, reason=reason if level != QualityLevel.PASS else None
+    )
+
+
+def _geometry_checks(width: int, height: int, settings: IntakeSettings) -> list[QualityCheck]:
+    short, long = min(width, height), max(width, height)
+    if short < settings.min_side_reject:
+        resolution = _check(
+            "resolution",
+            QualityLevel.REJECT,
+            short,
+            f"image too small: shortest side {short} px is below the {settings.min_side_reject} px minimum",
+        )
+    elif short < settings.min_side_warn:
+        resolution = _check(
+            "resolution",
+            QualityLevel.WARN,
+            short,
+            f"low resolution: shortest side {short} px is below the recommended {settings.min_side_warn} px",
+        )
+    else:
+        resolution = _check("resolution", QualityLevel.PASS, short, None)
+
+    ratio = long / short
+    if ratio > settings.max_aspect_ratio:
+        aspect = _check(
+            "aspect_ratio",
+            QualityLevel.REJECT,
+            ratio,
+            f"extreme aspect ratio: {ratio:.1f}:1 exceeds the {settings.max_aspect_ratio:.1f}:1 limit",
+        )
+    else:
+        aspect = _check("aspect_ratio", QualityLevel.PASS, ratio, None)
+    return [resolution, aspect]
+
+
+def quality_gray(image: Image.Image) -> np.ndarray:
+    """Luminance (0..255, float64) of a copy whose long side is at most QUALITY_LONG_SIDE."""
+    gray = image.convert("L")
+    width, height = gray.size
+    scale = QUALITY_LONG_SIDE / max(width, height)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        # BOX (area average) is deterministic and does not alias when shrinking.
+        gray = gray.resize(size, Image.Resampling.BOX)
+    return np.asarray(gray, dtype=np.float64)
+
+
+def laplacian_variance(gray: np.ndarray) -> float:
+    """Variance of the 4-neighbour 3x3 Laplacian over the valid interior (no padding)."""
+    centre = gray[1:-1, 1:-1]
+    laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4.0 * centre
+    return float(laplacian.var())
+
+
+def _sharpness_check(sharpness: float, settings: IntakeSettings) -> QualityCheck:
+    if sharpness < settings.blur_reject:
+        return _check(
+            "sharpness",
+            QualityLevel.REJECT,
+            sharpness,
+            f"too blurry: sharpness {sharpness:.1f} (variance of the Laplacian) is below "
+            f"the {settings.blur_reject:g} reject threshold",
+        )
+    if sharpness < settings.blur_warn:
+        return _check(
+            "sharpness",
+            QualityLevel.WARN,
+            sharpness,
+            f"possibly blurry: sharpness {sharpness:.1f} (variance of the Laplacian) is below "
+            f"the {settings.blur_warn:g} warning threshold",
+        )
+    return _check("sharpness", QualityLevel.PASS, sharpness, None)
+
+
+def _exposure_check(brightness: float, settings: IntakeSettings) -> QualityCheck:
+    if brightness < settings.dark_reject:
+        level, reason = (
+            QualityLevel.REJECT,
+            f"too dark: mean luminance {brightness:.1f} is below {settings.dark_reject:g}",
+        )
+    elif brightness > settings.bright_reject:
+        level, reason = (
+            QualityLevel.REJECT,
+            f"overexposed: mean luminance {brightness:.1f} is above {settings.bright_reject:g}",
+        )
+    elif brightness < settings.dark_warn:
+        level, reason = (
+            QualityLevel.WARN,
+            f"dark: mean luminance {brightness:.1f} is below {settings.dark_warn:g}",
+        )
+    elif brightness > settings.bright_warn:
+        level, reason = (
+            QualityLevel.WARN,
+            f"bright: mean luminance {brightness:.1f} is above {settings.bright_warn:g}",
+        )
+    else:
+        level, reason = QualityLevel.PASS, None
+    return _check("exposure", level, brightness, reason)
+
+
+def assess_quality(image: Image.Image, settings: IntakeSettings) -> QualityReport:
+    """Geometry, sharpness and exposure checks of an RGB image; the level is the worst check."""
+    width, height = image.size
+    checks = _geometry_checks(width, height, settings)
+    if width >= _LAPLACIAN_MIN_SIDE and height >= _LAPLACIAN_MIN_SIDE:
+        gray = quality_gray(image)
+        # An extreme aspect ratio can shrink below 3 px; it is rejected by aspect_ratio anyway.
+        if min(gray.shape) >= _LAPLACIAN_MIN_SIDE:
+            checks.append(_sharpness_check(laplacian_variance(gray), settings))
+        checks.append(_exposure_check(float(gray.mean()), settings))
+    level = max((c.level for c in checks), key=_LEVEL_ORDER.__getitem__)
+    return QualityReport(level=level, checks=checks)
+
+
+def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
+    """Validate and decode an uploaded photo. Raises PhotoRejected for unsafe/undecodable input.
+
+    Deterministic: the same bytes and settings give a pixel-identical image and the same report.
+    """
+    size = len(data)
+    if size == 0:
+        raise PhotoRejected("empty file (0 bytes)")
+    if size > settings.max_bytes:
+        raise PhotoRejected(
+            f"file too large: {size / _MIB:.1f} MB exceeds {settings.max_bytes / _MIB:.1f} MB"
+        )
+    content_type = sniff_content_type(data)
+    if content_type is None:
+        raise PhotoRejected("not an image: content is not JPEG, PNG or WebP")
+
+    decoded = _open_checked(data, content_type, settings)
+    try:
+        source_format = decoded.format or _PIL_FORMATS[content_type]
+        source_mode = decoded.mode
+        try:
+            oriented = ImageOps.exif_transpose(decoded)
+        except _DECODE_ERRORS as exc:
+            raise PhotoRejected(
+                f"truncated or corrupt image: unreadable EXIF orientation: {_one_line(exc)}"
+            ) from exc
+        rgb = _to_rgb(oriented)
+    finally:
+        decoded.close()
+
+    quality = assess_quality(rgb, settings)
+    # Enhance after measuring, so the report describes the photo as taken.
+    image = ImageOps.autocontrast(rgb, cutoff=1) if settings.enhance else rgb
+    return IntakeResult(
+        image=image,
+        original_size=rgb.size,
+        source_format=source_format,
+        source_mode=source_mode,
+        quality=quality,
+        content_type=content_type,
+    )

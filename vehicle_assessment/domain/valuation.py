@@ -1,0 +1,100 @@
+"""Damage → depreciation → adjusted value.
+
+Vehicle-level rule ("worst photo in full, the rest at a discount, capped"):
+
+    combined = min(cap, 1 − (1 − r₁) · Π_{i≥2} (1 − w · rᵢ))
+
+with r₁ ≥ r₂ ≥ … the per-photo rates of the confidently assessed photos, w the
+`additional_photo_weight` (default 0.5) and cap `max_total_depreciation` (default 0.6).
+Several photos often show the same damage from different angles, so summing them (the original
+app: three severe photos took 120 % off) double counts; compounding keeps every term below 100 %
+and the cap bounds the total. The README has a worked example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vehicle_assessment.domain.models import (
+    PhotoDepreciation,
+    PhotoRecord,
+    PhotoStatus,
+    Severity,
+    UndamagedValue,
+    Valuation,
+)
+from vehicle_assessment.settings import ValuationSettings
+
+
+def combine_depreciation(rates: Sequence[float], settings: ValuationSettings) -> float:
+    """The bounded vehicle-level depreciation for per-photo rates (any order)."""
+    if any(not 0 <= rate < 1 for rate in rates):
+        raise ValueError(f"per-photo rates must be in [0, 1), got {list(rates)}")
+    ordered = sorted(rates, reverse=True)
+    if not ordered:
+        return 0.0
+    remaining = 1.0 - ordered[0]
+    for rate in ordered[1:]:
+        remaining *= 1.0 - settings.additional_photo_weight * rate
+    return round(min(settings.max_total_depreciation, 1.0 - remaining), 6)
+
+
+def rule_text(settings: ValuationSettings) -> str:
+    return (
+        "worst photo in full, each further photo at "
+        f"{settings.additional_photo_weight:.0%} of its rate, compounded, capped at "
+        f"{settings.max_total_depreciation:.0%}"
+    )
+
+
+def value_vehicle(
+    photos: Sequence[PhotoRecord], undamaged: UndamagedValue, settings: ValuationSettings
+) -> Valuation:
+    """Per-photo depreciation from the verdicts, then the bounded combination."""
+    per_photo: list[PhotoDepreciation] = []
+    notes: list[str] = []
+    for photo in photos:
+        verdict = photo.verdict
+        if photo.status != PhotoStatus.ANALYSED or verdict is None:
+            per_photo.append(
+                PhotoDepreciation(
+                    photo_id=photo.photo_id,
+                    severity=Severity.NONE,
+                    rate=0.0,
+                    counted=False,
+                    reason=f"not assessed: {photo.reason or photo.status.value}",
+                )
+            )
+            continue
+        rate = settings.severity_depreciation[verdict.severity]
+        # An uncertain verdict must not move money on its own: it is listed for a person to check.
+        counted = not verdict.needs_review
+        per_photo.append(
+            PhotoDepreciation(
+                photo_id=photo.photo_id,
+                severity=verdict.severity,
+                rate=rate,
+                counted=counted,
+                reason=None if counted else f"needs review: {verdict.review_reason}",
+            )
+        )
+
+    counted_rates = [p.rate for p in per_photo if p.counted]
+    uncounted = [p for p in per_photo if not p.counted]
+    if not counted_rates:
+        notes.append("no photo could be assessed with confidence; no damage depreciation applied")
+    if uncounted:
+        notes.append(f"{len(uncounted)} of {len(per_photo)} photos not counted (see their reasons)")
+    combined = combine_depreciation(counted_rates, settings)
+    adjusted = None if undamaged.amount_usd is None else round(undamaged.amount_usd * (1.0 - combined), 2)
+    if adjusted is None:
+        notes.append(f"no adjusted value: {undamaged.reason}")
+    return Valuation(
+        undamaged=undamaged,
+        photos=per_photo,
+        combined_depreciation=combined,
+        adjusted_value_usd=adjusted,
+        rule=rule_text(settings),
+        provisional=bool(uncounted) or not counted_rates,
+        notes=notes,
+    )

@@ -1,0 +1,148 @@
+"""Build the reference index from a folder of labelled photos (labels.csv).
+
+Batched and resumable: each batch is committed as it finishes and photos already in the index are
+skipped, so an interrupted build continues where it stopped. Photos are decoded in a thread pool
+while the previous batch is being embedded. Every photo not indexed is listed with its reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from vehicle_assessment.domain.models import DamageType, QualityLevel, ReferenceLabel, Severity
+from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
+from vehicle_assessment.ports import ImageEncoder, ReferenceItem, WritableReferenceIndex
+from vehicle_assessment.settings import IntakeSettings
+
+
+@dataclass(frozen=True)
+class LabelledPhoto:
+    source: str  # the path as written in labels.csv, relative to the photo folder
+    path: Path
+    label: ReferenceLabel
+
+
+@dataclass(frozen=True)
+class Skipped:
+    source: str
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    added: int = 0
+    already_indexed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def parse_label(row: dict[str, str]) -> ReferenceLabel:
+    damaged_text = (row.get("damaged") or "").strip().lower()
+    if damaged_text not in {"true", "false"}:
+        raise ValueError(f"damaged must be true or false, got {damaged_text!r}")
+    try:
+        label = ReferenceLabel(
+            damaged=damaged_text == "true",
+            damage_type=DamageType((row.get("damage_type") or "").strip().lower()),
+            severity=Severity((row.get("severity") or "").strip().lower()),
+        )
+    except (ValueError, ValidationError) as exc:
+        raise ValueError(f"bad label: {exc}") from exc
+    # A label must be self-consistent, or votes would mix "undamaged" with a severity.
+    if label.damaged == (label.severity == Severity.NONE) or label.damaged == (label.damage_type == DamageType.NONE):
+        raise ValueError(
+            f"inconsistent label: damaged={label.damaged}, type={label.damage_type}, severity={label.severity}"
+        )
+    return label
+
+
+def read_labels(photo_dir: Path, labels_csv: Path) -> tuple[list[LabelledPhoto], list[Skipped]]:
+    """Rows of labels.csv (columns path, damaged, damage_type, severity) resolved under photo_dir."""
+    photos, skipped = [], []
+    with labels_csv.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"path", "damaged", "damage_type", "severity"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{labels_csv} lacks the column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            source = (row.get("path") or "").strip()
+            if not source:
+                skipped.append(Skipped(f"{labels_csv.name}:{line}", "empty path"))
+                continue
+            try:
+                label = parse_label(row)
+            except ValueError as exc:
+                skipped.append(Skipped(source, str(exc)))
+                continue
+            path = photo_dir / source
+            if not path.is_file():
+                skipped.append(Skipped(source, f"file not found under {photo_dir}"))
+                continue
+            photos.append(LabelledPhoto(source=source, path=path, label=label))
+    return photos, skipped
+
+
+def _prepare(photo: LabelledPhoto, intake: IntakeSettings) -> tuple[str, IntakeResult] | Skipped:
+    data = photo.path.read_bytes()
+    try:
+        result = intake_photo(data, intake)
+    except PhotoRejected as exc:
+        return Skipped(photo.source, str(exc))
+    if result.quality.level == QualityLevel.REJECT:
+        return Skipped(photo.source, "; ".join(result.quality.reasons))
+    return hashlib.sha256(data).hexdigest(), result
+
+
+def _batches(items: Sequence[LabelledPhoto], size: int) -> Iterator[Sequence[LabelledPhoto]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def build_index(
+    photos: Sequence[LabelledPhoto],
+    encoder: ImageEncoder,
+    index: WritableReferenceIndex,
+    intake: IntakeSettings,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> BuildReport:
+    index.bind(encoder.identity)
+    report = BuildReport()
+    known = index.known_sources()
+    todo = [p for p in photos if p.source not in known]
+    report.already_indexed = len(photos) - len(todo)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        def submit(batch: Sequence[LabelledPhoto]) -> list[Future]:
+            return [pool.submit(_prepare, photo, intake) for photo in batch]
+
+        batches = list(_batches(todo, batch_size))
+        pending = submit(batches[0]) if batches else []
+        for number, batch in enumerate(batches):
+            prepared = [future.result() for future in pending]
+            # Decode the next batch while this one is embedded.
+            pending = submit(batches[number + 1]) if number + 1 < len(batches) else []
+            ready = []
+            for photo, outcome in zip(batch, prepared, strict=True):
+                if isinstance(outcome, Skipped):
+                    report.skipped.append(outcome)
+                else:
+                    ready.append((photo, *outcome))
+            if ready:
+                vectors = encoder.embed([result.image for _, _, result in ready])
+                index.add(
+                    [
+                        ReferenceItem(source=photo.source, sha256=sha, label=photo.label, vector=vector)
+                        for (photo, sha, _), vector in zip(ready, vectors, strict=True)
+                    ]
+                )
+                report.added += len(ready)
+            if progress:
+                progress(len(batch))
+    return report

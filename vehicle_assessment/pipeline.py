@@ -1,0 +1,319 @@
+"""The workflow's steps as plain functions over the ports.
+
+Each step takes the assessment (and the ports it needs) and returns the updated assessment.
+The local runner calls them in order; on AWS each is one Lambda of the Step Functions workflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from vehicle_assessment.domain.description import build_description_request
+from vehicle_assessment.domain.models import (
+    UNTRAINED_ENCODER_WARNING,
+    Assessment,
+    AssessmentInputs,
+    AssessmentStatus,
+    AudioRecord,
+    AudioStatus,
+    DescriptionStyle,
+    PhotoRecord,
+    PhotoStatus,
+    QualityLevel,
+)
+from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
+from vehicle_assessment.domain.valuation import value_vehicle
+from vehicle_assessment.domain.value import estimate_undamaged_value
+from vehicle_assessment.domain.vehicle import facts_from_vin
+from vehicle_assessment.domain.verdict import decide_verdict
+from vehicle_assessment.domain.vin import check_vin
+from vehicle_assessment.ports import (
+    AssessmentRepository,
+    Describer,
+    ImageEncoder,
+    IndexMismatch,
+    ObjectStore,
+    ReferenceIndex,
+    Speaker,
+    SpeechUnavailable,
+    VinDecoder,
+    VinDecoderUnavailable,
+)
+from vehicle_assessment.settings import AssessmentRules
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PhotoUpload:
+    filename: str
+    data: bytes
+
+
+def photo_key(assessment_id: str, position: int, filename: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", filename.rsplit("/", 1)[-1])[:80] or "photo"
+    return f"photos/{assessment_id}/{position:02d}-{safe}"
+
+
+def new_assessment(
+    inputs: AssessmentInputs,
+    uploads: Sequence[PhotoUpload],
+    objects: ObjectStore,
+    now: datetime,
+    assessment_id: str | None = None,
+) -> Assessment:
+    """Validate the VIN, keep every original photo untouched, and open the record.
+
+    Raises InvalidVin before anything is stored; after that, nothing is dropped: each upload
+    gets a PhotoRecord whatever its content.
+    """
+    vin_check = check_vin(inputs.vin, now.date())
+    assessment_id = assessment_id or str(uuid.uuid4())
+    photos = []
+    for position, upload in enumerate(uploads, start=1):
+        key = photo_key(assessment_id, position, upload.filename)
+        objects.put(key, upload.data, "application/octet-stream")
+        photos.append(
+            PhotoRecord(
+                photo_id=f"{position:02d}",
+                filename=upload.filename,
+                object_key=key,
+                size_bytes=len(upload.data),
+                sha256=hashlib.sha256(upload.data).hexdigest(),
+                status=PhotoStatus.RECEIVED,
+            )
+        )
+    return Assessment(
+        assessment_id=assessment_id,
+        vin=vin_check.vin,
+        status=AssessmentStatus.PROCESSING,
+        created_at=now,
+        updated_at=now,
+        inputs=inputs.model_copy(update={"vin": vin_check.vin}),
+        vin_check=vin_check,
+        photos=photos,
+        warnings=list(vin_check.warnings),
+    )
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def decode_vehicle(assessment: Assessment, decoder: VinDecoder, today: date) -> Assessment:
+    """vPIC facts, or — when vPIC cannot answer — what the VIN itself tells."""
+    vin_check = assessment.vin_check or check_vin(assessment.vin, today)
+    warnings = list(assessment.warnings)
+    try:
+        facts = decoder.decode(vin_check.vin, vin_check.model_year)
+    except VinDecoderUnavailable as exc:
+        facts = facts_from_vin(vin_check)
+        warnings.append(f"vehicle decoded from the VIN only: {exc}")
+    warnings.extend(w for w in facts.warnings if w not in warnings)
+    return assessment.model_copy(update={"vin_check": vin_check, "vehicle": facts, "warnings": warnings})
+
+
+def intake(record: PhotoRecord, data: bytes, rules: AssessmentRules) -> tuple[PhotoRecord, IntakeResult | None]:
+    """Decode and quality-check one photo; a rejected photo keeps its record and the reason."""
+    try:
+        result = intake_photo(data, rules.intake)
+    except PhotoRejected as exc:
+        return record.model_copy(update={"status": PhotoStatus.REJECTED, "reason": str(exc)}), None
+    width, height = result.original_size
+    update = {"width": width, "height": height, "quality": result.quality}
+    if result.quality.level == QualityLevel.REJECT:
+        update |= {"status": PhotoStatus.REJECTED, "reason": "; ".join(result.quality.reasons)}
+        return record.model_copy(update=update), None
+    return record.model_copy(update=update), result
+
+
+def analyse_photos(
+    records: Sequence[PhotoRecord],
+    photo_bytes: Sequence[bytes],
+    encoder: ImageEncoder,
+    index: ReferenceIndex,
+    rules: AssessmentRules,
+) -> list[PhotoRecord]:
+    """Intake each photo, embed the usable ones in one batch, search, and decide verdicts."""
+    if index.identity is not None and index.identity != encoder.identity:
+        raise IndexMismatch(
+            f"the reference index holds {index.identity.describe()} vectors but the encoder is "
+            f"{encoder.identity.describe()}; rebuild the index with the same encoder settings"
+        )
+    checked = [intake(record, data, rules) for record, data in zip(records, photo_bytes, strict=True)]
+    usable = [(i, result) for i, (_, result) in enumerate(checked) if result is not None]
+    results = [record for record, _ in checked]
+    if not usable:
+        return results
+    vectors = encoder.embed([result.image for _, result in usable])
+    for (i, _), neighbours in zip(usable, index.search(vectors, rules.verdict.k), strict=True):
+        verdict = decide_verdict(neighbours, rules.verdict)
+        results[i] = results[i].model_copy(update={"status": PhotoStatus.ANALYSED, "verdict": verdict})
+    return results
+
+
+def analyse_assessment_photos(
+    assessment: Assessment,
+    objects: ObjectStore,
+    encoder: ImageEncoder,
+    index: ReferenceIndex,
+    rules: AssessmentRules,
+) -> Assessment:
+    data = [objects.get(photo.object_key) for photo in assessment.photos]
+    photos = analyse_photos(assessment.photos, data, encoder, index, rules)
+    warnings = list(assessment.warnings)
+    if encoder.identity.untrained and UNTRAINED_ENCODER_WARNING not in warnings:
+        warnings.insert(0, UNTRAINED_ENCODER_WARNING)
+    return assessment.model_copy(update={"photos": photos, "encoder": encoder.identity, "warnings": warnings})
+
+
+def value_assessment(assessment: Assessment, rules: AssessmentRules, today: date) -> Assessment:
+    undamaged = estimate_undamaged_value(
+        assessment.vehicle,
+        assessment.inputs.mileage,
+        assessment.inputs.estimate_usd,
+        today,
+        rules.value_curve,
+    )
+    valuation = value_vehicle(assessment.photos, undamaged, rules.valuation)
+    return assessment.model_copy(update={"valuation": valuation})
+
+
+def describe_assessment(
+    assessment: Assessment,
+    describer: Describer,
+    languages: Sequence[str],
+    styles: Sequence[str],
+    creativity: float = 0.0,
+) -> Assessment:
+    request = build_description_request(assessment)
+    descriptions = [
+        describer.describe(request, DescriptionStyle(style), language, creativity)
+        for style in styles
+        for language in languages
+    ]
+    return assessment.model_copy(update={"descriptions": descriptions})
+
+
+def speak_descriptions(assessment: Assessment, speaker: Speaker, objects: ObjectStore) -> Assessment:
+    """Audio for each description; when speech cannot be made, record why and go on."""
+    audio = []
+    for description in assessment.descriptions:
+        try:
+            clip = speaker.synthesize(description.text, description.language)
+        except SpeechUnavailable as exc:
+            audio.append(
+                AudioRecord(
+                    language=description.language,
+                    style=description.style,
+                    status=AudioStatus.SKIPPED,
+                    reason=str(exc),
+                )
+            )
+            continue
+        key = f"audio/{assessment.assessment_id}/{description.style.value}-{description.language}.{clip.extension}"
+        objects.put(key, clip.audio, clip.content_type)
+        audio.append(
+            AudioRecord(
+                language=description.language,
+                style=description.style,
+                status=AudioStatus.GENERATED,
+                object_key=key,
+                content_type=clip.content_type,
+            )
+        )
+    return assessment.model_copy(update={"audio": audio})
+
+
+def review_reasons(assessment: Assessment) -> list[str]:
+    reasons = []
+    for photo in assessment.photos:
+        if photo.status == PhotoStatus.REJECTED:
+            reasons.append(f"photo {photo.photo_id} ({photo.filename}) rejected: {photo.reason}")
+        elif photo.verdict and photo.verdict.needs_review:
+            reasons.append(f"photo {photo.photo_id} ({photo.filename}) needs review: {photo.verdict.review_reason}")
+    if assessment.encoder and assessment.encoder.untrained:
+        reasons.append(UNTRAINED_ENCODER_WARNING)
+    return reasons
+
+
+def complete(assessment: Assessment, now: datetime) -> Assessment:
+    return assessment.model_copy(
+        update={
+            "status": AssessmentStatus.COMPLETED,
+            "updated_at": now,
+            "review_reasons": review_reasons(assessment),
+        }
+    )
+
+
+def mark_failed(assessment: Assessment, step: str, reason: str, now: datetime) -> Assessment:
+    return assessment.model_copy(
+        update={
+            "status": AssessmentStatus.FAILED,
+            "failed_step": step,
+            "failure_reason": reason,
+            "updated_at": now,
+        }
+    )
+
+
+# --- the local runner -----------------------------------------------------------------------
+
+
+@dataclass
+class LocalPorts:
+    objects: ObjectStore
+    repository: AssessmentRepository
+    vin_decoder: VinDecoder
+    encoder: ImageEncoder
+    index: ReferenceIndex
+    describer: Describer
+    speaker: Speaker
+
+
+class AssessmentRunner:
+    """Runs the workflow's steps in one process, saving after each so nothing is ever lost."""
+
+    def __init__(self, ports: LocalPorts, rules: AssessmentRules, clock: Clock = utc_now) -> None:
+        self.ports = ports
+        self.rules = rules
+        self.clock = clock
+
+    def assess(self, inputs: AssessmentInputs, uploads: Sequence[PhotoUpload]) -> Assessment:
+        """Raises InvalidVin / ValueError for bad input before anything is stored."""
+        if not uploads:
+            raise ValueError("at least one photo is required")
+        p, rules = self.ports, self.rules
+        assessment = new_assessment(inputs, uploads, p.objects, self.clock())
+        p.repository.save(assessment)
+        today = self.clock().date()
+        steps: list[tuple[str, Callable[[Assessment], Assessment]]] = [
+            ("decode_vehicle", lambda a: decode_vehicle(a, p.vin_decoder, today)),
+            ("analyse_photos", lambda a: analyse_assessment_photos(a, p.objects, p.encoder, p.index, rules)),
+            ("value", lambda a: value_assessment(a, rules, today)),
+            ("describe", lambda a: describe_assessment(a, p.describer, rules.languages, rules.styles)),
+            ("speak", lambda a: speak_descriptions(a, p.speaker, p.objects)),
+        ]
+        for name, step in steps:
+            try:
+                assessment = step(assessment)
+            except Exception as exc:  # any failure is recorded on the assessment, then reported
+                logger.exception("step %s failed for assessment %s", name, assessment.assessment_id)
+                failed = mark_failed(assessment, name, f"{type(exc).__name__}: {exc}", self.clock())
+                p.repository.save(failed)
+                return failed
+        done = complete(assessment, self.clock())
+        p.repository.save(done)
+        return done

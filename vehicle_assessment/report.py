@@ -1,0 +1,124 @@
+"""Human-readable rendering of assessments for the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from vehicle_assessment.domain.description import display_make
+from vehicle_assessment.domain.models import (
+    UNTRAINED_ENCODER_WARNING,
+    Assessment,
+    AudioStatus,
+    PhotoRecord,
+    PhotoStatus,
+)
+
+_BANNER = "!" * 78
+
+
+def _money(amount: float | None) -> str:
+    return "unknown" if amount is None else f"${amount:,.0f}"
+
+
+def _vehicle_lines(a: Assessment) -> list[str]:
+    v = a.vehicle
+    if v is None:
+        return [f"  VIN {a.vin} (not decoded)"]
+    name = " ".join(str(x) for x in [v.model_year, display_make(v.make) or v.manufacturer, v.model, v.trim] if x)
+    source = "NHTSA vPIC" if v.source == "vpic" else "the VIN alone (offline)"
+    lines = [f"  VIN {a.vin}: {name or 'unknown vehicle'}   [decoded from {source}]"]
+    details = {
+        "body": v.body_class,
+        "drive": v.drive_type,
+        "fuel": " / ".join(f for f in [v.fuel_type_primary, v.fuel_type_secondary] if f) or None,
+        "engine": (
+            " ".join(x for x in [f"{v.engine_displacement_l:g} L" if v.engine_displacement_l else "",
+                                 f"{v.engine_cylinders} cyl" if v.engine_cylinders else ""] if x) or None
+        ),
+        "electrified": "hybrid" if v.is_hybrid else ("electric" if v.is_electric else None),
+        "color": a.inputs.color,
+        "mileage": f"{a.inputs.mileage:,} mi" if a.inputs.mileage is not None else None,
+    }
+    known = [f"{k}: {val}" for k, val in details.items() if val]
+    if known:
+        lines.append("  " + "; ".join(known))
+    return lines
+
+
+def _photo_lines(photo: PhotoRecord) -> list[str]:
+    head = f"  [{photo.photo_id}] {photo.filename} ({photo.size_bytes:,} bytes"
+    head += f", {photo.width}x{photo.height})" if photo.width else ")"
+    if photo.status == PhotoStatus.REJECTED:
+        return [head, f"       REJECTED: {photo.reason}"]
+    if photo.status != PhotoStatus.ANALYSED or photo.verdict is None:
+        return [head, f"       {photo.status.value}: {photo.reason or 'not analysed'}"]
+    v = photo.verdict
+    call = f"DAMAGED: {v.severity.value} {v.damage_type.value}" if v.damaged else "no damage found"
+    lines = [head, f"       {call}  (confidence {v.confidence:.2f}, damaged share {v.damaged_share:.2f})"]
+    if v.needs_review:
+        lines.append(f"       NEEDS REVIEW: {v.review_reason}")
+    if photo.quality and photo.quality.reasons:
+        lines.append(f"       quality {photo.quality.level.value}: {'; '.join(photo.quality.reasons)}")
+    for n in v.neighbours[:3]:
+        label = f"{n.label.severity.value} {n.label.damage_type.value}" if n.label.damaged else "undamaged"
+        lines.append(f"       ~ {n.similarity:.3f}  {label:<18} {n.source}")
+    return lines
+
+
+def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
+    untrained = bool(a.encoder and a.encoder.untrained)
+    out: list[str] = []
+    if untrained:
+        out += [_BANNER, f"!!! {UNTRAINED_ENCODER_WARNING.upper()}", _BANNER]
+    out.append(f"Assessment {a.assessment_id}  {a.status.value}  (updated {a.updated_at:%Y-%m-%d %H:%M:%S} UTC)")
+    if a.failure_reason:
+        out.append(f"  FAILED in step {a.failed_step}: {a.failure_reason}")
+    out += ["", "Vehicle", *_vehicle_lines(a)]
+    if a.encoder:
+        out.append(f"  encoder: {a.encoder.describe()}")
+    out += ["", f"Photos ({len(a.photos)})"]
+    for photo in a.photos:
+        out += _photo_lines(photo)
+    if a.valuation:
+        val = a.valuation
+        out += [
+            "",
+            "Valuation" + ("  (PROVISIONAL)" if val.provisional else ""),
+            f"  undamaged value: {_money(val.undamaged.amount_usd)}  ({val.undamaged.method.value}: {val.undamaged.reason})",
+            f"  per photo: " + ", ".join(
+                f"{p.photo_id} {p.severity.value} {p.rate:.0%}{'' if p.counted else ' (not counted)'}" for p in val.photos
+            ),
+            f"  combined depreciation: {val.combined_depreciation:.1%}  ({val.rule})",
+            f"  adjusted value: {_money(val.adjusted_value_usd)}",
+            *[f"  note: {n}" for n in val.notes],
+        ]
+    if a.descriptions:
+        out += ["", "Descriptions"]
+        for d in a.descriptions:
+            out.append(f"  [{d.style.value}/{d.language}, {d.generator}] {d.text}")
+    if a.audio:
+        out += ["", "Audio"]
+        for clip in a.audio:
+            where = (objects_dir / clip.object_key) if (objects_dir and clip.object_key) else clip.object_key
+            detail = f"{where}" if clip.status == AudioStatus.GENERATED else f"skipped: {clip.reason}"
+            out.append(f"  [{clip.style.value}/{clip.language}] {detail}")
+    notes = [w for w in a.warnings if w != UNTRAINED_ENCODER_WARNING]
+    if notes:
+        out += ["", "Warnings", *[f"  - {w}" for w in notes]]
+    if a.review_reasons:
+        out += ["", "Needs review", *[f"  - {r}" for r in a.review_reasons]]
+    if untrained:
+        out += ["", _BANNER, f"!!! {UNTRAINED_ENCODER_WARNING.upper()}", _BANNER]
+    return "\n".join(out)
+
+
+def render_list(assessments: Sequence[Assessment]) -> str:
+    if not assessments:
+        return "no assessments for this VIN"
+    rows = []
+    for a in assessments:
+        value = _money(a.valuation.adjusted_value_usd) if a.valuation else "-"
+        flag = " needs review" if a.needs_review else ""
+        rows.append(f"{a.assessment_id}  {a.created_at:%Y-%m-%d %H:%M}  {a.status.value:<10} {value:>10}{flag}")
+    return "\n".join(rows)
