@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     index_commands = index.add_subparsers(dest="index_command", required=True)
     build = index_commands.add_parser("build", help="embed labelled reference photos (resumable)")
     build.add_argument("photo_dir", type=Path)
-    build.add_argument("--labels", type=Path, required=True, help="labels.csv (path,damaged,damage_type,severity)")
+    build.add_argument(
+        "--labels", type=Path, required=True, help="labels.csv (path,damaged,damage_type,severity)"
+    )
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--json", action="store_true")
 
@@ -150,7 +152,9 @@ def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
     encoder = load_encoder(settings.encoder)
     index = open_index(settings)
     try:
-        with tqdm(total=len(photos), desc="indexing", unit="photo", disable=args.json, file=sys.stderr) as bar:
+        with tqdm(
+            total=len(photos), desc="indexing", unit="photo", disable=args.json, file=sys.stderr
+        ) as bar:
             report = build_index(
                 photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=bar.update
             )
@@ -162,7 +166,8 @@ def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
             "already_indexed": report.already_indexed,
             "total": index.count(),
             "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
-            "warnings": encoder.warnings + ([UNTRAINED_ENCODER_WARNING] if encoder.identity.untrained else []),
+            "warnings": encoder.warnings
+            + ([UNTRAINED_ENCODER_WARNING] if encoder.identity.untrained else []),
         }
     finally:
         index.close()

@@ -55,7 +55,9 @@ def parse_label(row: dict[str, str]) -> ReferenceLabel:
     except (ValueError, ValidationError) as exc:
         raise ValueError(f"bad label: {exc}") from exc
     # A label must be self-consistent, or votes would mix "undamaged" with a severity.
-    if label.damaged == (label.severity == Severity.NONE) or label.damaged == (label.damage_type == DamageType.NONE):
+    if label.damaged == (label.severity == Severity.NONE) or label.damaged == (
+        label.damage_type == DamageType.NONE
+    ):
         raise ValueError(
             f"inconsistent label: damaged={label.damaged}, type={label.damage_type}, severity={label.severity}"
         )
@@ -119,6 +121,7 @@ def build_index(
     todo = [p for p in photos if p.source not in known]
     report.already_indexed = len(photos) - len(todo)
     with ThreadPoolExecutor(max_workers=workers) as pool:
+
         def submit(batch: Sequence[LabelledPhoto]) -> list[Future]:
             return [pool.submit(_prepare, photo, intake) for photo in batch]
 

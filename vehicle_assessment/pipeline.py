@@ -124,7 +124,9 @@ def decode_vehicle(assessment: Assessment, decoder: VinDecoder, today: date) -> 
     return assessment.model_copy(update={"vin_check": vin_check, "vehicle": facts, "warnings": warnings})
 
 
-def intake(record: PhotoRecord, data: bytes, rules: AssessmentRules) -> tuple[PhotoRecord, IntakeResult | None]:
+def intake(
+    record: PhotoRecord, data: bytes, rules: AssessmentRules
+) -> tuple[PhotoRecord, IntakeResult | None]:
     """Decode and quality-check one photo; a rejected photo keeps its record and the reason."""
     try:
         result = intake_photo(data, rules.intake)
@@ -242,7 +244,9 @@ def review_reasons(assessment: Assessment) -> list[str]:
         if photo.status == PhotoStatus.REJECTED:
             reasons.append(f"photo {photo.photo_id} ({photo.filename}) rejected: {photo.reason}")
         elif photo.verdict and photo.verdict.needs_review:
-            reasons.append(f"photo {photo.photo_id} ({photo.filename}) needs review: {photo.verdict.review_reason}")
+            reasons.append(
+                f"photo {photo.photo_id} ({photo.filename}) needs review: {photo.verdict.review_reason}"
+            )
     if assessment.encoder and assessment.encoder.untrained:
         reasons.append(UNTRAINED_ENCODER_WARNING)
     return reasons

@@ -25,7 +25,9 @@ def _vehicle_lines(a: Assessment) -> list[str]:
     v = a.vehicle
     if v is None:
         return [f"  VIN {a.vin} (not decoded)"]
-    name = " ".join(str(x) for x in [v.model_year, display_make(v.make) or v.manufacturer, v.model, v.trim] if x)
+    name = " ".join(
+        str(x) for x in [v.model_year, display_make(v.make) or v.manufacturer, v.model, v.trim] if x
+    )
     source = "NHTSA vPIC" if v.source == "vpic" else "the VIN alone (offline)"
     lines = [f"  VIN {a.vin}: {name or 'unknown vehicle'}   [decoded from {source}]"]
     details = {
@@ -33,8 +35,15 @@ def _vehicle_lines(a: Assessment) -> list[str]:
         "drive": v.drive_type,
         "fuel": " / ".join(f for f in [v.fuel_type_primary, v.fuel_type_secondary] if f) or None,
         "engine": (
-            " ".join(x for x in [f"{v.engine_displacement_l:g} L" if v.engine_displacement_l else "",
-                                 f"{v.engine_cylinders} cyl" if v.engine_cylinders else ""] if x) or None
+            " ".join(
+                x
+                for x in [
+                    f"{v.engine_displacement_l:g} L" if v.engine_displacement_l else "",
+                    f"{v.engine_cylinders} cyl" if v.engine_cylinders else "",
+                ]
+                if x
+            )
+            or None
         ),
         "electrified": "hybrid" if v.is_hybrid else ("electric" if v.is_electric else None),
         "color": a.inputs.color,
@@ -71,7 +80,9 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
     out: list[str] = []
     if untrained:
         out += [_BANNER, f"!!! {UNTRAINED_ENCODER_WARNING.upper()}", _BANNER]
-    out.append(f"Assessment {a.assessment_id}  {a.status.value}  (updated {a.updated_at:%Y-%m-%d %H:%M:%S} UTC)")
+    out.append(
+        f"Assessment {a.assessment_id}  {a.status.value}  (updated {a.updated_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
     if a.failure_reason:
         out.append(f"  FAILED in step {a.failed_step}: {a.failure_reason}")
     out += ["", "Vehicle", *_vehicle_lines(a)]
@@ -86,8 +97,10 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
             "",
             "Valuation" + ("  (PROVISIONAL)" if val.provisional else ""),
             f"  undamaged value: {_money(val.undamaged.amount_usd)}  ({val.undamaged.method.value}: {val.undamaged.reason})",
-            f"  per photo: " + ", ".join(
-                f"{p.photo_id} {p.severity.value} {p.rate:.0%}{'' if p.counted else ' (not counted)'}" for p in val.photos
+            "  per photo: "
+            + ", ".join(
+                f"{p.photo_id} {p.severity.value} {p.rate:.0%}{'' if p.counted else ' (not counted)'}"
+                for p in val.photos
             ),
             f"  combined depreciation: {val.combined_depreciation:.1%}  ({val.rule})",
             f"  adjusted value: {_money(val.adjusted_value_usd)}",
@@ -120,5 +133,7 @@ def render_list(assessments: Sequence[Assessment]) -> str:
     for a in assessments:
         value = _money(a.valuation.adjusted_value_usd) if a.valuation else "-"
         flag = " needs review" if a.needs_review else ""
-        rows.append(f"{a.assessment_id}  {a.created_at:%Y-%m-%d %H:%M}  {a.status.value:<10} {value:>10}{flag}")
+        rows.append(
+            f"{a.assessment_id}  {a.created_at:%Y-%m-%d %H:%M}  {a.status.value:<10} {value:>10}{flag}"
+        )
     return "\n".join(rows)

@@ -85,6 +85,9 @@ class IntakeSettings(RuleSettings):
     bright_warn: float = Field(default=215.0, ge=0, le=255)
     bright_reject: float = Field(default=245.0, ge=0, le=255)
     enhance: bool = Field(default=True, description="auto-contrast the copy that is embedded")
+    embedding_short_side: int = Field(
+        default=448, ge=224, description="the embedded copy is shrunk to at most this short side"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> IntakeSettings:
@@ -93,7 +96,9 @@ class IntakeSettings(RuleSettings):
         if not (self.blur_reject <= self.blur_warn):
             raise ValueError("blur_reject must not exceed blur_warn")
         if not (self.dark_reject <= self.dark_warn < self.bright_warn <= self.bright_reject):
-            raise ValueError("exposure thresholds must be ordered dark_reject <= dark_warn < bright_warn <= bright_reject")
+            raise ValueError(
+                "exposure thresholds must be ordered dark_reject <= dark_warn < bright_warn <= bright_reject"
+            )
         return self
 
 

@@ -100,7 +100,9 @@ def _powertrain(request: DescriptionRequest, language: str) -> str | None:
         details = [f"{v.engine_displacement_l:g} L" if v.engine_displacement_l else None]
         details.append(f"{v.engine_cylinders} cilindros" if v.engine_cylinders else None)
         spec = " y ".join(d for d in details if d)
-        text = " ".join(p for p in [engine, f"de {fuel}" if fuel else None, f"de {spec}" if spec else None] if p)
+        text = " ".join(
+            p for p in [engine, f"de {fuel}" if fuel else None, f"de {spec}" if spec else None] if p
+        )
         return text if (fuel or spec or v.is_hybrid) else None
     details = [f"{v.engine_displacement_l:g} L" if v.engine_displacement_l else None]
     details.append(f"{v.engine_cylinders}-cylinder" if v.engine_cylinders else None)
@@ -122,7 +124,9 @@ def _damage_phrase(request: DescriptionRequest, language: str) -> str:
     for key, count in request.damage_summary.items():
         damage_type, severity = key.split("/")
         if language == "es":
-            items.append(f"{_DAMAGE_ES.get(damage_type, damage_type)} {_SEVERITY_ES.get(severity, severity)} ({count})")
+            items.append(
+                f"{_DAMAGE_ES.get(damage_type, damage_type)} {_SEVERITY_ES.get(severity, severity)} ({count})"
+            )
         else:
             items.append(f"{severity} {damage_type} ({count})")
     if language == "es":

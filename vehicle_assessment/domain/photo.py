@@ -297,6 +297,13 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
     quality = assess_quality(rgb, settings)
     # Enhance after measuring, so the report describes the photo as taken.
     image = ImageOps.autocontrast(rgb, cutoff=1) if settings.enhance else rgb
+    # The encoder sees 224 px; a bounded copy keeps endpoint payloads small, and local mode embeds
+    # the very same pixels.
+    short = min(image.size)
+    if short > settings.embedding_short_side:
+        scale = settings.embedding_short_side / short
+        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(target, Image.Resampling.BICUBIC)
     return IntakeResult(
         image=image,
         original_size=rgb.size,

@@ -95,9 +95,7 @@ class LocalVectorIndex:
         for item in items:
             vector = np.asarray(item.vector, dtype=np.float32)
             if vector.shape != (identity.dimension,):
-                raise ValueError(
-                    f"{item.source}: vector shape {vector.shape} != ({identity.dimension},)"
-                )
+                raise ValueError(f"{item.source}: vector shape {vector.shape} != ({identity.dimension},)")
             norm = float(np.linalg.norm(vector))
             if not np.isfinite(norm) or norm == 0:
                 raise ValueError(f"{item.source}: vector is zero or not finite")
@@ -170,4 +168,6 @@ class LocalVectorIndex:
             "SELECT damaged, damage_type, severity, COUNT(*) FROM reference_photos"
             " GROUP BY damaged, damage_type, severity"
         ).fetchall()
-        return json.dumps([{"damaged": bool(d), "type": t, "severity": s, "count": c} for d, t, s, c in counts])
+        return json.dumps(
+            [{"damaged": bool(d), "type": t, "severity": s, "count": c} for d, t, s, c in counts]
+        )
