@@ -52,8 +52,11 @@ def build_description_request(assessment: Assessment) -> DescriptionRequest:
 
 def display_make(make: str | None) -> str | None:
     # vPIC spells makes in capitals ("FORD"); short ones are usually acronyms ("BMW").
+    # Each word and each hyphenated part is capitalised: "LAND ROVER", "MERCEDES-BENZ".
     if make and make.isupper() and len(make) > 3:
-        return "-".join(part.capitalize() for part in make.split("-"))
+        return " ".join(
+            "-".join(part.capitalize() for part in word.split("-")) for word in make.split(" ")
+        )
     return make
 
 
@@ -97,7 +100,9 @@ def _powertrain(request: DescriptionRequest, language: str) -> str | None:
     if language == "es":
         fuel = _FUEL_ES.get(fuel.lower(), fuel) if fuel else None
         engine = "motor híbrido" if v.is_hybrid else "motor"
-        details = [f"{v.engine_displacement_l:g} L" if v.engine_displacement_l else None]
+        # Spanish writes the decimal comma ("2,5 L"); the dot is its thousands separator.
+        litres = f"{v.engine_displacement_l:g}".replace(".", ",") if v.engine_displacement_l else None
+        details = [f"{litres} L" if litres else None]
         details.append(f"{v.engine_cylinders} cilindros" if v.engine_cylinders else None)
         spec = " y ".join(d for d in details if d)
         text = " ".join(

@@ -1,0 +1,69 @@
+"""Filesystem object store and SQLite assessment repository."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
+from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
+from vehicle_assessment.domain.models import Assessment, AssessmentInputs, AssessmentStatus
+from vehicle_assessment.ports import AssessmentNotFound, ObjectNotFound
+
+
+def test_object_store_round_trip_keeps_bytes_exactly(tmp_path) -> None:
+    store = FilesystemObjectStore(tmp_path)
+    data = bytes(range(256)) * 10
+    store.put("photos/a/01-front.jpg", data, "image/jpeg")
+    assert store.exists("photos/a/01-front.jpg")
+    assert store.get("photos/a/01-front.jpg") == data
+    store.put("photos/a/01-front.jpg", b"new", "image/jpeg")  # overwrite, like S3
+    assert store.get("photos/a/01-front.jpg") == b"new"
+    assert not [p for p in tmp_path.rglob(".tmp-*")], "temporary files must not be left behind"
+
+
+def test_object_store_missing_and_unsafe_keys(tmp_path) -> None:
+    store = FilesystemObjectStore(tmp_path / "objects")
+    assert not store.exists("nope")
+    with pytest.raises(ObjectNotFound, match="nope"):
+        store.get("nope")
+    for key in ("../escape", "/abs/path", "a/../../b", ""):
+        with pytest.raises(ValueError, match="invalid object key"):
+            store.put(key, b"x", "text/plain")
+
+
+def _assessment(assessment_id: str, vin: str, created: datetime) -> Assessment:
+    return Assessment(
+        assessment_id=assessment_id,
+        vin=vin,
+        status=AssessmentStatus.PROCESSING,
+        created_at=created,
+        updated_at=created,
+        inputs=AssessmentInputs(vin=vin, mileage=1200, estimate_usd=19999.99),
+    )
+
+
+def test_repository_saves_gets_and_updates(tmp_path) -> None:
+    repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    original = _assessment("a1", "1FTMW1T88MFA00001", now)
+    repo.save(original)
+    assert repo.get("a1") == original
+    done = original.model_copy(update={"status": AssessmentStatus.COMPLETED, "updated_at": now + timedelta(1)})
+    repo.save(done)
+    assert repo.get("a1") == done
+    # A second repository on the same file sees the same data (state survives the process).
+    assert SqliteAssessmentRepository(tmp_path / "db.sqlite3").get("a1").status == AssessmentStatus.COMPLETED
+    with pytest.raises(AssessmentNotFound, match="zzz"):
+        repo.get("zzz")
+
+
+def test_repository_lists_by_vin_newest_first(tmp_path) -> None:
+    repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for day, vin in enumerate(["VIN_A", "VIN_B", "VIN_A", "VIN_A"]):
+        repo.save(_assessment(f"id{day}", vin, base + timedelta(days=day)))
+    assert [a.assessment_id for a in repo.list_by_vin("VIN_A")] == ["id3", "id2", "id0"]
+    assert [a.assessment_id for a in repo.list_by_vin("VIN_A", limit=1)] == ["id3"]
+    assert repo.list_by_vin("UNKNOWN") == []

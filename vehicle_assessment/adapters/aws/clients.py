@@ -1,0 +1,43 @@
+"""boto3 clients built one way: retries and timeouts come from botocore's Config, never a loop of ours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vehicle_assessment.adapters.aws.settings import AwsClientSettings
+
+
+def botocore_config(settings: AwsClientSettings) -> Config:
+    return Config(
+        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+    )
+
+
+def make_boto3_client(
+    service: str, region: str, settings: AwsClientSettings, session: boto3.Session | None = None
+) -> Any:
+    """A client for ``service``; pass a session to reuse credentials (e.g. one per Lambda container)."""
+    return (session or boto3.Session()).client(service, region_name=region, config=botocore_config(settings))
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code") or "Unknown")
+
+
+def one_line_reason(exc: BaseException, limit: int = 300) -> str:
+    """`Code: message` on one line, short enough for a log line or an assessment record."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        text = f"{error.get('Code') or 'Unknown'}: {error.get('Message') or exc}"
+    elif isinstance(exc, BotoCoreError):
+        text = f"{type(exc).__name__}: {exc}"
+    else:
+        text = str(exc)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,58 @@
+"""ObjectStore on one S3 bucket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from vehicle_assessment.adapters.aws.clients import error_code, make_boto3_client
+from vehicle_assessment.adapters.aws.settings import S3Settings
+from vehicle_assessment.ports import ObjectNotFound
+
+# GetObject says NoSuchKey; HeadObject has no body, so only the status ("404"/"NotFound") remains.
+# Without s3:ListBucket on the bucket, S3 answers a missing key with 403 AccessDenied instead.
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+def _check_key(key: str) -> str:
+    # The same rule as the filesystem store, so a key that works locally works here and back.
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"invalid object key: {key!r}")
+    return key
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    @classmethod
+    def from_settings(
+        cls, settings: S3Settings, region: str, session: boto3.Session | None = None
+    ) -> S3ObjectStore:
+        return cls(make_boto3_client("s3", region, settings.client, session), settings.bucket)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        # Encryption at rest is the bucket's default (SSE-S3/KMS), set by the infrastructure.
+        self.client.put_object(Bucket=self.bucket, Key=_check_key(key), Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=_check_key(key))
+        except ClientError as exc:
+            if error_code(exc) in _MISSING:
+                raise ObjectNotFound(f"no object at s3://{self.bucket}/{key}") from exc
+            raise
+        with response["Body"] as body:
+            return body.read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=_check_key(key))
+        except ClientError as exc:
+            if error_code(exc) in _MISSING:
+                return False
+            raise
+        return True

@@ -1,0 +1,122 @@
+"""Typed settings of the AWS adapters.
+
+Plain frozen pydantic models: nothing here reads the environment. The AWS runtime builds them at
+its edge (from Lambda environment variables) and hands them to each adapter's ``from_settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vehicle_assessment.domain.models import EncoderIdentity
+
+
+class AwsSettingsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsClientSettings(AwsSettingsModel):
+    """How a boto3 client retries and times out; botocore does the retrying, never our code."""
+
+    # "standard" retries throttling and transient errors with jittered backoff; "adaptive" adds a
+    # client-side token bucket that slows the caller down when the service keeps throttling.
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = Field(default=3, ge=1, le=10, description="attempts in all, the first included")
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    read_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class S3Settings(AwsSettingsModel):
+    bucket: str = Field(min_length=3, max_length=63)
+    client: AwsClientSettings = Field(default_factory=AwsClientSettings)
+
+
+class SageMakerEncoderSettings(AwsSettingsModel):
+    endpoint_name: str = Field(min_length=1, max_length=63)
+    identity: EncoderIdentity = Field(description="the encoder the endpoint must serve")
+    # Real-time endpoints answer within 60 s or fail; one ViT-L-14 batch of 16 fits easily.
+    client: AwsClientSettings = Field(default_factory=lambda: AwsClientSettings(read_timeout_s=70.0))
+
+
+class OpenSearchSettings(AwsSettingsModel):
+    collection_endpoint: str = Field(
+        min_length=1, description="the AOSS collection host, e.g. abc123.us-east-1.aoss.amazonaws.com"
+    )
+    index_name: str = Field(default="reference-photos", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    port: int = Field(default=443, gt=0, lt=65536)
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10, description="opensearch-py transport retries")
+    # HNSW build parameters (faiss): m links per node, ef_construction candidate list size.
+    hnsw_m: int = Field(default=16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=256, ge=2)
+    bulk_chunk_size: int = Field(default=200, ge=1, le=10_000)
+    bulk_max_retries: int = Field(default=3, ge=0, le=10, description="retries of documents answered 429")
+    bulk_initial_backoff_s: float = Field(default=2.0, ge=0)
+
+    @field_validator("collection_endpoint")
+    @classmethod
+    def _host_only(cls, value: str) -> str:
+        # CloudFormation's CollectionEndpoint attribute is a URL; the client wants the bare host.
+        host = value.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+        if not host or "/" in host:
+            raise ValueError(f"collection_endpoint must be a host name, got {value!r}")
+        return host
+
+
+DEFAULT_BEDROCK_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+class BedrockSettings(AwsSettingsModel):
+    model_id: str = Field(default=DEFAULT_BEDROCK_MODEL_ID, min_length=1)
+    max_tokens: int = Field(default=512, ge=16, le=8192)
+    max_words: int = Field(default=120, ge=10, le=1000, description="word limit stated to the model")
+    max_chars: int = Field(default=2500, ge=100, description="hard cap on the text kept")
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    # Adaptive: Bedrock throttles per account and model, so back off client-side as well.
+    client: AwsClientSettings = Field(
+        default_factory=lambda: AwsClientSettings(retry_mode="adaptive", max_attempts=4, read_timeout_s=60.0)
+    )
+
+
+class PollyVoice(NamedTuple):
+    voice_id: str
+    language_code: str
+
+
+def default_polly_voices() -> dict[str, PollyVoice]:
+    # All of these have a neural variant (Polly's voice list, "Neural" column).
+    return {
+        "en": PollyVoice("Joanna", "en-US"),
+        "es": PollyVoice("Lupe", "es-US"),
+        "fr": PollyVoice("Lea", "fr-FR"),
+        "de": PollyVoice("Vicki", "de-DE"),
+        "it": PollyVoice("Bianca", "it-IT"),
+        "pt": PollyVoice("Camila", "pt-BR"),
+    }
+
+
+class PollySettings(AwsSettingsModel):
+    voices: dict[str, PollyVoice] = Field(default_factory=default_polly_voices)
+    engine: Literal["neural", "standard", "generative", "long-form"] = "neural"
+    max_chunk_chars: int = Field(
+        default=2500, ge=100, le=2900, description="text characters per request (Polly bills up to 3000)"
+    )
+    client: AwsClientSettings = Field(default_factory=AwsClientSettings)
+
+    @field_validator("voices")
+    @classmethod
+    def _lower_case_languages(cls, voices: dict[str, PollyVoice]) -> dict[str, PollyVoice]:
+        return {language.lower(): voice for language, voice in voices.items()}
+
+
+class AwsAdapterSettings(AwsSettingsModel):
+    """Everything the AWS adapters need; each part is optional so a function builds only its own."""
+
+    region: str = Field(min_length=1)
+    s3: S3Settings | None = None
+    sagemaker: SageMakerEncoderSettings | None = None
+    opensearch: OpenSearchSettings | None = None
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    polly: PollySettings = Field(default_factory=PollySettings)
