@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import date
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from vehicle_assessment.domain.models import (
     AssessmentInputs,
     AssessmentStatus,
 )
-from vehicle_assessment.domain.vin import InvalidVin
+from vehicle_assessment.domain.vin import InvalidVin, check_vin
 from vehicle_assessment.ports import AssessmentNotFound, EncoderUnavailable, IndexMismatch
 from vehicle_assessment.report import render_assessment, render_list
 from vehicle_assessment.settings import LocalSettings
@@ -207,6 +208,7 @@ def cmd_assess(args: argparse.Namespace, settings: LocalSettings) -> int:
         )
     except ValidationError as exc:
         raise CliError(exc.errors()[0]["msg"], EXIT_BAD_INPUT) from exc
+    check_vin(inputs.vin, date.today())  # refuse a bad VIN before loading any model
     uploads = _read_photos(args.photos)
     ports = build_local_ports(settings)
     if ports.index.count() == 0:

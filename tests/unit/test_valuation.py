@@ -260,7 +260,9 @@ def test_adjusted_value_arithmetic() -> None:
     valuation = value_vehicle([photo(Severity.MODERATE)], undamaged_value(33_333.33), DEFAULT)
     assert valuation.adjusted_value_usd == 25_000.0
     # two minor: 1 - 0.9 x 0.95 = 0.145; 18,000 x 0.855 = 15,390
-    valuation = value_vehicle([photo(Severity.MINOR), photo(Severity.MINOR)], undamaged_value(18_000.0), DEFAULT)
+    valuation = value_vehicle(
+        [photo(Severity.MINOR), photo(Severity.MINOR)], undamaged_value(18_000.0), DEFAULT
+    )
     assert valuation.combined_depreciation == pytest.approx(0.145)
     assert valuation.adjusted_value_usd == 15_390.0
 

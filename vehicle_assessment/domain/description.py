@@ -54,9 +54,7 @@ def display_make(make: str | None) -> str | None:
     # vPIC spells makes in capitals ("FORD"); short ones are usually acronyms ("BMW").
     # Each word and each hyphenated part is capitalised: "LAND ROVER", "MERCEDES-BENZ".
     if make and make.isupper() and len(make) > 3:
-        return " ".join(
-            "-".join(part.capitalize() for part in word.split("-")) for word in make.split(" ")
-        )
+        return " ".join("-".join(part.capitalize() for part in word.split("-")) for word in make.split(" "))
     return make
 
 

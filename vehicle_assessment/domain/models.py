@@ -232,9 +232,13 @@ class AudioRecord(Model):
 
 
 class AssessmentStatus(StrEnum):
+    # AWS mode: the record exists before its photos, which arrive one S3 upload at a time.
+    AWAITING_PHOTOS = "AWAITING_PHOTOS"
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    # AWS mode: the upload window passed before all expected photos arrived.
+    INCOMPLETE = "INCOMPLETE"
 
 
 class AssessmentInputs(Model):
@@ -251,6 +255,8 @@ class Assessment(Model):
     created_at: datetime
     updated_at: datetime
     inputs: AssessmentInputs
+    # How many photos start the workflow (AWS mode); local mode takes whatever it is given.
+    expected_photos: int = Field(default=3, ge=1, le=20)
     failed_step: str | None = None
     failure_reason: str | None = None
     vin_check: VinCheck | None = None

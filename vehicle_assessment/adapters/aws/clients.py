@@ -12,8 +12,10 @@ from vehicle_assessment.adapters.aws.settings import AwsClientSettings
 
 
 def botocore_config(settings: AwsClientSettings) -> Config:
+    # In Config, "max_attempts" counts retries only (the first call not included), unlike the
+    # AWS_MAX_ATTEMPTS variable; "total_max_attempts" says what our setting means: calls in all.
     return Config(
-        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         connect_timeout=settings.connect_timeout_s,
         read_timeout=settings.read_timeout_s,
     )

@@ -73,7 +73,9 @@ class BedrockSettings(AwsSettingsModel):
     max_tokens: int = Field(default=512, ge=16, le=8192)
     max_words: int = Field(default=120, ge=10, le=1000, description="word limit stated to the model")
     max_chars: int = Field(default=2500, ge=100, description="hard cap on the text kept")
-    top_p: float = Field(default=0.9, gt=0, le=1)
+    top_p: float | None = Field(
+        default=0.9, gt=0, le=1, description="None leaves topP out (some models refuse it with temperature)"
+    )
     # Adaptive: Bedrock throttles per account and model, so back off client-side as well.
     client: AwsClientSettings = Field(
         default_factory=lambda: AwsClientSettings(retry_mode="adaptive", max_attempts=4, read_timeout_s=60.0)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from vehicle_assessment.adapters.aws.s3_object_store import S3ObjectStore
+from vehicle_assessment.adapters.aws.settings import AwsClientSettings, S3Settings
+from vehicle_assessment.ports import ObjectNotFound
+
+from .conftest import REGION
+
+BUCKET = "assessment-photos"
+
+
+@pytest.fixture
+def s3(aws_credentials: None) -> Iterator[object]:
+    with mock_aws():
+        client = boto3.client("s3", region_name=REGION)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def test_put_get_exists_round_trip(s3) -> None:
+    store = S3ObjectStore(s3, BUCKET)
+    assert not store.exists("photos/a1/front.jpg")
+
+    store.put("photos/a1/front.jpg", b"\xff\xd8jpeg", "image/jpeg")
+
+    assert store.exists("photos/a1/front.jpg")
+    assert store.get("photos/a1/front.jpg") == b"\xff\xd8jpeg"
+    head = s3.head_object(Bucket=BUCKET, Key="photos/a1/front.jpg")
+    assert head["ContentType"] == "image/jpeg"
+
+
+def test_missing_key_is_object_not_found(s3) -> None:
+    store = S3ObjectStore(s3, BUCKET)
+    with pytest.raises(ObjectNotFound, match="s3://assessment-photos/nothing/here"):
+        store.get("nothing/here")
+
+
+def test_other_errors_are_not_disguised_as_missing(s3) -> None:
+    # A missing bucket is a deployment error, not a missing photo: it must surface as itself.
+    store = S3ObjectStore(s3, "no-such-bucket")
+    with pytest.raises(s3.exceptions.NoSuchBucket):
+        store.get("photos/a.jpg")
+
+
+@pytest.mark.parametrize("key", ["", "/abs/key", "photos/../secret"])
+def test_rejects_keys_that_could_escape(s3, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid object key"):
+        S3ObjectStore(s3, BUCKET).put(key, b"x", "text/plain")
+
+
+def test_from_settings_configures_retries_and_timeouts(s3) -> None:
+    settings = S3Settings(
+        bucket=BUCKET,
+        client=AwsClientSettings(retry_mode="adaptive", max_attempts=5, connect_timeout_s=2, read_timeout_s=9),
+    )
+    store = S3ObjectStore.from_settings(settings, REGION)
+    config = store.client.meta.config
+    assert config.retries == {"mode": "adaptive", "total_max_attempts": 5}
+    assert (config.connect_timeout, config.read_timeout) == (2, 9)
+    store.put("k", b"v", "text/plain")  # the factory's client works against the (mocked) service
+    assert store.get("k") == b"v"

@@ -1,0 +1,564 @@
+"""DynamoDB assessment repository: the AssessmentRepository port plus upload tracking.
+
+Single-table design (one item per assessment, plus orphan-upload items)::
+
+    item                  PK                         SK       GSI1PK / GSI1SK                 GSI2PK / GSI2SK
+    assessment            ASSESSMENT#{id}            META     VIN#{vin} / {created_at}#{id}   AWAITING_PHOTOS /
+                                                                                               {created_at}#{id}
+    orphan upload         ORPHAN_UPLOAD#{s3 key}     UPLOAD   -                               -
+
+Assessment item attributes:
+
+* ``assessment_id``, ``vin``, ``status``, ``created_at``, ``updated_at`` (ISO-8601 UTC, fixed width so
+  strings sort in time order), ``expected_photos`` (N).
+* ``received_photo_keys`` (SS): the S3 keys counted towards ``expected_photos``. Absent until the first
+  photo (DynamoDB has no empty sets). Upload events are at-least-once and unordered, so the count is the
+  size of this set, never a counter.
+* ``uploads`` (M): S3 key -> {photo_id, filename, size_bytes, content_type, received_at}.
+* ``rejected_uploads`` (M): S3 key -> {reason, size_bytes, content_type, at}: nothing is lost silently.
+* ``photo_results`` (M): photo_id -> PhotoRecord, written by one Map iteration each. One document path per
+  photo, so parallel iterations never overwrite each other.
+* ``document`` (M): the Assessment itself (``model_dump(mode="json")``) with floats stored as DynamoDB
+  numbers (``Decimal(str(x))``) and turned back into int/float on read. On read the top-level status and
+  updated_at win over the document's, and ``uploads`` / ``photo_results`` are merged into ``photos``.
+* ``expires_at`` (N, epoch seconds): optional TTL, set only when the repository is given ``ttl_days``.
+
+Indexes (both projection ALL, so a query answers without further reads):
+
+* GSI1 — history per VIN: ``GSI1PK = VIN#{vin}``, newest first by ``GSI1SK``.
+* GSI2 — a *sparse* index of assessments still awaiting photos: ``GSI2PK``/``GSI2SK`` exist only while the
+  status is AWAITING_PHOTOS. The sweeper queries ``GSI2SK < cutoff`` instead of scanning the table, so its
+  cost follows the number of open uploads, not the table's size. (All open uploads share one partition
+  key; at thousands of concurrent uploads per second, shard it as ``AWAITING_PHOTOS#{n}``.)
+
+Orphan uploads (a key under ``uploads/`` naming no known assessment, a bad key layout, an invalid VIN)
+get their own small item so they are queryable and can expire with a TTL; they never create an
+assessment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from vehicle_assessment.domain.models import (
+    Assessment,
+    AssessmentStatus,
+    EncoderIdentity,
+    PhotoRecord,
+    PhotoStatus,
+)
+from vehicle_assessment.ports import AssessmentNotFound
+
+META = "META"
+GSI1 = "GSI1"
+GSI2 = "GSI2"
+AWAITING_PARTITION = AssessmentStatus.AWAITING_PHOTOS.value
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """``create_table`` arguments for this design: used by tests; the CDK stack must match it."""
+    keys = ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"]
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in keys],
+        "KeySchema": [
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": name,
+                "KeySchema": [
+                    {"AttributeName": f"{name}PK", "KeyType": "HASH"},
+                    {"AttributeName": f"{name}SK", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for name in (GSI1, GSI2)
+        ],
+    }
+
+
+def assessment_pk(assessment_id: str) -> str:
+    return f"ASSESSMENT#{assessment_id}"
+
+
+def iso(moment: datetime) -> str:
+    """Fixed-width UTC timestamp: string order is time order (the GSI sort keys rely on it)."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --- number conversion ----------------------------------------------------------------------
+
+
+def to_dynamo(value: Any) -> Any:
+    """JSON-like data to what boto3's serializer accepts: floats become Decimal numbers."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int, Decimal)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"DynamoDB cannot store the number {value!r}")
+        # str() gives the shortest repr that round-trips; Decimal(float) would carry binary noise.
+        return Decimal(str(value))
+    if isinstance(value, Mapping):
+        return {str(k): to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dynamo(v) for v in value]
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
+
+
+def from_dynamo(value: Any) -> Any:
+    """The inverse: Decimal numbers back to int (when integral as stored) or float; sets to lists."""
+    if isinstance(value, Decimal):
+        # DynamoDB normalises numbers (1.0 comes back as 1); pydantic turns an int into a float field.
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(from_dynamo(v) for v in value)
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+def _error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        return response.get("Error", {}).get("Code")
+    return None
+
+
+def _old_item(exc: Exception) -> dict[str, Any] | None:
+    """The item as it was when a condition failed (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""
+    raw = getattr(exc, "response", {}).get("Item")
+    if not raw:
+        return None
+    # The error response is not run through the resource's deserializer: values arrive typed.
+    from boto3.dynamodb.types import TypeDeserializer  # only on this unhappy path: keeps imports cheap
+
+    deserializer = TypeDeserializer()
+    return {k: deserializer.deserialize(v) for k, v in raw.items()}
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+class UploadOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    UNKNOWN_ASSESSMENT = "unknown_assessment"
+
+
+@dataclass(frozen=True)
+class PhotoReceipt:
+    outcome: UploadOutcome
+    received: int
+    expected: int
+    status: AssessmentStatus | None
+    reason: str | None = None
+
+    @property
+    def completes(self) -> bool:
+        """True for exactly one delivery per assessment: the one that counted the last photo."""
+        return self.outcome == UploadOutcome.ACCEPTED and self.received == self.expected
+
+    @property
+    def ready(self) -> bool:
+        """All photos are in and the workflow has not moved the status on (start may be retried)."""
+        return self.received >= self.expected and self.status == AssessmentStatus.AWAITING_PHOTOS
+
+
+@dataclass(frozen=True)
+class RejectedUpload:
+    object_key: str
+    reason: str
+    size_bytes: int | None
+    content_type: str | None
+    at: str
+
+
+@dataclass(frozen=True)
+class AwaitingAssessment:
+    assessment_id: str
+    created_at: str
+    received: int
+    expected: int
+
+
+# --- the repository -------------------------------------------------------------------------
+
+
+class DynamoAssessmentRepository:
+    """Implements AssessmentRepository on a boto3 ``Table`` resource (injected)."""
+
+    def __init__(self, table: Any, ttl_days: int | None = None) -> None:
+        self.table = table
+        self.ttl_days = ttl_days
+
+    # -- port ------------------------------------------------------------------------------
+
+    def create(self, assessment: Assessment) -> bool:
+        """Store a new assessment; False (and nothing written) if the id already exists."""
+        item = {
+            "PK": assessment_pk(assessment.assessment_id),
+            "SK": META,
+            "entity": "assessment",
+            "uploads": {},
+            "rejected_uploads": {},
+            "photo_results": {},
+            **self._document_attributes(assessment),
+        }
+        if self.ttl_days:
+            item["expires_at"] = int(assessment.created_at.timestamp()) + self.ttl_days * 86_400
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(PK)")
+        except Exception as exc:
+            if _error_code(exc) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def save(self, assessment: Assessment) -> None:
+        """Upsert the document and status; upload tracking attributes are never overwritten."""
+        attributes = self._document_attributes(assessment)
+        names = {f"#{k}": k for k in attributes}
+        values = {f":{k}": v for k, v in attributes.items()}
+        sets = [f"#{k} = :{k}" for k in attributes]
+        for name in ("uploads", "rejected_uploads", "photo_results"):
+            names[f"#{name}"] = name
+            sets.append(f"#{name} = if_not_exists(#{name}, :empty)")
+        values[":empty"] = {}
+        expression = "SET " + ", ".join(sets)
+        if "GSI2PK" not in attributes:
+            names |= {"#GSI2PK": "GSI2PK", "#GSI2SK": "GSI2SK"}
+            expression += " REMOVE #GSI2PK, #GSI2SK"
+        self.table.update_item(
+            Key=self._key(assessment.assessment_id),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def get(self, assessment_id: str) -> Assessment:
+        item = self._get_item(assessment_id)
+        if item is None:
+            raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
+        return self._assessment(item)
+
+    def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]:
+        response = self.table.query(
+            IndexName=GSI1,
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": f"VIN#{vin}"},
+            ScanIndexForward=False,  # newest first
+            Limit=limit,
+        )
+        return [self._assessment(item) for item in response.get("Items", [])]
+
+    # -- upload tracking -------------------------------------------------------------------
+
+    def record_photo(
+        self,
+        assessment_id: str,
+        object_key: str,
+        size_bytes: int,
+        content_type: str,
+        now: datetime,
+        photo_id: str,
+        filename: str,
+    ) -> PhotoReceipt:
+        """Count one uploaded photo, exactly once, and only while the assessment awaits photos.
+
+        One conditional UpdateItem: DynamoDB applies writes to an item one at a time, so of two
+        deliveries racing for the last slot exactly one passes ``size < expected`` and sees
+        ``received == expected`` in its ALL_NEW answer; that one starts the workflow.
+        """
+        upload = {
+            "photo_id": photo_id,
+            "filename": filename,
+            "size_bytes": size_bytes,
+            "content_type": content_type,
+            "received_at": iso(now),
+        }
+        try:
+            response = self.table.update_item(
+                Key=self._key(assessment_id),
+                UpdateExpression="ADD received_photo_keys :keyset SET #uploads.#key = :upload, updated_at = :now",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND #status = :awaiting"
+                    " AND (attribute_not_exists(received_photo_keys)"
+                    " OR (NOT contains(received_photo_keys, :key)"
+                    " AND size(received_photo_keys) < expected_photos))"
+                ),
+                ExpressionAttributeNames={"#uploads": "uploads", "#key": object_key, "#status": "status"},
+                ExpressionAttributeValues={
+                    ":keyset": {object_key},
+                    ":key": object_key,
+                    ":upload": upload,
+                    ":now": iso(now),
+                    ":awaiting": AssessmentStatus.AWAITING_PHOTOS.value,
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except Exception as exc:
+            if _error_code(exc) != _CONDITION_FAILED:
+                raise
+            return self._why_not_counted(assessment_id, object_key, _old_item(exc))
+        new = response["Attributes"]
+        return PhotoReceipt(
+            outcome=UploadOutcome.ACCEPTED,
+            received=len(new.get("received_photo_keys", ())),
+            expected=int(new["expected_photos"]),
+            status=AssessmentStatus(new["status"]),
+        )
+
+    def _why_not_counted(
+        self, assessment_id: str, object_key: str, old: dict[str, Any] | None
+    ) -> PhotoReceipt:
+        if old is None:
+            # Either the item does not exist, or the answer lacked it: read once to be sure.
+            old = self._get_item(assessment_id)
+        if old is None:
+            return PhotoReceipt(
+                UploadOutcome.UNKNOWN_ASSESSMENT, 0, 0, None, f"no assessment with id {assessment_id!r}"
+            )
+        received = set(old.get("received_photo_keys", ()))
+        expected = int(old["expected_photos"])
+        status = AssessmentStatus(old["status"])
+        if object_key in received:
+            return PhotoReceipt(UploadOutcome.DUPLICATE, len(received), expected, status)
+        if status != AssessmentStatus.AWAITING_PHOTOS:
+            reason = f"assessment is {status.value}, no longer accepting photos"
+        else:
+            reason = f"already has {len(received)} of {expected} photos"
+        return PhotoReceipt(UploadOutcome.REJECTED, len(received), expected, status, reason)
+
+    def reject_upload(
+        self,
+        assessment_id: str | None,
+        object_key: str,
+        reason: str,
+        now: datetime,
+        size_bytes: int | None = None,
+        content_type: str | None = None,
+    ) -> bool:
+        """Keep a rejected upload and why: on its assessment, else as an orphan item. True if on one."""
+        entry = {"reason": reason, "size_bytes": size_bytes, "content_type": content_type, "at": iso(now)}
+        if assessment_id is not None:
+            try:
+                self.table.update_item(
+                    Key=self._key(assessment_id),
+                    UpdateExpression="SET #rejected.#key = :entry",
+                    ConditionExpression="attribute_exists(PK)",
+                    ExpressionAttributeNames={"#rejected": "rejected_uploads", "#key": object_key},
+                    ExpressionAttributeValues={":entry": entry},
+                )
+                return True
+            except Exception as exc:
+                if _error_code(exc) != _CONDITION_FAILED:
+                    raise
+        orphan = {
+            "PK": f"ORPHAN_UPLOAD#{object_key}",
+            "SK": "UPLOAD",
+            "entity": "orphan_upload",
+            "object_key": object_key,
+            "assessment_id": assessment_id,
+            **entry,
+        }
+        if self.ttl_days:
+            orphan["expires_at"] = int(now.timestamp()) + self.ttl_days * 86_400
+        self.table.put_item(Item=orphan)
+        return False
+
+    def rejected_uploads(self, assessment_id: str) -> list[RejectedUpload]:
+        item = self._get_item(assessment_id)
+        if item is None:
+            raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
+        return self._rejected(item)
+
+    def orphan_upload(self, object_key: str) -> RejectedUpload | None:
+        item = self.table.get_item(
+            Key={"PK": f"ORPHAN_UPLOAD#{object_key}", "SK": "UPLOAD"}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return RejectedUpload(
+            object_key=object_key,
+            reason=item["reason"],
+            size_bytes=from_dynamo(item.get("size_bytes")),
+            content_type=item.get("content_type"),
+            at=item["at"],
+        )
+
+    def upload_progress(self, assessment_id: str) -> PhotoReceipt:
+        item = self._get_item(assessment_id)
+        if item is None:
+            raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
+        return PhotoReceipt(
+            outcome=UploadOutcome.ACCEPTED,
+            received=len(item.get("received_photo_keys", ())),
+            expected=int(item["expected_photos"]),
+            status=AssessmentStatus(item["status"]),
+        )
+
+    def mark_status(
+        self,
+        assessment_id: str,
+        new_status: AssessmentStatus,
+        from_statuses: Iterable[AssessmentStatus],
+        now: datetime,
+        only_if_photos_missing: bool = False,
+    ) -> bool:
+        """Move the status on only from the given ones; False when the item was elsewhere."""
+        allowed = sorted({s.value for s in from_statuses})
+        values: dict[str, Any] = {":new": new_status.value, ":now": iso(now)}
+        values |= {f":from{i}": s for i, s in enumerate(allowed)}
+        condition = f"attribute_exists(PK) AND #status IN ({', '.join(f':from{i}' for i in range(len(allowed)))})"
+        if only_if_photos_missing:
+            # An assessment with all its photos is about to start: the sweeper must leave it alone.
+            condition += (
+                " AND (attribute_not_exists(received_photo_keys)"
+                " OR size(received_photo_keys) < expected_photos)"
+            )
+        expression = "SET #status = :new, updated_at = :now"
+        names = {"#status": "status"}
+        if new_status != AssessmentStatus.AWAITING_PHOTOS:
+            expression += " REMOVE GSI2PK, GSI2SK"
+        try:
+            self.table.update_item(
+                Key=self._key(assessment_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if _error_code(exc) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def awaiting_before(self, cutoff: datetime, limit: int = 100) -> list[AwaitingAssessment]:
+        """Assessments still awaiting photos that were created before ``cutoff`` (sparse GSI2)."""
+        found: list[AwaitingAssessment] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": GSI2,
+            "KeyConditionExpression": "GSI2PK = :pk AND GSI2SK < :cutoff",
+            "ExpressionAttributeValues": {":pk": AWAITING_PARTITION, ":cutoff": iso(cutoff)},
+        }
+        while len(found) < limit:
+            response = self.table.query(Limit=limit - len(found), **kwargs)
+            found.extend(
+                AwaitingAssessment(
+                    assessment_id=item["assessment_id"],
+                    created_at=item["created_at"],
+                    received=len(item.get("received_photo_keys", ())),
+                    expected=int(item["expected_photos"]),
+                )
+                for item in response.get("Items", [])
+            )
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found
+
+    def save_photo_result(self, assessment_id: str, record: PhotoRecord, encoder: EncoderIdentity) -> None:
+        """One analysed photo from one Map iteration: its own path, so iterations never collide."""
+        self.table.update_item(
+            Key=self._key(assessment_id),
+            UpdateExpression="SET #results.#pid = :record, #document.#encoder = :encoder",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={
+                "#results": "photo_results",
+                "#pid": record.photo_id,
+                "#document": "document",
+                "#encoder": "encoder",
+            },
+            ExpressionAttributeValues={
+                ":record": to_dynamo(record.model_dump(mode="json")),
+                ":encoder": to_dynamo(encoder.model_dump(mode="json")),
+            },
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(assessment_id: str) -> dict[str, str]:
+        return {"PK": assessment_pk(assessment_id), "SK": META}
+
+    def _get_item(self, assessment_id: str) -> dict[str, Any] | None:
+        # Strongly consistent: a step reads right after the previous step's write.
+        response = self.table.get_item(Key=self._key(assessment_id), ConsistentRead=True)
+        return response.get("Item")
+
+    @staticmethod
+    def _document_attributes(assessment: Assessment) -> dict[str, Any]:
+        created = iso(assessment.created_at)
+        attributes: dict[str, Any] = {
+            "assessment_id": assessment.assessment_id,
+            "vin": assessment.vin,
+            "status": assessment.status.value,
+            "created_at": created,
+            "updated_at": iso(assessment.updated_at),
+            "expected_photos": assessment.expected_photos,
+            "document": to_dynamo(assessment.model_dump(mode="json")),
+            "GSI1PK": f"VIN#{assessment.vin}",
+            "GSI1SK": f"{created}#{assessment.assessment_id}",
+        }
+        if assessment.status == AssessmentStatus.AWAITING_PHOTOS:
+            attributes |= {"GSI2PK": AWAITING_PARTITION, "GSI2SK": f"{created}#{assessment.assessment_id}"}
+        return attributes
+
+    @staticmethod
+    def _rejected(item: Mapping[str, Any]) -> list[RejectedUpload]:
+        entries = from_dynamo(item.get("rejected_uploads", {}))
+        return sorted(
+            (
+                RejectedUpload(
+                    object_key=key,
+                    reason=entry["reason"],
+                    size_bytes=entry.get("size_bytes"),
+                    content_type=entry.get("content_type"),
+                    at=entry["at"],
+                )
+                for key, entry in entries.items()
+            ),
+            key=lambda r: (r.at, r.object_key),
+        )
+
+    @staticmethod
+    def _assessment(item: Mapping[str, Any]) -> Assessment:
+        document = from_dynamo(item["document"])
+        # Status transitions (sweeper, workflow start) touch only the top-level attributes.
+        document["status"] = item["status"]
+        document["updated_at"] = item["updated_at"]
+        photos: dict[str, dict[str, Any]] = {p["photo_id"]: p for p in document.get("photos", [])}
+        uploads = from_dynamo(item.get("uploads", {}))
+        for key in sorted(uploads):
+            upload = uploads[key]
+            photos.setdefault(
+                upload["photo_id"],
+                PhotoRecord(
+                    photo_id=upload["photo_id"],
+                    filename=upload["filename"],
+                    object_key=key,
+                    size_bytes=upload["size_bytes"],
+                    sha256="",  # known once the workflow has read the bytes
+                    status=PhotoStatus.RECEIVED,
+                ).model_dump(mode="json"),
+            )
+        photos |= from_dynamo(item.get("photo_results", {}))
+        document["photos"] = list(photos.values())
+        return Assessment.model_validate(document)

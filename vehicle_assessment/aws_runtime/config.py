@@ -1,0 +1,69 @@
+"""Typed configuration per function, read from environment variables only when built.
+
+Handlers build these inside a cached ``get_config()``, never at import time, so tests can set the
+environment first and a bad value fails the invocation with a clear validation error.
+Variable names are the field names in capitals (``TABLE_NAME``, ``BUCKET_NAME``, ...).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vehicle_assessment.adapters.aws.settings import (
+    AwsClientSettings,
+    BedrockSettings,
+    OpenSearchSettings,
+    PollySettings,
+    SageMakerEncoderSettings,
+)
+from vehicle_assessment.settings import AssessmentRules, VpicSettings
+
+MAX_UPLOAD_BYTES = 15 * 1024 * 1024
+
+
+class FunctionConfig(BaseSettings):
+    # Lambda sets many unrelated variables (AWS_REGION, _HANDLER, ...): ignore what is not ours.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_nested_delimiter="__")
+
+    # Lambda sets AWS_REGION in every function's environment.
+    aws_region: str = Field(default="us-east-1", min_length=1)
+    table_name: str = Field(min_length=3)
+    client: AwsClientSettings = Field(default_factory=AwsClientSettings)
+    # Optional TTL on assessment items; the table's TTL attribute is ``expires_at``.
+    assessment_ttl_days: int | None = Field(default=None, ge=1)
+
+
+class UploadConfig(FunctionConfig):
+    bucket_name: str = Field(min_length=3)
+    state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, gt=0)
+    expected_photos: int = Field(default=3, ge=1, le=20, description="for the incoming/ layout")
+
+
+class SweeperConfig(FunctionConfig):
+    sweep_timeout_minutes: int = Field(default=60, ge=1)
+    sweep_batch_limit: int = Field(default=200, ge=1, le=1000)
+
+
+class ApiConfig(FunctionConfig):
+    bucket_name: str = Field(min_length=3)
+    expected_photos: int = Field(default=3, ge=1, le=20)
+    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, gt=0)
+    presigned_post_expires_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    polly: PollySettings = Field(default_factory=PollySettings)
+
+
+class WorkflowConfig(FunctionConfig):
+    bucket_name: str = Field(min_length=3)
+    rules: AssessmentRules = Field(default_factory=AssessmentRules)
+    vpic: VpicSettings = Field(default_factory=VpicSettings)
+    # Lambda's only writable directory; the cache lives as long as the container.
+    vpic_cache_path: str = "/tmp/vpic-cache.sqlite3"
+    # JSON in the environment, e.g. SAGEMAKER='{"endpoint_name": ..., "identity": {...}}'; only the
+    # analyse step needs these two, so they are optional here and checked where used.
+    sagemaker: SageMakerEncoderSettings | None = None
+    opensearch: OpenSearchSettings | None = None
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    polly: PollySettings = Field(default_factory=PollySettings)

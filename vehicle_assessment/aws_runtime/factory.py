@@ -1,0 +1,98 @@
+"""Builds the ports and clients the handlers need, lazily: nothing here runs at import time.
+
+boto3 and the AWS adapters (which import boto3, opensearch-py, ...) are imported inside the
+builders, so importing a handler stays cheap and a step only pays for the clients it uses. Handlers
+cache what these return (``functools.lru_cache`` on a ``get_*()``), one set per Lambda container.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from vehicle_assessment.aws_runtime.config import (
+    ApiConfig,
+    FunctionConfig,
+    UploadConfig,
+    WorkflowConfig,
+)
+
+if TYPE_CHECKING:
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+    from vehicle_assessment.ports import (
+        Describer,
+        ImageEncoder,
+        ObjectStore,
+        ReferenceIndex,
+        Speaker,
+        VinDecoder,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def boto3_session() -> Any:
+    """One session per container: credentials resolved once, clients share it."""
+    import boto3
+
+    return boto3.Session()
+
+
+def aws_client(service: str, config: FunctionConfig) -> Any:
+    from vehicle_assessment.adapters.aws.clients import make_boto3_client
+
+    return make_boto3_client(service, config.aws_region, config.client, boto3_session())
+
+
+def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
+    from vehicle_assessment.adapters.aws.clients import botocore_config
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+
+    resource = boto3_session().resource(
+        "dynamodb", region_name=config.aws_region, config=botocore_config(config.client)
+    )
+    return DynamoAssessmentRepository(resource.Table(config.table_name), ttl_days=config.assessment_ttl_days)
+
+
+def build_object_store(config: UploadConfig | ApiConfig | WorkflowConfig) -> ObjectStore:
+    from vehicle_assessment.adapters.aws.s3_object_store import S3ObjectStore
+
+    return S3ObjectStore(aws_client("s3", config), config.bucket_name)
+
+
+def build_vin_decoder(config: WorkflowConfig) -> VinDecoder:
+    from pathlib import Path
+
+    from vehicle_assessment.adapters.local.vpic import VpicVinDecoder
+
+    return VpicVinDecoder(config.vpic, Path(config.vpic_cache_path))
+
+
+def build_encoder(config: WorkflowConfig) -> ImageEncoder:
+    if config.sagemaker is None:
+        raise ValueError("SAGEMAKER is not configured: the analyse step needs the encoder endpoint")
+    from vehicle_assessment.adapters.aws.sagemaker_encoder import SageMakerEncoder
+
+    return SageMakerEncoder.from_settings(config.sagemaker, config.aws_region, boto3_session())
+
+
+def build_reference_index(config: WorkflowConfig) -> ReferenceIndex:
+    if config.opensearch is None:
+        raise ValueError("OPENSEARCH is not configured: the analyse step needs the reference index")
+    from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex
+
+    identity = config.sagemaker.identity if config.sagemaker else None
+    return OpenSearchReferenceIndex.from_settings(
+        config.opensearch, config.aws_region, identity, boto3_session().get_credentials()
+    )
+
+
+def build_describer(config: ApiConfig | WorkflowConfig) -> Describer:
+    from vehicle_assessment.adapters.aws.bedrock_describer import BedrockDescriber
+
+    return BedrockDescriber.from_settings(config.bedrock, config.aws_region, session=boto3_session())
+
+
+def build_speaker(config: ApiConfig | WorkflowConfig) -> Speaker:
+    from vehicle_assessment.adapters.aws.polly_speaker import PollySpeaker
+
+    return PollySpeaker.from_settings(config.polly, config.aws_region, session=boto3_session())
