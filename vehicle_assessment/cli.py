@@ -11,8 +11,8 @@ import argparse
 import json
 import logging
 import sys
-from datetime import date
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list assessments of a vehicle, newest first")
     listing.add_argument("--vin", required=True)
     listing.add_argument("--json", action="store_true")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="leave-one-out evaluation of the reference index (metrics, report, plots)"
+    )
+    evaluate.add_argument("--out", type=Path, help="report folder (default: DATA_DIR/evaluation)")
+    evaluate.add_argument("--k", type=int, help="neighbours that vote (default: VDA_RULES__VERDICT__K)")
+    evaluate.add_argument("--confidence-threshold", type=float, help="below it a photo needs review")
     return parser
 
 
@@ -213,7 +220,8 @@ def cmd_assess(args: argparse.Namespace, settings: LocalSettings) -> int:
     ports = build_local_ports(settings)
     if ports.index.count() == 0:
         raise CliError(
-            f"the reference index at {settings.index_path} is empty: run `vehicle-assessment index build` first",
+            f"the reference index at {settings.index_path} is empty: "
+            "run `vehicle-assessment index build` first",
             EXIT_NOT_READY,
         )
     for warning in getattr(ports.encoder, "warnings", []):
@@ -249,6 +257,40 @@ def cmd_list(args: argparse.Namespace, settings: LocalSettings) -> int:
     return EXIT_OK
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from vehicle_assessment.adapters.local.wiring import open_index
+    from vehicle_assessment.evaluation import evaluate_index
+    from vehicle_assessment.settings import VerdictSettings
+
+    updates = {"k": args.k, "confidence_threshold": args.confidence_threshold}
+    try:
+        verdict = VerdictSettings(
+            **(settings.rules.verdict.model_dump() | {k: v for k, v in updates.items() if v is not None})
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise CliError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}", EXIT_BAD_INPUT) from exc
+    empty = f"the reference index at {settings.index_path} is empty: run `vehicle-assessment index build` first"
+    if not settings.index_path.is_file():  # don't create an empty index just to report it empty
+        raise CliError(empty, EXIT_NOT_READY)
+    index = open_index(settings)
+    try:
+        if index.count() == 0:
+            raise CliError(empty, EXIT_NOT_READY)
+        result = evaluate_index(index, verdict, args.out or settings.data_dir / "evaluation")
+    finally:
+        index.close()
+    if result.metrics["notice"]:
+        print(f"WARNING: {result.metrics['notice']}", file=sys.stderr)
+    damaged = result.metrics["damaged"]["accuracy"]
+    print(
+        f"evaluated {result.metrics['judged']} reference photos (leave-one-out, k={verdict.k}): "
+        f"damaged/undamaged accuracy {damaged:.3f}"
+    )
+    print(f"report: {result.report_path}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Quiet by default: open_clip logs weight-loading failures at ERROR on the root logger before
@@ -257,7 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.CRITICAL,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"index": cmd_index_build, "assess": cmd_assess, "show": cmd_show, "list": cmd_list}
+    handlers = {
+        "index": cmd_index_build,
+        "assess": cmd_assess,
+        "show": cmd_show,
+        "list": cmd_list,
+        "evaluate": cmd_evaluate,
+    }
     try:
         settings = settings_from_args(args)
         return handlers[args.command](args, settings)

@@ -74,7 +74,8 @@ def build_request(images: Sequence[Image.Image]) -> bytes:
     body = EmbedRequest(images=[encode_image(image) for image in images]).model_dump_json().encode()
     if len(body) > MAX_REQUEST_BYTES:
         raise ValueError(
-            f"embedding request of {len(body):,} bytes exceeds the endpoint's {MAX_REQUEST_BYTES:,}-byte limit"
+            f"embedding request of {len(body):,} bytes exceeds "
+            f"the endpoint's {MAX_REQUEST_BYTES:,}-byte limit"
         )
     return body
 

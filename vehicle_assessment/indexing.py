@@ -59,7 +59,8 @@ def parse_label(row: dict[str, str]) -> ReferenceLabel:
         label.damage_type == DamageType.NONE
     ):
         raise ValueError(
-            f"inconsistent label: damaged={label.damaged}, type={label.damage_type}, severity={label.severity}"
+            f"inconsistent label: damaged={label.damaged}, "
+            f"type={label.damage_type}, severity={label.severity}"
         )
     return label
 

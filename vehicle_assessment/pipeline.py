@@ -224,7 +224,8 @@ def speak_descriptions(assessment: Assessment, speaker: Speaker, objects: Object
                 )
             )
             continue
-        key = f"audio/{assessment.assessment_id}/{description.style.value}-{description.language}.{clip.extension}"
+        name = f"{description.style.value}-{description.language}.{clip.extension}"
+        key = f"audio/{assessment.assessment_id}/{name}"
         objects.put(key, clip.audio, clip.content_type)
         audio.append(
             AudioRecord(
@@ -288,7 +289,11 @@ class LocalPorts:
 
 
 class AssessmentRunner:
-    """Runs the workflow's steps in one process, saving after each so nothing is ever lost."""
+    """Runs the workflow's steps in one process.
+
+    The record (with every original photo stored) is saved before the first step, and again when
+    the last step finishes or one fails, so no assessment and no photo is ever lost.
+    """
 
     def __init__(self, ports: LocalPorts, rules: AssessmentRules, clock: Clock = utc_now) -> None:
         self.ports = ports

@@ -96,7 +96,8 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
         out += [
             "",
             "Valuation" + ("  (PROVISIONAL)" if val.provisional else ""),
-            f"  undamaged value: {_money(val.undamaged.amount_usd)}  ({val.undamaged.method.value}: {val.undamaged.reason})",
+            f"  undamaged value: {_money(val.undamaged.amount_usd)}"
+            f"  ({val.undamaged.method.value}: {val.undamaged.reason})",
             "  per photo: "
             + ", ".join(
                 f"{p.photo_id} {p.severity.value} {p.rate:.0%}{'' if p.counted else ' (not counted)'}"

@@ -50,7 +50,9 @@ def test_repository_saves_gets_and_updates(tmp_path) -> None:
     original = _assessment("a1", "1FTMW1T88MFA00001", now)
     repo.save(original)
     assert repo.get("a1") == original
-    done = original.model_copy(update={"status": AssessmentStatus.COMPLETED, "updated_at": now + timedelta(1)})
+    done = original.model_copy(
+        update={"status": AssessmentStatus.COMPLETED, "updated_at": now + timedelta(1)}
+    )
     repo.save(done)
     assert repo.get("a1") == done
     # A second repository on the same file sees the same data (state survives the process).

@@ -19,7 +19,9 @@ LABELS = [
 
 def _items(rng: np.random.Generator, n: int) -> list[ReferenceItem]:
     return [
-        ReferenceItem(source=f"ref/{i}.jpg", sha256=f"{i:064x}", label=LABELS[i % 3], vector=rng.normal(size=16))
+        ReferenceItem(
+            source=f"ref/{i}.jpg", sha256=f"{i:064x}", label=LABELS[i % 3], vector=rng.normal(size=16)
+        )
         for i in range(n)
     ]
 

@@ -56,7 +56,9 @@ def test_hf_hub_name_loads_from_a_local_cache_dir(tmp_path, tiny_encoder) -> Non
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
     model_cfg = json.loads((TEST_DATA / "models" / "tiny-test-clip.json").read_text())
-    (snapshot / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
+    (snapshot / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}})
+    )
     torch.save(tiny_encoder._model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
     encoder = OpenClipEncoder(EncoderSettings(model_name="hf-hub:yard/tiny-clip", cache_dir=tmp_path))
     assert not encoder.identity.untrained
@@ -74,7 +76,9 @@ def test_missing_weights_fail_with_instructions(tiny_model_name, tmp_path) -> No
 
 def test_fallback_to_untrained_is_explicit_and_loud(tiny_model_name, tmp_path) -> None:
     settings = EncoderSettings(
-        model_name="ViT-B-32", pretrained=str(tmp_path / "missing.bin"), fallback_untrained_model=tiny_model_name
+        model_name="ViT-B-32",
+        pretrained=str(tmp_path / "missing.bin"),
+        fallback_untrained_model=tiny_model_name,
     )
     encoder = OpenClipEncoder(settings)
     assert encoder.identity.untrained and encoder.identity.model_name == tiny_model_name

@@ -31,7 +31,9 @@ def labels(tmp_path: Path) -> Path:
     """Twelve real labelled photos plus two bad rows the build must skip with reasons."""
     with (SAMPLE_DATA / "reference" / "labels.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    chosen = [r for r in rows if r["damaged"] == "false"][:4] + [r for r in rows if r["damaged"] == "true"][:8]
+    chosen = [r for r in rows if r["damaged"] == "false"][:4] + [r for r in rows if r["damaged"] == "true"][
+        :8
+    ]
     chosen.append({**chosen[0], "path": "damaged/not-there.jpg"})
     chosen.append({**chosen[1], "path": "undamaged/" + Path(chosen[1]["path"]).name, "severity": "severe"})
     path = tmp_path / "labels.csv"
@@ -58,7 +60,9 @@ def _tiny(data_dir: Path, model: str) -> list[str]:
 def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> None:
     data = tmp_path / "data"
     common = _tiny(data, tiny_model_name)
-    code, out, err = run(capsys, *common, "index", "build", str(SAMPLE_DATA / "reference"), "--labels", str(labels))
+    code, out, err = run(
+        capsys, *common, "index", "build", str(SAMPLE_DATA / "reference"), "--labels", str(labels)
+    )
     assert code == EXIT_OK, err
     assert "12 reference photos (12 added, 0 already there, 2 skipped)" in out
     assert "damaged/not-there.jpg: file not found" in out
@@ -66,9 +70,16 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     assert "untrained encoder" in err
 
     # Resumable: a second run finds everything already there.
-    code, out, _ = run(capsys, *common, "index", "build", str(SAMPLE_DATA / "reference"), "--labels", str(labels), "--json")
+    code, out, _ = run(
+        capsys, *common, "index", "build", str(SAMPLE_DATA / "reference"), "--labels", str(labels), "--json"
+    )
     summary = json.loads(out)
-    assert code == EXIT_OK and summary["added"] == 0 and summary["already_indexed"] == 12 and summary["total"] == 12
+    assert (
+        code == EXIT_OK
+        and summary["added"] == 0
+        and summary["already_indexed"] == 12
+        and summary["total"] == 12
+    )
 
     code, out, err = run(capsys, *common, "assess", "--vin", VIN, "--mileage", "48,200", "--json", *QUERIES)
     assert code == EXIT_OK, err
@@ -124,5 +135,7 @@ def test_unknown_assessment_and_bad_labels(tmp_path, capsys) -> None:
     assert code == EXIT_BAD_INPUT and "no assessment" in err
     bad = tmp_path / "labels.csv"
     bad.write_text("file,label\nx.jpg,1\n")
-    code, _, err = run(capsys, "--data-dir", str(tmp_path), "index", "build", str(tmp_path), "--labels", str(bad))
+    code, _, err = run(
+        capsys, "--data-dir", str(tmp_path), "index", "build", str(tmp_path), "--labels", str(bad)
+    )
     assert code == EXIT_BAD_INPUT and "lacks the column" in err

@@ -43,8 +43,15 @@ class OfflineDecoder:
 class RecordedDecoder:
     def decode(self, vin: str, model_year: int | None) -> VehicleFacts:
         return VehicleFacts(
-            vin=vin, source="vpic", make="FORD", model="F-150", model_year=2021, body_class="Pickup",
-            fuel_type_primary="Gasoline", engine_displacement_l=3.5, engine_cylinders=6,
+            vin=vin,
+            source="vpic",
+            make="FORD",
+            model="F-150",
+            model_year=2021,
+            body_class="Pickup",
+            fuel_type_primary="Gasoline",
+            engine_displacement_l=3.5,
+            engine_cylinders=6,
         )
 
 
@@ -75,7 +82,9 @@ def test_sample_photos_are_assessed_end_to_end(tmp_path, tiny_encoder, sample_in
     ports = _ports(tmp_path, tiny_encoder, sample_index_path, RecordedDecoder())
     runner = AssessmentRunner(ports, AssessmentRules(), clock=lambda: NOW)
     uploads = _queries()
-    result = runner.assess(AssessmentInputs(vin=VIN.lower(), color="red", mileage=48200, estimate_usd=38500), uploads)
+    result = runner.assess(
+        AssessmentInputs(vin=VIN.lower(), color="red", mileage=48200, estimate_usd=38500), uploads
+    )
 
     assert result.status == AssessmentStatus.COMPLETED, result.failure_reason
     assert result.vin == VIN and result.vehicle and result.vehicle.model == "F-150"
@@ -87,8 +96,13 @@ def test_sample_photos_are_assessed_end_to_end(tmp_path, tiny_encoder, sample_in
         assert all(n.source.startswith(("damaged/", "undamaged/")) for n in photo.verdict.neighbours)
     valuation = result.valuation
     assert valuation and valuation.undamaged.amount_usd == 38500
-    assert valuation.adjusted_value_usd == pytest.approx(38500 * (1 - valuation.combined_depreciation), abs=0.01)
-    assert {(d.language, d.style.value) for d in result.descriptions} == {("en", "standard"), ("es", "standard")}
+    assert valuation.adjusted_value_usd == pytest.approx(
+        38500 * (1 - valuation.combined_depreciation), abs=0.01
+    )
+    assert {(d.language, d.style.value) for d in result.descriptions} == {
+        ("en", "standard"),
+        ("es", "standard"),
+    }
     assert all(a.status == AudioStatus.SKIPPED and "not installed" in a.reason for a in result.audio)
     # Random weights: said in the record, the review reasons and every description.
     assert result.encoder and result.encoder.untrained
@@ -122,7 +136,9 @@ def test_bad_photos_are_recorded_with_reasons_and_nothing_is_lost(tmp_path, tiny
         PhotoUpload("dot.png", _png(Image.new("RGB", (1, 1)))),
     ]
     ports = _ports(tmp_path, tiny_encoder, sample_index_path, OfflineDecoder())
-    result = AssessmentRunner(ports, AssessmentRules(), clock=lambda: NOW).assess(AssessmentInputs(vin=VIN), uploads)
+    result = AssessmentRunner(ports, AssessmentRules(), clock=lambda: NOW).assess(
+        AssessmentInputs(vin=VIN), uploads
+    )
 
     assert result.status == AssessmentStatus.COMPLETED
     assert len(result.photos) == len(uploads)
@@ -142,7 +158,9 @@ def test_bad_photos_are_recorded_with_reasons_and_nothing_is_lost(tmp_path, tiny
 
 def test_a_failing_step_leaves_a_failed_assessment_with_its_reason(tmp_path, tiny_encoder, sample_index_path):
     ports = _ports(tmp_path, tiny_encoder, sample_index_path, BrokenDecoder())
-    result = AssessmentRunner(ports, AssessmentRules(), clock=lambda: NOW).assess(AssessmentInputs(vin=VIN), _queries())
+    result = AssessmentRunner(ports, AssessmentRules(), clock=lambda: NOW).assess(
+        AssessmentInputs(vin=VIN), _queries()
+    )
     assert result.status == AssessmentStatus.FAILED
     assert result.failed_step == "decode_vehicle"
     assert result.failure_reason == "RuntimeError: decoder crashed"
@@ -151,14 +169,18 @@ def test_a_failing_step_leaves_a_failed_assessment_with_its_reason(tmp_path, tin
     assert all(ports.objects.exists(p.object_key) for p in stored.photos)
 
 
-def test_index_from_another_encoder_fails_the_assessment_clearly(tmp_path, tiny_model_name, sample_index_path):
+def test_index_from_another_encoder_fails_the_assessment_clearly(
+    tmp_path, tiny_model_name, sample_index_path
+):
     from vehicle_assessment.adapters.local.openclip_encoder import OpenClipEncoder
     from vehicle_assessment.settings import EncoderSettings
 
     other = OpenClipEncoder(EncoderSettings(model_name=tiny_model_name, untrained=True, batch_size=8))
     other._identity = other.identity.model_copy(update={"model_name": "another-model"})
     ports = _ports(tmp_path, other, sample_index_path, OfflineDecoder())
-    result = AssessmentRunner(ports, AssessmentRules(), clock=lambda: NOW).assess(AssessmentInputs(vin=VIN), _queries())
+    result = AssessmentRunner(ports, AssessmentRules(), clock=lambda: NOW).assess(
+        AssessmentInputs(vin=VIN), _queries()
+    )
     assert result.status == AssessmentStatus.FAILED and result.failed_step == "analyse_photos"
     assert "rebuild the index" in (result.failure_reason or "")
 

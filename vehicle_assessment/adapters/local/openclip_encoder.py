@@ -30,7 +30,8 @@ def _weights_help(settings: EncoderSettings) -> str:
     return (
         "To supply weights: (a) download the checkpoint on a connected machine and set "
         "VDA_ENCODER__PRETRAINED=/path/to/open_clip_pytorch_model.bin; or (b) copy a Hugging Face "
-        f"cache that holds them and set VDA_ENCODER__CACHE_DIR (now {settings.cache_dir or 'the HF default'}); "
+        "cache that holds them and set VDA_ENCODER__CACHE_DIR "
+        f"(now {settings.cache_dir or 'the HF default'}); "
         "or (c) choose random weights explicitly with --untrained (verdicts are then not meaningful)."
     )
 

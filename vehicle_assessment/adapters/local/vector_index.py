@@ -6,9 +6,9 @@ needs. Vectors are stored L2-normalised, so cosine similarity is a dot product.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,16 @@ def top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
         part = np.take_along_axis(part, order, axis=1)
     part = part[:, :k]
     return part, np.take_along_axis(scores, part, axis=1)
+
+
+@dataclass(frozen=True)
+class StoredReference:
+    """One indexed photo as stored (for evaluation and reports; searches use `search`)."""
+
+    reference_id: str
+    source: str
+    sha256: str
+    label: ReferenceLabel
 
 
 class LocalVectorIndex:
@@ -162,12 +172,12 @@ class LocalVectorIndex:
             for row_idx, row_scores in zip(indices, scores, strict=True)
         ]
 
-    def export_labels(self) -> str:
-        """A JSON summary (counts per label) for reports."""
-        counts = self._conn.execute(
-            "SELECT damaged, damage_type, severity, COUNT(*) FROM reference_photos"
-            " GROUP BY damaged, damage_type, severity"
-        ).fetchall()
-        return json.dumps(
-            [{"damaged": bool(d), "type": t, "severity": s, "count": c} for d, t, s, c in counts]
-        )
+    def vectors_and_labels(self) -> tuple[list[StoredReference], np.ndarray]:
+        """Every row in id order with its (n, d) unit-vector matrix; read-only, for evaluation."""
+        matrix = self._load()
+        sha = dict(self._conn.execute("SELECT id, sha256 FROM reference_photos").fetchall())
+        rows = [
+            StoredReference(reference_id=str(row_id), source=source, sha256=sha[row_id], label=label)
+            for row_id, source, label in self._rows
+        ]
+        return rows, matrix.copy()
