@@ -51,7 +51,9 @@ def stub(aws_credentials: None):
 
 @pytest.fixture
 def identity() -> EncoderIdentity:
-    return EncoderIdentity(model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", untrained=False, dimension=4)
+    return EncoderIdentity(
+        model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", untrained=False, dimension=4
+    )
 
 
 @pytest.fixture

@@ -49,15 +49,23 @@ def test_other_errors_are_not_disguised_as_missing(s3) -> None:
 
 
 @pytest.mark.parametrize("key", ["", "/abs/key", "photos/../secret"])
-def test_rejects_keys_that_could_escape(s3, key: str) -> None:
-    with pytest.raises(ValueError, match="invalid object key"):
-        S3ObjectStore(s3, BUCKET).put(key, b"x", "text/plain")
+def test_rejects_keys_that_could_escape(key: str) -> None:
+    store = S3ObjectStore(object(), BUCKET)  # refused before any client call
+    for call in (
+        lambda: store.put(key, b"x", "text/plain"),
+        lambda: store.get(key),
+        lambda: store.exists(key),
+    ):
+        with pytest.raises(ValueError, match="invalid object key"):
+            call()
 
 
 def test_from_settings_configures_retries_and_timeouts(s3) -> None:
     settings = S3Settings(
         bucket=BUCKET,
-        client=AwsClientSettings(retry_mode="adaptive", max_attempts=5, connect_timeout_s=2, read_timeout_s=9),
+        client=AwsClientSettings(
+            retry_mode="adaptive", max_attempts=5, connect_timeout_s=2, read_timeout_s=9
+        ),
     )
     store = S3ObjectStore.from_settings(settings, REGION)
     config = store.client.meta.config

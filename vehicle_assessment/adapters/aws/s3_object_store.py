@@ -35,12 +35,14 @@ class S3ObjectStore:
         return cls(make_boto3_client("s3", region, settings.client, session), settings.bucket)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
+        key = _check_key(key)
         # Encryption at rest is the bucket's default (SSE-S3/KMS), set by the infrastructure.
-        self.client.put_object(Bucket=self.bucket, Key=_check_key(key), Body=data, ContentType=content_type)
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
+        key = _check_key(key)
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=_check_key(key))
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if error_code(exc) in _MISSING:
                 raise ObjectNotFound(f"no object at s3://{self.bucket}/{key}") from exc
@@ -49,8 +51,9 @@ class S3ObjectStore:
             return body.read()
 
     def exists(self, key: str) -> bool:
+        key = _check_key(key)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=_check_key(key))
+            self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if error_code(exc) in _MISSING:
                 return False
