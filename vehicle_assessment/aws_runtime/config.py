@@ -44,6 +44,8 @@ class UploadConfig(FunctionConfig):
 class SweeperConfig(FunctionConfig):
     sweep_timeout_minutes: int = Field(default=60, ge=1)
     sweep_batch_limit: int = Field(default=200, ge=1, le=1000)
+    # Optional: lets the sweeper restart an assessment whose photos are all in but whose start was lost.
+    state_machine_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:states:")
 
 
 class ApiConfig(FunctionConfig):

@@ -2,10 +2,10 @@
 
 Single-table design (one item per assessment, plus orphan-upload items)::
 
-    item                  PK                         SK       GSI1PK / GSI1SK                 GSI2PK / GSI2SK
-    assessment            ASSESSMENT#{id}            META     VIN#{vin} / {created_at}#{id}   AWAITING_PHOTOS /
-                                                                                               {created_at}#{id}
-    orphan upload         ORPHAN_UPLOAD#{s3 key}     UPLOAD   -                               -
+    item            PK                       SK       GSI1PK / GSI1SK                GSI2PK / GSI2SK
+    assessment      ASSESSMENT#{id}          META     VIN#{vin} / {created_at}#{id}  AWAITING_PHOTOS /
+                                                                                     {created_at}#{id}
+    orphan upload   ORPHAN_UPLOAD#{s3 key}   UPLOAD   -                              -
 
 Assessment item attributes:
 
@@ -256,6 +256,9 @@ class DynamoAssessmentRepository:
             raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
         return self._assessment(item)
 
+    def exists(self, assessment_id: str) -> bool:
+        return self._get_item(assessment_id) is not None
+
     def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]:
         response = self.table.query(
             IndexName=GSI1,
@@ -294,7 +297,9 @@ class DynamoAssessmentRepository:
         try:
             response = self.table.update_item(
                 Key=self._key(assessment_id),
-                UpdateExpression="ADD received_photo_keys :keyset SET #uploads.#key = :upload, updated_at = :now",
+                UpdateExpression=(
+                    "ADD received_photo_keys :keyset SET #uploads.#key = :upload, updated_at = :now"
+                ),
                 ConditionExpression=(
                     "attribute_exists(PK) AND #status = :awaiting"
                     " AND (attribute_not_exists(received_photo_keys)"
@@ -425,7 +430,9 @@ class DynamoAssessmentRepository:
         allowed = sorted({s.value for s in from_statuses})
         values: dict[str, Any] = {":new": new_status.value, ":now": iso(now)}
         values |= {f":from{i}": s for i, s in enumerate(allowed)}
-        condition = f"attribute_exists(PK) AND #status IN ({', '.join(f':from{i}' for i in range(len(allowed)))})"
+        condition = (
+            f"attribute_exists(PK) AND #status IN ({', '.join(f':from{i}' for i in range(len(allowed)))})"
+        )
         if only_if_photos_missing:
             # An assessment with all its photos is about to start: the sweeper must leave it alone.
             condition += (

@@ -1,0 +1,21 @@
+"""Task Speak: audio of each description (Polly); skipped ones say why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions import workflow_deps as deps
+from functions.observability import logger, metrics, tracer
+from vehicle_assessment.aws_runtime import workflow_steps
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = workflow_steps.AssessmentRef.model_validate(event)
+    logger.append_keys(assessment_id=state.assessment_id)
+    result = workflow_steps.speak(state, deps.get_repository(), deps.get_speaker(), deps.get_objects())
+    return result.model_dump(mode="json")

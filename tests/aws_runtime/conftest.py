@@ -1,0 +1,290 @@
+"""moto-backed AWS (S3, SQS, DynamoDB, Step Functions), fake Lambda context, and in-memory fakes
+for the encoder, reference index and speaker. No network: moto intercepts botocore in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vehicle_assessment.domain.models import (
+    DamageType,
+    EncoderIdentity,
+    Neighbour,
+    ReferenceLabel,
+    Severity,
+)
+from vehicle_assessment.ports import SpeechClip
+
+# Powertools reads these when the observability objects are built, once per process.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "vehicle-assessment")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VehicleAssessmentTest")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+# Building the Tracer imports the X-Ray SDK, whose emitter creates a UDP socket (it sends nothing
+# while tracing is disabled). Do it now, at collection, before pytest-socket guards each test.
+from functions.observability import tracer
+
+tracer.get()
+
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+TABLE = "assessments-test"
+BUCKET = "assessment-photos-test"
+STATE_MACHINE = "assessment-workflow"
+STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE}"
+VIN = "1FTMW1T88MFA00001"  # a valid 2021 Ford F-150 VIN (check digit ok)
+PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_SERVICE_NAME": "vehicle-assessment",
+        "POWERTOOLS_METRICS_NAMESPACE": "VehicleAssessmentTest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "TABLE_NAME": TABLE,
+        "BUCKET_NAME": BUCKET,
+        "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
+        "VPIC__ENABLED": "false",  # no network: the VIN itself is decoded
+        "EXPECTED_PHOTOS": "3",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def _clear_caches() -> None:
+    # Handlers cache config and clients per container; each test is a fresh container.
+    from functions import api, sweeper, upload_trigger, workflow_deps
+
+    # factory.boto3_session stays: one session (credentials are the fake ones) keeps its parsed
+    # service models, which saves ~0.1 s per client per test.
+    workflow_deps.clear_caches()
+    for module in (api, sweeper, upload_trigger):
+        for name in ("get_config", "get_services", "get_repository", "get_starter"):
+            getter = getattr(module, name, None)
+            if getter is not None:
+                getter.cache_clear()
+
+
+@dataclass
+class Aws:
+    s3: Any
+    sqs: Any
+    sfn: Any
+    dynamodb: Any
+    table: Any
+
+    def executions(self) -> list[dict[str, Any]]:
+        return self.sfn.list_executions(stateMachineArn=STATE_MACHINE_ARN)["executions"]
+
+    def put_photo(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=data, Metadata=metadata or {})
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[Aws]:
+    from moto import mock_aws
+
+    from vehicle_assessment.adapters.aws.dynamodb import table_definition
+    from vehicle_assessment.aws_runtime.factory import boto3_session
+
+    _clear_caches()
+    session = boto3_session()
+    with mock_aws():
+        s3 = session.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb = session.resource("dynamodb", region_name=REGION)
+        dynamodb.meta.client.create_table(**table_definition(TABLE))
+        sfn = session.client("stepfunctions", region_name=REGION)
+        sfn.create_state_machine(
+            name=STATE_MACHINE,
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/workflow",
+        )
+        yield Aws(
+            s3=s3,
+            sqs=session.client("sqs", region_name=REGION),
+            sfn=sfn,
+            dynamodb=dynamodb,
+            table=dynamodb.Table(TABLE),
+        )
+    _clear_caches()
+
+
+@pytest.fixture
+def repository(aws: Aws):
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+
+    return DynamoAssessmentRepository(aws.table)
+
+
+@pytest.fixture(scope="session")
+def jpeg_bytes() -> bytes:
+    return (PHOTOS / "damaged_0003_JPEG.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def other_jpeg_bytes() -> bytes:
+    return (PHOTOS / "undamaged_white_6150526860_fd9cd2c04c_b.jpg").read_bytes()
+
+
+# --- Lambda context and events -----------------------------------------------------------------
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "test-function"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test-function"
+    aws_request_id: str = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+    log_group_name: str = "/aws/lambda/test-function"
+    log_stream_name: str = "2025/06/01/[$LATEST]abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+def s3_notification(key_encoded: str, size: int, event_name: str = "ObjectCreated:Post") -> dict[str, Any]:
+    """An S3 event notification as S3 sends it (keys URL-encoded)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": REGION,
+                "eventTime": "2025-06-01T12:00:00.000Z",
+                "eventName": event_name,
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "photo-uploads",
+                    "bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"},
+                    "object": {
+                        "key": key_encoded,
+                        "size": size,
+                        "eTag": "0123456789abcdef",
+                        "sequencer": "0A1B",
+                    },
+                },
+            }
+        ]
+    }
+
+
+def sqs_event(bodies: Sequence[dict[str, Any] | str]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"msg-{i}",
+                "receiptHandle": f"handle-{i}",
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1748779200000",
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1748779200001",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "d41d8cd98f00b204e9800998ecf8427e",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:photo-uploads",
+                "awsRegion": REGION,
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def rest_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    path_parameters: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    resource: str | None = None,
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy integration event."""
+    return {
+        "resource": resource or path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource or path,
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "stage": "prod",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "accountId": ACCOUNT,
+            "apiId": "abc123",
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": "203.0.113.10", "userAgent": "pytest"},
+            "requestTimeEpoch": 1748779200000,
+        },
+        "body": body if body is None or isinstance(body, str) else json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+# --- fakes ------------------------------------------------------------------------------------
+
+IDENTITY = EncoderIdentity(model_name="fake-clip", pretrained=None, untrained=True, dimension=4)
+
+
+class FakeEncoder:
+    identity = IDENTITY
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        self.batches.append(len(images))
+        rows = np.array([[1.0, 0.0, 0.0, 0.0]] * len(images), dtype=np.float32)
+        return rows
+
+
+class FakeIndex:
+    identity = IDENTITY
+
+    def search(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
+        dent = ReferenceLabel(damaged=True, damage_type=DamageType.DENT, severity=Severity.MODERATE)
+        return [
+            [
+                Neighbour(
+                    reference_id=f"ref-{i}", source=f"ref/{i}.jpg", similarity=0.9 - 0.01 * i, label=dent
+                )
+                for i in range(min(k, 5))
+            ]
+            for _ in range(len(vectors))
+        ]
+
+
+class FakeSpeaker:
+    def synthesize(self, text: str, language: str) -> SpeechClip:
+        return SpeechClip(audio=b"ID3fake-mp3", content_type="audio/mpeg", extension="mp3")

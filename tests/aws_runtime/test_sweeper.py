@@ -1,0 +1,53 @@
+"""The sweeper: stale AWAITING_PHOTOS → INCOMPLETE; fresh, full and finished ones left alone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.aws_runtime.conftest import NOW, STATE_MACHINE_ARN, VIN, Aws
+from vehicle_assessment.aws_runtime.sweeper import sweep
+from vehicle_assessment.aws_runtime.uploads import StepFunctionsStarter, open_assessment
+from vehicle_assessment.domain.models import AssessmentInputs, AssessmentStatus
+
+
+def _open(repository, assessment_id: str, age: timedelta, expected: int = 2) -> None:
+    repository.create(open_assessment(AssessmentInputs(vin=VIN), expected, NOW - age, assessment_id))
+
+
+def _photo(repository, assessment_id: str, n: int) -> None:
+    repository.record_photo(
+        assessment_id, f"uploads/{assessment_id}/{n}.jpg", 10, "image/jpeg", NOW, str(n), f"{n}.jpg"
+    )
+
+
+def test_sweeper_marks_only_stale_incomplete_uploads(aws: Aws, repository) -> None:
+    _open(repository, "stale", timedelta(hours=3))
+    _photo(repository, "stale", 1)
+    _open(repository, "fresh", timedelta(minutes=5))
+    _open(repository, "done", timedelta(hours=5))
+    repository.mark_status("done", AssessmentStatus.COMPLETED, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+    _open(repository, "full", timedelta(hours=4))  # all photos in, its workflow start was lost
+    _photo(repository, "full", 1)
+    _photo(repository, "full", 2)
+
+    report = sweep(
+        repository, timedelta(hours=1), NOW, starter=StepFunctionsStarter(aws.sfn, STATE_MACHINE_ARN)
+    )
+
+    assert report.marked_incomplete == ["stale"]
+    assert report.restarted == ["full"]
+    assert report.examined == 2  # the sparse index holds neither the fresh-enough nor the finished one
+    assert repository.get("stale").status == AssessmentStatus.INCOMPLETE
+    assert repository.get("fresh").status == AssessmentStatus.AWAITING_PHOTOS
+    assert repository.get("done").status == AssessmentStatus.COMPLETED
+    assert [e["name"] for e in aws.executions()] == ["full"]
+    # Swept ones leave the index: the next run has nothing new to mark.
+    assert sweep(repository, timedelta(hours=1), NOW).marked_incomplete == []
+
+
+def test_sweeper_without_a_starter_leaves_full_ones_alone(aws: Aws, repository) -> None:
+    _open(repository, "full", timedelta(hours=4), expected=1)
+    _photo(repository, "full", 1)
+    report = sweep(repository, timedelta(hours=1), NOW)
+    assert (report.marked_incomplete, report.left_alone) == ([], ["full"])
+    assert repository.get("full").status == AssessmentStatus.AWAITING_PHOTOS

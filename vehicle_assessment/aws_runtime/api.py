@@ -1,0 +1,234 @@
+"""The REST API's services: open an assessment with upload URLs, read it, list a VIN's history,
+regenerate a description. The HTTP layer (routes, status codes) is ``functions/api.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vehicle_assessment import pipeline
+from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from vehicle_assessment.aws_runtime.uploads import open_assessment
+from vehicle_assessment.domain.description import build_description_request
+from vehicle_assessment.domain.models import (
+    Assessment,
+    AssessmentInputs,
+    AssessmentStatus,
+    AudioRecord,
+    Description,
+    DescriptionStyle,
+)
+from vehicle_assessment.domain.vin import normalise_vin
+from vehicle_assessment.ports import Describer, ObjectStore, Speaker
+
+
+class Conflict(Exception):
+    """The request is valid but the assessment's state does not allow it (HTTP 409)."""
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests and responses ------------------------------------------------------------------
+
+
+class CreateAssessmentRequest(ApiModel):
+    vin: str = Field(min_length=1, max_length=40, description="17 characters; checked with its check digit")
+    color: str | None = Field(default=None, max_length=40)
+    mileage: int | None = Field(default=None, ge=0, le=2_000_000)
+    estimate_usd: float | None = Field(default=None, gt=0, le=50_000_000)
+    expected_photos: int | None = Field(default=None, ge=1, le=10, description="defaults to the service's")
+
+
+class PresignedUpload(ApiModel):
+    photo_number: int
+    object_key: str
+    url: str
+    fields: dict[str, str] = Field(description="form fields to send before the file (multipart/form-data)")
+
+
+class CreateAssessmentResponse(ApiModel):
+    assessment_id: str
+    status: AssessmentStatus
+    expected_photos: int
+    upload_expires_in_s: int
+    max_upload_bytes: int
+    uploads: list[PresignedUpload]
+
+
+class RejectedUploadView(ApiModel):
+    object_key: str
+    reason: str
+    size_bytes: int | None = None
+    content_type: str | None = None
+    at: str
+
+
+class AssessmentView(Assessment):
+    """The assessment plus what the upload tracking knows."""
+
+    received_photos: int
+    rejected_uploads: list[RejectedUploadView] = Field(default_factory=list)
+
+
+class AssessmentSummary(ApiModel):
+    assessment_id: str
+    status: AssessmentStatus
+    created_at: datetime
+    updated_at: datetime
+    adjusted_value_usd: float | None = None
+    needs_review: bool
+
+
+class AssessmentList(ApiModel):
+    vin: str
+    assessments: list[AssessmentSummary]
+
+
+class RegenerateDescriptionRequest(ApiModel):
+    style: DescriptionStyle = DescriptionStyle.STANDARD
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="ISO 639-1 code")
+    creativity: float = Field(default=0.0, ge=0.0, le=1.0, description="0 = plain, 1 = most varied")
+
+
+class RegenerateDescriptionResponse(ApiModel):
+    assessment_id: str
+    description: Description
+    audio: AudioRecord
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    repository: DynamoAssessmentRepository
+    s3_client: Any
+    objects: ObjectStore
+    describer: Describer | None = None
+    speaker: Speaker | None = None
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    bucket: str
+    expected_photos: int
+    max_upload_bytes: int
+    expires_in_s: int
+
+
+def upload_key(assessment_id: str, number: int) -> str:
+    return f"uploads/{assessment_id}/{number}.jpg"
+
+
+def create_assessment(
+    request: CreateAssessmentRequest, services: ApiServices, policy: UploadPolicy, now: datetime
+) -> CreateAssessmentResponse:
+    """Raises InvalidVin (a ValueError) before anything is stored."""
+    inputs = AssessmentInputs(
+        vin=request.vin, color=request.color, mileage=request.mileage, estimate_usd=request.estimate_usd
+    )
+    expected = request.expected_photos or policy.expected_photos
+    assessment = open_assessment(inputs, expected, now, str(uuid.uuid4()))
+    if not services.repository.create(assessment):
+        raise Conflict(f"assessment {assessment.assessment_id} already exists")
+    uploads = []
+    for number in range(1, expected + 1):
+        key = upload_key(assessment.assessment_id, number)
+        # The key is fixed by the server; S3 enforces size and image type when the form is posted.
+        post = services.s3_client.generate_presigned_post(
+            Bucket=policy.bucket,
+            Key=key,
+            Conditions=[
+                ["content-length-range", 1, policy.max_upload_bytes],
+                ["starts-with", "$Content-Type", "image/"],
+            ],
+            ExpiresIn=policy.expires_in_s,
+        )
+        uploads.append(
+            PresignedUpload(photo_number=number, object_key=key, url=post["url"], fields=post["fields"])
+        )
+    return CreateAssessmentResponse(
+        assessment_id=assessment.assessment_id,
+        status=assessment.status,
+        expected_photos=expected,
+        upload_expires_in_s=policy.expires_in_s,
+        max_upload_bytes=policy.max_upload_bytes,
+        uploads=uploads,
+    )
+
+
+def get_assessment(assessment_id: str, services: ApiServices) -> AssessmentView:
+    """Raises AssessmentNotFound."""
+    repository = services.repository
+    assessment = repository.get(assessment_id)
+    progress = repository.upload_progress(assessment_id)
+    rejected = [RejectedUploadView(**vars(r)) for r in repository.rejected_uploads(assessment_id)]
+    return AssessmentView(
+        **assessment.model_dump(), received_photos=progress.received, rejected_uploads=rejected
+    )
+
+
+def list_assessments(vin: str, services: ApiServices, limit: int) -> AssessmentList:
+    normalised = normalise_vin(vin)
+    found = services.repository.list_by_vin(normalised, limit)
+    return AssessmentList(
+        vin=normalised,
+        assessments=[
+            AssessmentSummary(
+                assessment_id=a.assessment_id,
+                status=a.status,
+                created_at=a.created_at,
+                updated_at=a.updated_at,
+                adjusted_value_usd=a.valuation.adjusted_value_usd if a.valuation else None,
+                needs_review=a.needs_review,
+            )
+            for a in found
+        ],
+    )
+
+
+def regenerate_description(
+    assessment_id: str,
+    request: RegenerateDescriptionRequest,
+    services: ApiServices,
+    now: datetime,
+) -> RegenerateDescriptionResponse:
+    """A new description (and its audio) in the asked style and language, replacing that pair's.
+
+    Raises AssessmentNotFound, Conflict (not COMPLETED yet), UnsupportedLanguage (a ValueError).
+    """
+    if services.describer is None or services.speaker is None:
+        raise RuntimeError("the API was wired without a describer or speaker")
+    assessment = services.repository.get(assessment_id)
+    if assessment.status != AssessmentStatus.COMPLETED:
+        raise Conflict(
+            f"assessment {assessment_id} is {assessment.status.value}; descriptions can be "
+            "regenerated once it is COMPLETED"
+        )
+    description = services.describer.describe(
+        build_description_request(assessment), request.style, request.language, request.creativity
+    )
+    # The pipeline's speak step, on just the new description (same key scheme, same skip rules).
+    [audio] = pipeline.speak_descriptions(
+        assessment.model_copy(update={"descriptions": [description]}), services.speaker, services.objects
+    ).audio
+
+    def other(item: Description | AudioRecord) -> bool:
+        return (item.style, item.language) != (description.style, description.language)
+
+    updated = assessment.model_copy(
+        update={
+            "descriptions": [d for d in assessment.descriptions if other(d)] + [description],
+            "audio": [a for a in assessment.audio if other(a)] + [audio],
+            "updated_at": now,
+        }
+    )
+    services.repository.save(updated)
+    return RegenerateDescriptionResponse(assessment_id=assessment_id, description=description, audio=audio)

@@ -1,0 +1,243 @@
+"""One function per Step Functions task. Their pydantic models ARE the state machine's state.
+
+State shapes (JSON), in workflow order::
+
+    execution input / DecodeVin in   {"assessment_id": "..."}                           AssessmentRef
+    DecodeVin out                    {"assessment_id", "photos": [{"photo_id", "object_key"}]}  PhotoBatch
+    Map over $.photos, ItemSelector  {"assessment_id.$": "$.assessment_id", "photo.$": "$$.Map.Item.Value"}
+      AnalysePhoto in                {"assessment_id", "photo": {"photo_id", "object_key"}}     PhotoTask
+      AnalysePhoto out               {"assessment_id", "photo_id", "status", "needs_review", "reason"}
+    Map ResultPath                   null (keep the batch; results are in DynamoDB)
+    Value / Describe / Speak         in: AssessmentRef (extra keys ignored), out: AssessmentRef
+    Store out                        {"assessment_id", "status", "needs_review"}        AssessmentResult
+    MarkFailed in (Catch, ResultPath "$.error")
+                                     {"assessment_id", "failed_step"?, "error": {"Error", "Cause"}}
+    MarkFailed out                   AssessmentResult
+
+The state carries ids, never the assessment: each step loads it from the repository (strongly
+consistent reads) and saves what it changed, so the state stays a few hundred bytes whatever the
+photos hold (the limit is 256 KB) and a failed step leaves everything before it stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vehicle_assessment import pipeline
+from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from vehicle_assessment.domain.models import (
+    UNTRAINED_ENCODER_WARNING,
+    AssessmentStatus,
+    PhotoStatus,
+)
+from vehicle_assessment.ports import (
+    Describer,
+    ImageEncoder,
+    ObjectStore,
+    ReferenceIndex,
+    Speaker,
+    VinDecoder,
+)
+from vehicle_assessment.settings import AssessmentRules
+
+Clock = Callable[[], datetime]
+_MAX_REASON = 1000
+
+
+class WorkflowConflict(RuntimeError):
+    """The assessment is not in a state this step may act on (e.g. swept as INCOMPLETE)."""
+
+
+class State(BaseModel):
+    # Inputs ignore extra keys: a step may receive more of the state than it needs.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AssessmentRef(State):
+    assessment_id: str = Field(min_length=1, max_length=80)
+
+
+class PhotoRef(State):
+    photo_id: str = Field(min_length=1)
+    object_key: str = Field(min_length=1)
+
+
+class PhotoBatch(AssessmentRef):
+    photos: list[PhotoRef]
+
+
+class PhotoTask(AssessmentRef):
+    photo: PhotoRef
+
+
+class PhotoOutcome(AssessmentRef):
+    photo_id: str
+    status: PhotoStatus
+    needs_review: bool
+    reason: str | None = None
+
+
+class StepError(State):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    error: str = Field(default="Unknown", alias="Error")
+    cause: str | None = Field(default=None, alias="Cause")
+
+
+class FailureInput(AssessmentRef):
+    failed_step: str | None = None
+    error: StepError | None = None
+
+
+class AssessmentResult(AssessmentRef):
+    status: AssessmentStatus
+    needs_review: bool
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def decode_vin(
+    state: AssessmentRef,
+    repository: DynamoAssessmentRepository,
+    decoder: VinDecoder,
+    clock: Clock = pipeline.utc_now,
+) -> PhotoBatch:
+    """Take the assessment into PROCESSING, decode its vehicle, and list its photos for the Map."""
+    now = clock()
+    moved = repository.mark_status(
+        state.assessment_id,
+        AssessmentStatus.PROCESSING,
+        # PROCESSING too: a retried step (or a redriven execution) must be able to run again.
+        {AssessmentStatus.AWAITING_PHOTOS, AssessmentStatus.PROCESSING},
+        now,
+    )
+    assessment = repository.get(state.assessment_id)
+    if not moved:
+        raise WorkflowConflict(
+            f"assessment {state.assessment_id} is {assessment.status.value}; not processing it"
+        )
+    assessment = pipeline.decode_vehicle(assessment, decoder, now.date())
+    repository.save(assessment.model_copy(update={"updated_at": now}))
+    return PhotoBatch(
+        assessment_id=state.assessment_id,
+        photos=[PhotoRef(photo_id=p.photo_id, object_key=p.object_key) for p in assessment.photos],
+    )
+
+
+def analyse_photo(
+    state: PhotoTask,
+    repository: DynamoAssessmentRepository,
+    objects: ObjectStore,
+    encoder: ImageEncoder,
+    index: ReferenceIndex,
+    rules: AssessmentRules,
+) -> PhotoOutcome:
+    """One Map iteration: intake, embed and judge one photo; its record goes to its own path."""
+    assessment = repository.get(state.assessment_id)
+    record = next((p for p in assessment.photos if p.photo_id == state.photo.photo_id), None)
+    if record is None:
+        raise ValueError(f"assessment {state.assessment_id} has no photo {state.photo.photo_id!r}")
+    data = objects.get(record.object_key)
+    # The upload trigger read 16 bytes; the digest and true size are known only now.
+    record = record.model_copy(update={"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)})
+    [analysed] = pipeline.analyse_photos([record], [data], encoder, index, rules)
+    repository.save_photo_result(state.assessment_id, analysed, encoder.identity)
+    return PhotoOutcome(
+        assessment_id=state.assessment_id,
+        photo_id=analysed.photo_id,
+        status=analysed.status,
+        needs_review=bool(analysed.verdict and analysed.verdict.needs_review),
+        reason=analysed.reason,
+    )
+
+
+def value(
+    state: AssessmentRef,
+    repository: DynamoAssessmentRepository,
+    rules: AssessmentRules,
+    clock: Clock = pipeline.utc_now,
+) -> AssessmentRef:
+    now = clock()
+    assessment = repository.get(state.assessment_id)
+    warnings = list(assessment.warnings)
+    # analyse_assessment_photos adds this in local mode; here the photos were analysed one by one.
+    if assessment.encoder and assessment.encoder.untrained and UNTRAINED_ENCODER_WARNING not in warnings:
+        warnings.insert(0, UNTRAINED_ENCODER_WARNING)
+    assessment = pipeline.value_assessment(
+        assessment.model_copy(update={"warnings": warnings}), rules, now.date()
+    )
+    repository.save(assessment.model_copy(update={"updated_at": now}))
+    return AssessmentRef(assessment_id=state.assessment_id)
+
+
+def describe(
+    state: AssessmentRef,
+    repository: DynamoAssessmentRepository,
+    describer: Describer,
+    rules: AssessmentRules,
+    clock: Clock = pipeline.utc_now,
+) -> AssessmentRef:
+    assessment = repository.get(state.assessment_id)
+    assessment = pipeline.describe_assessment(assessment, describer, rules.languages, rules.styles)
+    repository.save(assessment.model_copy(update={"updated_at": clock()}))
+    return AssessmentRef(assessment_id=state.assessment_id)
+
+
+def speak(
+    state: AssessmentRef,
+    repository: DynamoAssessmentRepository,
+    speaker: Speaker,
+    objects: ObjectStore,
+    clock: Clock = pipeline.utc_now,
+) -> AssessmentRef:
+    assessment = repository.get(state.assessment_id)
+    assessment = pipeline.speak_descriptions(assessment, speaker, objects)
+    repository.save(assessment.model_copy(update={"updated_at": clock()}))
+    return AssessmentRef(assessment_id=state.assessment_id)
+
+
+def store(
+    state: AssessmentRef, repository: DynamoAssessmentRepository, clock: Clock = pipeline.utc_now
+) -> AssessmentResult:
+    """The last step: COMPLETED, with the reasons a person should look at it."""
+    done = pipeline.complete(repository.get(state.assessment_id), clock())
+    repository.save(done)
+    return AssessmentResult(
+        assessment_id=done.assessment_id, status=done.status, needs_review=done.needs_review
+    )
+
+
+def failure_reason(error: StepError | None) -> str:
+    """One line from a Catch's {Error, Cause}; a Lambda's Cause is JSON with a stack trace we drop."""
+    if error is None:
+        return "unknown error"
+    reason = error.error
+    if error.cause:
+        try:
+            cause = json.loads(error.cause)
+        except ValueError:
+            cause = None
+        if isinstance(cause, dict) and "errorMessage" in cause:
+            reason = f"{cause.get('errorType') or error.error}: {cause['errorMessage']}"
+        else:
+            reason = f"{error.error}: {error.cause}"
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 1] + "…"
+
+
+def mark_failed(
+    state: FailureInput, repository: DynamoAssessmentRepository, clock: Clock = pipeline.utc_now
+) -> AssessmentResult:
+    assessment = repository.get(state.assessment_id)
+    failed = pipeline.mark_failed(
+        assessment, state.failed_step or "workflow", failure_reason(state.error), clock()
+    )
+    repository.save(failed)
+    return AssessmentResult(
+        assessment_id=failed.assessment_id, status=failed.status, needs_review=failed.needs_review
+    )
