@@ -8,9 +8,9 @@ DEMO_DIR := demo-output
 DEMO_ENV := HF_HUB_OFFLINE=1 VDA_DATA_DIR=$(DEMO_DIR) VDA_ENCODER__FALLBACK_UNTRAINED_MODEL=ViT-B-32
 DEMO_VIN := 1FTMW1T88MFA00001
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean synth
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -24,11 +24,26 @@ demo: venv
 	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment assess --vin $(DEMO_VIN) --color "Oxford White" --mileage 48200 \
 		--estimate 38500 sample_data/queries/undamaged/*.jpg sample_data/queries/damaged/*.jpg
 
-test: venv
+test: venv node_modules/.installed
 	$(PY) -m pytest
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache cdk.out
+
+# --- infrastructure (infra/, see README "Deploying to AWS") ---------------------------------
+# jsii runs on Node 20 here; its end-of-life banner would bury the test output.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+# The CDK CLI and asl-validator (package.json / package-lock.json); the infra tests call them.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Synthesizes with the real Lambda bundle (pip, for the Lambda's platform) and cdk-nag; prints
+# the package size. Needs PyPI, not Docker.
+synth: venv node_modules/.installed
+	. $(VENV)/bin/activate && npx cdk synth -q
+	@du -sh cdk.out/asset.*/ | sort -h | tail -3

@@ -1,0 +1,135 @@
+"""Typed deployment settings: every CDK context value the stack reads, validated in one place.
+
+Values come from ``cdk.json``'s ``context`` or ``-c key=value`` on the command line. The CLI hands
+``-c`` values over as strings, so fields accept strings pydantic can coerce ("5", "true") and lists
+written as JSON (``-c index_loader_principal_arns='["arn:aws:iam::1:role/x"]'``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from constructs import Node
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vehicle_assessment.adapters.aws.settings import DEFAULT_BEDROCK_MODEL_ID
+
+# CloudWatch Logs accepts only these retention periods (days).
+_RETENTION_DAYS = {
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+}
+# AOSS names: 3-32 characters, lower-case letters, digits and hyphens, starting with a letter.
+_AOSS_NAME = r"^[a-z][a-z0-9-]{2,31}$"
+
+
+class InfraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- encoder endpoint (the only resource billed per hour) ---
+    encoder_instance_type: str = Field(default="ml.g5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    encoder_min_instances: int = Field(default=1, ge=1, le=10)
+    encoder_max_instances: int = Field(default=2, ge=1, le=20)
+    # SageMakerVariantInvocationsPerInstance is per minute: one assessment is a handful of calls.
+    encoder_invocations_per_instance: int = Field(default=120, ge=1)
+    # Must match what the container serves and what the reference index was built with.
+    encoder_model_name: str = "ViT-L-14"
+    encoder_pretrained: str | None = "laion2b_s32b_b82k"
+    encoder_dimension: int = Field(default=768, ge=2)
+    # A pre-built image instead of building containers/openclip (e.g. an account without Docker).
+    encoder_image_uri: str | None = None
+
+    # --- models and rules ---
+    bedrock_model_id: str = Field(default=DEFAULT_BEDROCK_MODEL_ID, min_length=1)
+    expected_photos: int = Field(default=3, ge=1, le=20)
+    damaged_threshold: float = Field(default=0.5, gt=0, lt=1)
+    confidence_threshold: float = Field(default=0.7, ge=0.5, le=1)
+    languages: list[str] = Field(default_factory=lambda: ["en", "es"], min_length=1)
+
+    # --- workflow and ingest ---
+    map_max_concurrency: int = Field(default=4, ge=1, le=40)
+    sweep_timeout_minutes: int = Field(default=60, ge=1)
+    sweep_rate_minutes: int = Field(default=15, ge=1, le=1440)
+    upload_max_concurrency: int = Field(default=10, ge=2, le=1000, description="SQS event source cap")
+    photo_retention_days: int = Field(default=365, ge=1)
+    assessment_ttl_days: int | None = Field(default=None, ge=1)
+    cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+    # --- vector search ---
+    collection_name: str = Field(default="vehicle-references", pattern=_AOSS_NAME)
+    index_name: str = Field(default="reference-photos", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    # Standby replicas in a second AZ double the minimum OCUs billed; off suits a test deployment.
+    collection_standby_replicas: bool = True
+    # Principals (e.g. an operator role) allowed to load reference photos into the index.
+    index_loader_principal_arns: list[str] = Field(default_factory=list)
+
+    # --- API ---
+    api_throttle_rate: float = Field(default=50.0, gt=0)
+    api_throttle_burst: int = Field(default=100, ge=1)
+
+    # --- operations ---
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    log_retention_days: int = 30
+    alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    lambda_architecture: Literal["arm64", "x86_64"] = "arm64"
+    # "pip": real dependencies (PyPI); "skip": sources only, for unit tests of the template.
+    bundling: Literal["pip", "skip"] = "pip"
+
+    @field_validator("languages", "cors_allowed_origins", "index_loader_principal_arns", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return (
+                json.loads(text)
+                if text.startswith("[")
+                else [p.strip() for p in text.split(",") if p.strip()]
+            )
+        return value
+
+    @field_validator("encoder_pretrained", "encoder_image_uri", "alarm_email", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", "none", "null") else value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _valid_retention(cls, value: int) -> int:
+        if value not in _RETENTION_DAYS:
+            raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION_DAYS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _scaling_bounds(self) -> InfraConfig:
+        if self.encoder_min_instances > self.encoder_max_instances:
+            raise ValueError("encoder_min_instances must not exceed encoder_max_instances")
+        return self
+
+    @classmethod
+    def from_node(cls, node: Node) -> InfraConfig:
+        """Read every field from the construct tree's context; absent keys keep their defaults."""
+        values = {name: node.try_get_context(name) for name in cls.model_fields}
+        try:
+            return cls.model_validate({k: v for k, v in values.items() if v is not None})
+        except ValidationError as exc:
+            # Name the context keys in the message: that is where the user has to fix them.
+            raise ValueError(f"invalid CDK context:\n{exc}") from exc

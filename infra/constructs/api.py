@@ -1,0 +1,251 @@
+"""The REST API: IAM-authorised routes proxied to the API Lambda, validated at the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.constructs.lambdas import (
+    FunctionSpec,
+    PipelineFunction,
+    acknowledge,
+    grant_objects,
+    grant_table,
+    removal,
+    retention,
+)
+from infra.constructs.workflow import bedrock_model_arns
+from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
+
+
+def draft4_schema(model: type) -> dict[str, Any]:
+    """A pydantic model's JSON schema as API Gateway accepts it (JSON Schema draft 4, no $ref).
+
+    One source of truth for request bodies: the gateway rejects what the Lambda would reject,
+    before the Lambda is invoked (and billed).
+    """
+    raw = model.model_json_schema()  # type: ignore[attr-defined]
+    defs = raw.pop("$defs", {})
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, list):
+            return [convert(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return convert(defs[node["$ref"].rsplit("/", 1)[1]])
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("title", "description", "default", "examples"):
+                continue
+            if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+                # draft 2020-12 gives the bound; draft 4 wants minimum/maximum plus a flag.
+                out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+                out[key] = True
+                continue
+            out[key] = convert(value)
+        return out
+
+    schema = convert(raw)
+    schema["$schema"] = "http://json-schema.org/draft-04/schema#"
+    return schema
+
+
+class Api(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        code: lambda_.Code,
+        common_environment: Mapping[str, str],
+        table: dynamodb.ITable,
+        bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.handler = PipelineFunction(
+            self,
+            "ApiFn",
+            spec=FunctionSpec(
+                handler="functions.api.handler",
+                description="REST API: assessments, upload forms, history, descriptions",
+                # Regenerating a description calls Bedrock and Polly; API Gateway waits 29 s at most.
+                timeout=Duration.seconds(29),
+                memory_mb=512,
+                environment={
+                    "BUCKET_NAME": bucket.bucket_name,
+                    "EXPECTED_PHOTOS": str(config.expected_photos),
+                    "BEDROCK": stack.to_json_string({"model_id": config.bedrock_model_id}),
+                },
+            ),
+            code=code,
+            config=config,
+            common_environment=common_environment,
+        )
+        role = self.handler.role
+        grant_table(table, role)
+        # Presigned POSTs are signed with this role: it must be allowed to put what it signs.
+        for prefix, why in (
+            ("uploads/", "Signs presigned POSTs for uploads/{assessment_id}/{photo}."),
+            ("audio/", "Writes regenerated description audio under audio/{assessment_id}/."),
+        ):
+            grant_objects(bucket, role, "s3:PutObject", prefix, why)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["bedrock:InvokeModel"], resources=bedrock_model_arns(stack, config.bedrock_model_id)
+            )
+        )
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
+
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=retention(config), removal_policy=removal(config)
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            "RestApi",
+            description="Vehicle damage assessment API (IAM-authorised)",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Stage logging needs the account's API Gateway CloudWatch role.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=removal(config),
+            deploy_options=apigw.StageOptions(
+                stage_name="v1",
+                throttling_rate_limit=config.api_throttle_rate,
+                throttling_burst_limit=config.api_throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies hold VINs: keep them out of logs
+                tracing_enabled=True,
+                metrics_enabled=True,
+            ),
+            default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
+        )
+        api = self.rest_api
+        integration = apigw.LambdaIntegration(self.handler.function, proxy=True)
+        body_validator = api.add_request_validator(
+            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+        )
+        params_validator = api.add_request_validator(
+            "ParamsValidator", validate_request_body=False, validate_request_parameters=True
+        )
+
+        def model(name: str, pydantic_model: type) -> apigw.Model:
+            return api.add_model(
+                name,
+                content_type="application/json",
+                model_name=name,
+                schema=apigw.JsonSchema(**_json_schema_kwargs(draft4_schema(pydantic_model))),
+            )
+
+        assessments = api.root.add_resource("assessments")
+        assessments.add_method(
+            "POST",
+            integration,
+            request_validator=body_validator,
+            request_models={"application/json": model("CreateAssessment", CreateAssessmentRequest)},
+        )
+        one = assessments.add_resource("{assessment_id}")
+        one.add_method(
+            "GET",
+            integration,
+            request_validator=params_validator,
+            request_parameters={"method.request.path.assessment_id": True},
+        )
+        one.add_resource("descriptions").add_method(
+            "POST",
+            integration,
+            request_validator=body_validator,
+            request_parameters={"method.request.path.assessment_id": True},
+            request_models={"application/json": model("RegenerateDescription", RegenerateDescriptionRequest)},
+        )
+        api.root.add_resource("vehicles").add_resource("{vin}").add_resource("assessments").add_method(
+            "GET",
+            integration,
+            request_validator=params_validator,
+            request_parameters={"method.request.path.vin": True, "method.request.querystring.limit": False},
+        )
+
+        acknowledge(
+            api,
+            "AwsSolutions-APIG3",
+            "Callers are IAM principals (SigV4) of our own services; no anonymous traffic reaches a route, "
+            "and stage throttling bounds abuse. Attach a WAF web ACL if the API is ever exposed to browsers.",
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-COG4",
+            "Every method uses AWS_IAM authorization (SigV4): callers are services, not Cognito users.",
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The account-level role API Gateway needs to write stage execution logs; AWS maintains "
+            "this policy for exactly that purpose.",
+        )
+
+
+def _json_schema_kwargs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A draft-4 dict as apigw.JsonSchema keyword arguments (recursively)."""
+    names = {
+        "$schema": "schema",
+        "type": "type",
+        "properties": "properties",
+        "required": "required",
+        "additionalProperties": "additional_properties",
+        "minLength": "min_length",
+        "maxLength": "max_length",
+        "minimum": "minimum",
+        "maximum": "maximum",
+        "exclusiveMinimum": "exclusive_minimum",
+        "exclusiveMaximum": "exclusive_maximum",
+        "pattern": "pattern",
+        "enum": "enum",
+        "anyOf": "any_of",
+        "items": "items",
+        "format": "format",
+    }
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        name = names.get(key)
+        if name is None:
+            raise ValueError(f"no API Gateway model equivalent for JSON schema keyword {key!r}")
+        if key == "$schema":
+            value = apigw.JsonSchemaVersion.DRAFT4
+        elif key == "type":
+            value = (
+                [getattr(apigw.JsonSchemaType, v.upper()) for v in value]
+                if isinstance(value, list)
+                else getattr(apigw.JsonSchemaType, value.upper())
+            )
+        elif key == "properties":
+            value = {k: apigw.JsonSchema(**_json_schema_kwargs(v)) for k, v in value.items()}
+        elif key in ("anyOf",):
+            value = [apigw.JsonSchema(**_json_schema_kwargs(v)) for v in value]
+        elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
+            value = apigw.JsonSchema(**_json_schema_kwargs(value))
+        out[name] = value
+    return out

@@ -1,0 +1,205 @@
+"""Photo uploads: the bucket, S3 → SQS notifications (with a DLQ), the upload trigger and the sweeper."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.constructs.lambdas import (
+    FunctionSpec,
+    PipelineFunction,
+    acknowledge,
+    grant_objects,
+    grant_table,
+    removal,
+)
+
+# The two key layouts the upload trigger understands (vehicle_assessment/aws_runtime/uploads.py).
+UPLOAD_PREFIXES = ("uploads/", "incoming/")
+AUDIO_PREFIX = "audio/"
+UPLOAD_TIMEOUT = Duration.seconds(60)
+# A message is retried this many times before it is parked in the dead-letter queue.
+MAX_RECEIVE_COUNT = 5
+
+
+class Ingest(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging cannot write to SSE-KMS
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(365))],
+            removal_policy=removal(config),
+            auto_delete_objects=False,
+        )
+        acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the server access log bucket of the upload bucket; logging it to itself would loop.",
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Uploads",
+            # SSE-S3: presigned POSTs from browsers need no KMS permission, and S3 → SQS works with
+            # an SSE-SQS queue (an AWS-managed KMS key would refuse S3 as a sender).
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="uploads-bucket/",
+            removal_policy=removal(config),
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET],
+                    allowed_origins=list(config.cors_allowed_origins),
+                    allowed_headers=["*"],
+                    max_age=3000,
+                )
+            ],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)
+                ),
+                # Overwritten/deleted photos stay recoverable for a month, then stop costing.
+                s3.LifecycleRule(id="expire-noncurrent", noncurrent_version_expiration=Duration.days(30)),
+                *(
+                    s3.LifecycleRule(
+                        id=f"expire-{prefix.rstrip('/')}",
+                        prefix=prefix,
+                        expiration=Duration.days(config.photo_retention_days),
+                    )
+                    for prefix in (*UPLOAD_PREFIXES, AUDIO_PREFIX)
+                ),
+            ],
+        )
+        self.dead_letters = sqs.Queue(
+            self,
+            "UploadEventsDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.queue = sqs.Queue(
+            self,
+            "UploadEvents",
+            # SSE-SQS: S3 may send to it (a queue under the AWS-managed KMS key refuses S3).
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # AWS's guidance for Lambda event sources: at least six times the function timeout.
+            visibility_timeout=Duration.seconds(UPLOAD_TIMEOUT.to_seconds() * 6),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=MAX_RECEIVE_COUNT
+            ),
+        )
+        for prefix in UPLOAD_PREFIXES:
+            self.bucket.add_event_notification(
+                s3.EventType.OBJECT_CREATED,
+                s3n.SqsDestination(self.queue),
+                s3.NotificationKeyFilter(prefix=prefix),
+            )
+        # CDK's singleton that writes the bucket's notification configuration (a custom resource).
+        handler = Stack.of(self).node.try_find_child(
+            "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+        )
+        if handler is not None:
+            acknowledge(
+                handler,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                "CDK's BucketNotificationsHandler (deploy-time only) logs with the AWS basic execution "
+                "policy; CDK creates its role and does not expose it.",
+            )
+
+    def add_consumers(
+        self,
+        *,
+        code: lambda_.Code,
+        common_environment: dict[str, str],
+        state_machine: sfn.IStateMachine,
+        table: dynamodb.ITable,
+    ) -> None:
+        """The upload trigger (SQS) and the scheduled sweeper; they need the state machine."""
+        config = self.config
+        self.upload_trigger = PipelineFunction(
+            self,
+            "UploadTrigger",
+            spec=FunctionSpec(
+                handler="functions.upload_trigger.handler",
+                description="Counts uploaded photos and starts the workflow on the last one",
+                timeout=UPLOAD_TIMEOUT,
+                memory_mb=256,
+                environment={
+                    "BUCKET_NAME": self.bucket.bucket_name,
+                    "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                    "EXPECTED_PHOTOS": str(config.expected_photos),
+                },
+            ),
+            code=code,
+            config=config,
+            common_environment=common_environment,
+        )
+        grant_table(table, self.upload_trigger.role)
+        # A ranged GetObject (magic bytes and metadata) under the two upload prefixes only.
+        for prefix in UPLOAD_PREFIXES:
+            grant_objects(
+                self.bucket,
+                self.upload_trigger.role,
+                "s3:GetObject",
+                prefix,
+                f"Reads the first bytes of any photo under {prefix}: keys are per upload, "
+                "the prefix is the boundary.",
+            )
+        state_machine.grant_start_execution(self.upload_trigger.role)
+        self.upload_trigger.function.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+                # Caps this function's concurrency without reserving account concurrency.
+                max_concurrency=config.upload_max_concurrency,
+            )
+        )
+
+        self.sweeper = PipelineFunction(
+            self,
+            "Sweeper",
+            spec=FunctionSpec(
+                handler="functions.sweeper.handler",
+                description="Marks assessments whose photos never all arrived as INCOMPLETE",
+                timeout=Duration.minutes(2),
+                memory_mb=256,
+                environment={
+                    "SWEEP_TIMEOUT_MINUTES": str(config.sweep_timeout_minutes),
+                    "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                },
+            ),
+            code=code,
+            config=config,
+            common_environment=common_environment,
+        )
+        grant_table(table, self.sweeper.role)
+        state_machine.grant_start_execution(self.sweeper.role)
+        events.Rule(
+            self,
+            "SweepSchedule",
+            schedule=events.Schedule.rate(Duration.minutes(config.sweep_rate_minutes)),
+            targets=[targets.LambdaFunction(self.sweeper.function, retry_attempts=2)],
+        )

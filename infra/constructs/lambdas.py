@@ -1,0 +1,174 @@
+"""One Lambda function per handler, each with its own role, log group and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import InfraConfig
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+METRICS_NAMESPACE = "VehicleAssessment"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    handler: str  # "functions.decode_vin.handler"
+    description: str
+    timeout: Duration
+    memory_mb: int = 512
+    environment: Mapping[str, str] | None = None
+
+
+def acknowledge(construct: Construct, rule: str, reason: str) -> None:
+    """cdk-nag v3: one acknowledgment per finding id, each with its reason."""
+    Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+class PipelineFunction(Construct):
+    """A function with a role that starts empty: callers add exactly the grants it needs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: FunctionSpec,
+        code: lambda_.Code,
+        config: InfraConfig,
+        common_environment: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # Explicit log group: retention and removal are ours, and no LogRetention helper Lambda.
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=retention(config),
+            removal_policy=removal(config),
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{construct_id}: {spec.description}",
+        )
+        # What AWSLambdaBasicExecutionRole grants, but on this function's log group only.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        environment = {
+            "POWERTOOLS_SERVICE_NAME": construct_id,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            **common_environment,
+            **(spec.environment or {}),
+        }
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64
+            if config.lambda_architecture == "arm64"
+            else lambda_.Architecture.X86_64,
+            code=code,
+            handler=spec.handler,
+            description=spec.description,
+            timeout=spec.timeout,
+            memory_size=spec.memory_mb,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=environment,
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-L1",
+            "Pinned to Python 3.12: the shared package's wheels are installed with --python-version 3.12 "
+            "(infra/bundling.py), and the runtime must match the ABI of those wheels.",
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level "
+            "permissions; every other statement of this role names its resources.",
+        )
+
+    def add_to_policy(self, *statements: iam.PolicyStatement) -> None:
+        for statement in statements:
+            self.role.add_to_principal_policy(statement)
+
+
+def _retention_name(days: int) -> str:
+    names = {
+        1: "ONE_DAY",
+        3: "THREE_DAYS",
+        5: "FIVE_DAYS",
+        7: "ONE_WEEK",
+        14: "TWO_WEEKS",
+        30: "ONE_MONTH",
+        60: "TWO_MONTHS",
+        90: "THREE_MONTHS",
+        120: "FOUR_MONTHS",
+        150: "FIVE_MONTHS",
+        180: "SIX_MONTHS",
+        365: "ONE_YEAR",
+        400: "THIRTEEN_MONTHS",
+        545: "EIGHTEEN_MONTHS",
+        731: "TWO_YEARS",
+        1096: "THREE_YEARS",
+        1827: "FIVE_YEARS",
+        2192: "SIX_YEARS",
+        2557: "SEVEN_YEARS",
+        2922: "EIGHT_YEARS",
+    }
+    return names[days]
+
+
+def retention(config: InfraConfig) -> logs.RetentionDays:
+    return getattr(logs.RetentionDays, _retention_name(config.log_retention_days))
+
+
+def removal(config: InfraConfig) -> RemovalPolicy:
+    return RemovalPolicy.DESTROY if config.removal_policy == "destroy" else RemovalPolicy.RETAIN
+
+
+def region_partition(scope: Construct) -> tuple[str, str]:
+    stack = Stack.of(scope)
+    return stack.region, stack.partition
+
+
+def logical_id(construct: Construct) -> str:
+    """The logical id cdk-nag prints in finding ids, e.g. ``AwsSolutions-IAM5[Resource::<Id.Arn>/x/*]``."""
+    child = construct.node.default_child
+    if child is None:
+        raise ValueError(f"{construct.node.path} has no CloudFormation resource")
+    return Stack.of(construct).get_logical_id(child)  # type: ignore[arg-type]
+
+
+def grant_table(table: dynamodb.ITable, role: iam.IRole) -> None:
+    """Item reads and writes, and queries of the table's indexes: every function uses the repository."""
+    table.grant_read_write_data(role)
+    acknowledge(
+        role,
+        f"AwsSolutions-IAM5[Resource::<{logical_id(table)}.Arn>/index/*]",
+        "Queries GSI1 (a VIN's history) and GSI2 (assessments awaiting photos) of this table only.",
+    )
+
+
+def grant_objects(bucket: s3.IBucket, role: iam.IRole, action: str, prefix: str, why: str) -> None:
+    """One exact S3 object action under one prefix (CDK's grant_read/grant_put add wildcard actions)."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=[action], resources=[bucket.arn_for_objects(f"{prefix}*")])
+    )
+    acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{prefix}*]", why)

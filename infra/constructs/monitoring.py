@@ -1,0 +1,139 @@
+"""Alarms on what needs a person, and one dashboard for the pipeline."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.constructs.embedding import VARIANT
+from infra.constructs.lambdas import PipelineFunction, removal
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        state_machine: sfn.StateMachine,
+        dead_letters: sqs.IQueue,
+        endpoint_name: str,
+        functions: dict[str, PipelineFunction],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # A customer managed key: CloudWatch must be allowed to use it, which an AWS-managed key forbids.
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            enable_key_rotation=True,
+            removal_policy=removal(config),
+            description="Encrypts the alarm topic",
+        )
+        key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        action = cw_actions.SnsAction(self.topic)
+
+        def endpoint_metric(name: str, statistic: str) -> cw.Metric:
+            return cw.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT},
+                statistic=statistic,
+                period=Duration.minutes(5),
+            )
+
+        failed = state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum")
+        dlq_depth = dead_letters.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(5), statistic="Maximum"
+        )
+        errors_5xx = endpoint_metric("Invocation5XXErrors", "Sum")
+        # ModelLatency is in microseconds.
+        latency_p90 = endpoint_metric("ModelLatency", "p90")
+        self.alarms = [
+            cw.Alarm(
+                self,
+                "ExecutionsFailed",
+                metric=failed,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="An assessment workflow failed; the assessment records the reason.",
+            ),
+            cw.Alarm(
+                self,
+                "UploadDlqNotEmpty",
+                metric=dlq_depth,
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="Upload events failed repeatedly; redrive the DLQ once the cause is fixed.",
+            ),
+            cw.Alarm(
+                self,
+                "EncoderErrors",
+                metric=errors_5xx,
+                threshold=1,
+                evaluation_periods=2,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="The encoder endpoint answers 5XX.",
+            ),
+            cw.Alarm(
+                self,
+                "EncoderLatencyP90",
+                metric=latency_p90,
+                threshold=2_000_000,
+                evaluation_periods=3,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="p90 model latency above 2 s: scale out or check the instance.",
+            ),
+        ]
+        for alarm in self.alarms:
+            alarm.add_alarm_action(action)
+
+        dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(24))
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Workflow executions",
+                left=[
+                    state_machine.metric_started(period=Duration.minutes(5)),
+                    state_machine.metric_succeeded(period=Duration.minutes(5)),
+                    failed,
+                ],
+            ),
+            cw.GraphWidget(title="Upload DLQ depth", left=[dlq_depth]),
+            cw.GraphWidget(
+                title="Encoder endpoint",
+                left=[endpoint_metric("Invocations", "Sum"), errors_5xx],
+                right=[latency_p90],
+            ),
+        )
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Lambda errors",
+                left=[fn.function.metric_errors(period=Duration.minutes(5)) for fn in functions.values()],
+            ),
+            cw.GraphWidget(
+                title="Lambda p90 duration",
+                left=[
+                    fn.function.metric_duration(period=Duration.minutes(5), statistic="p90")
+                    for fn in functions.values()
+                ],
+            ),
+            cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms),
+        )

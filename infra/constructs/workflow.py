@@ -1,0 +1,277 @@
+"""The assessment workflow: one Lambda per step, orchestrated by a Standard state machine.
+
+    DecodeVin → Map(photos, AnalysePhoto) → Value → Describe → Speak → Store
+         └───────────── any error (Catch) ─────────────→ MarkFailed → Fail
+
+State shapes are the pydantic models of ``vehicle_assessment/aws_runtime/workflow_steps.py``: the
+state carries ids only; each step reads and writes the assessment in DynamoDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.constructs.embedding import Embedding
+from infra.constructs.lambdas import (
+    FunctionSpec,
+    PipelineFunction,
+    acknowledge,
+    grant_objects,
+    grant_table,
+    logical_id,
+    removal,
+    retention,
+)
+from infra.constructs.vector_search import READ_INDEX, VectorSearch
+
+# Worth retrying: Lambda's own transient failures and a step that timed out. A step's own
+# exceptions (a bad VIN, a conflict, an encoder mismatch) would fail the same way again; the
+# clients inside the steps already retry throttling with botocore's jittered backoff.
+TRANSIENT_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.SdkClientException",
+    "Lambda.AWSLambdaException",
+    sfn.Errors.TIMEOUT,
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    state_name: str
+    construct_id: str
+    module: str
+    description: str
+    timeout_s: int
+    memory_mb: int = 512
+
+
+STEPS = {
+    "decode": Step(
+        "DecodeVin", "DecodeVinFn", "decode_vin", "Decodes the VIN (vPIC) and lists the photos", 60
+    ),
+    "analyse": Step(
+        "AnalysePhoto", "AnalysePhotoFn", "analyse_photo", "Embeds one photo and judges damage", 120, 1024
+    ),
+    "value": Step("Value", "ValueFn", "value", "Values the vehicle from its verdicts", 30, 256),
+    "describe": Step("Describe", "DescribeFn", "describe", "Writes the descriptions with Bedrock", 120),
+    "speak": Step("Speak", "SpeakFn", "speak", "Reads the descriptions aloud with Polly", 120),
+    "store": Step("Store", "StoreFn", "store", "Completes the assessment", 30, 256),
+    "mark_failed": Step(
+        "MarkFailed", "MarkFailedFn", "mark_failed", "Records why the workflow failed", 30, 256
+    ),
+}
+
+
+def bedrock_model_arns(stack: Stack, model_id: str) -> list[str]:
+    """The foundation model, or a cross-region inference profile and the models it may route to."""
+    geo, _, base = model_id.partition(".")
+    if geo in {"us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"} and base:
+        return [
+            f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{model_id}",
+            f"arn:{stack.partition}:bedrock:*::foundation-model/{base}",
+        ]
+    return [f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"]
+
+
+class Workflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        code: lambda_.Code,
+        common_environment: Mapping[str, str],
+        table: dynamodb.ITable,
+        bucket: s3.IBucket,
+        embedding: Embedding,
+        search: VectorSearch,
+        encoder_identity: dict[str, object],
+        rules_json: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        environment = {"BUCKET_NAME": bucket.bucket_name, "RULES": rules_json}
+        step_environment = {
+            "analyse": {
+                "SAGEMAKER": stack.to_json_string(
+                    {"endpoint_name": embedding.endpoint_name, "identity": encoder_identity}
+                ),
+                "OPENSEARCH": stack.to_json_string(
+                    {"collection_endpoint": search.collection_endpoint, "index_name": config.index_name}
+                ),
+            },
+            "describe": {"BEDROCK": stack.to_json_string({"model_id": config.bedrock_model_id})},
+        }
+        self.functions: dict[str, PipelineFunction] = {}
+        for key, step in STEPS.items():
+            fn = PipelineFunction(
+                self,
+                step.construct_id,
+                spec=FunctionSpec(
+                    handler=f"functions.{step.module}.handler",
+                    description=step.description,
+                    timeout=Duration.seconds(step.timeout_s),
+                    memory_mb=step.memory_mb,
+                    environment={**environment, **step_environment.get(key, {})},
+                ),
+                code=code,
+                config=config,
+                common_environment=common_environment,
+            )
+            grant_table(table, fn.role)
+            self.functions[key] = fn
+
+        analyse = self.functions["analyse"]
+        for prefix in ("uploads/", "incoming/"):
+            grant_objects(
+                bucket,
+                analyse.role,
+                "s3:GetObject",
+                prefix,
+                f"Reads the photo it analyses; photo keys are per upload under {prefix}.",
+            )
+        embedding.grant_invoke(analyse.role)
+        search.grant(analyse.role, READ_INDEX)
+
+        describe = self.functions["describe"]
+        describe.add_to_policy(
+            iam.PolicyStatement(
+                actions=["bedrock:InvokeModel"], resources=bedrock_model_arns(stack, config.bedrock_model_id)
+            )
+        )
+
+        speak = self.functions["speak"]
+        speak.add_to_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
+        grant_objects(
+            bucket,
+            speak.role,
+            "s3:PutObject",
+            "audio/",
+            "Writes one audio file per description under audio/{assessment_id}/.",
+        )
+
+        self.state_machine = self._state_machine(config)
+
+    def _task(self, key: str, **kwargs: object) -> tasks.LambdaInvoke:
+        step = STEPS[key]
+        fn = self.functions[key].function
+        task = tasks.LambdaInvoke(
+            self,
+            step.state_name,
+            lambda_function=fn,
+            # The function's result IS the next state (no {"Payload": ...} wrapper), and the
+            # state's Resource is the function ARN, so errors keep the handler's errorType.
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            task_timeout=sfn.Timeout.duration(Duration.seconds(STEPS[key].timeout_s + 30)),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        task.add_retry(
+            errors=TRANSIENT_ERRORS,
+            interval=Duration.seconds(2),
+            max_attempts=3,
+            backoff_rate=2.0,
+            max_delay=Duration.seconds(30),
+            # Full jitter: parallel Map iterations that failed together do not retry together.
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
+    def _state_machine(self, config: InfraConfig) -> sfn.StateMachine:
+        failed = sfn.Fail(
+            self,
+            "AssessmentFailed",
+            error="AssessmentFailed",
+            cause="A step failed; the assessment records why",
+        )
+        mark_failed = self._task("mark_failed")
+        # If even recording the failure fails, the execution still ends FAILED (and alarms).
+        mark_failed.add_catch(
+            sfn.Fail(
+                self, "MarkFailedFailed", error="MarkFailedFailed", cause="Could not record the failure"
+            ),
+            errors=[sfn.Errors.ALL],
+        )
+        mark_failed.next(failed)
+
+        def on_error(state: sfn.TaskStateBase | sfn.Map, key: str) -> None:
+            # Remember which step failed, then record it; the Catch keeps the input and adds $.error.
+            note = sfn.Pass(
+                self,
+                f"{STEPS[key].state_name}Failed",
+                result=sfn.Result.from_string(STEPS[key].state_name if key != "analyse" else "AnalysePhotos"),
+                result_path="$.failed_step",
+            ).next(mark_failed)
+            state.add_catch(note, errors=[sfn.Errors.ALL], result_path="$.error")
+
+        decode = self._task("decode")
+        on_error(decode, "decode")
+        analyse = self._task("analyse")
+        photos = sfn.Map(
+            self,
+            "AnalysePhotos",
+            items_path="$.photos",
+            item_selector={
+                "assessment_id": sfn.JsonPath.string_at("$.assessment_id"),
+                "photo": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=config.map_max_concurrency,
+            # Results live in DynamoDB; keep the batch as the state.
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        photos.item_processor(analyse)
+        on_error(photos, "analyse")
+        chain = decode.next(photos)
+        for key in ("value", "describe", "speak", "store"):
+            task = self._task(key)
+            on_error(task, key)
+            chain = chain.next(task)
+        chain = chain.next(sfn.Succeed(self, "Assessed"))
+
+        log_group = logs.LogGroup(
+            self, "ExecutionLogs", retention=retention(config), removal_policy=removal(config)
+        )
+        machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(chain),
+            # Standard: exactly-once steps, a year of history, and redrive after a fix.
+            timeout=Duration.hours(1),
+            tracing_enabled=True,
+            # Every event, but no execution data: states hold ids only, yet inputs and errors
+            # could still carry a VIN or a model's text; those belong in DynamoDB, not in logs.
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
+        acknowledge(
+            machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Step Functions' CloudWatch Logs delivery (logs:*LogDelivery*) and X-Ray actions support no "
+            "resource-level permissions.",
+        )
+        for step in STEPS.values():
+            fn_id = logical_id(self.functions[_key_of(step)].function)
+            acknowledge(
+                machine.role,
+                f"AwsSolutions-IAM5[Resource::<{fn_id}.Arn>:*]",
+                f"Invokes {step.state_name}'s function at any version or alias (CDK's LambdaInvoke grant).",
+            )
+        return machine
+
+
+def _key_of(step: Step) -> str:
+    return next(k for k, s in STEPS.items() if s is step)

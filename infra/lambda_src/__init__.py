@@ -1,0 +1,1 @@
+"""Lambda handlers that belong to the infrastructure (custom resources), not to the application."""

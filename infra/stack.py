@@ -1,0 +1,115 @@
+"""VehicleAssessmentStack: the capabilities, each its own construct, wired together here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.bundling import lambda_code
+from infra.config import InfraConfig
+from infra.constructs.api import Api
+from infra.constructs.embedding import Embedding
+from infra.constructs.ingest import Ingest
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.storage import Storage
+from infra.constructs.vector_search import VectorSearch
+from infra.constructs.workflow import Workflow
+
+
+def encoder_identity(config: InfraConfig) -> dict[str, Any]:
+    """What the endpoint serves; the analyse step and the index refuse any other encoder."""
+    return {
+        "model_name": config.encoder_model_name,
+        "pretrained": config.encoder_pretrained,
+        "untrained": False,
+        "dimension": config.encoder_dimension,
+    }
+
+
+def rules_json(config: InfraConfig) -> str:
+    """WorkflowConfig.rules (AssessmentRules) as the RULES variable: only what the context changes."""
+    return json.dumps(
+        {
+            "verdict": {
+                "damaged_threshold": config.damaged_threshold,
+                "confidence_threshold": config.confidence_threshold,
+            },
+            "languages": list(config.languages),
+        },
+        sort_keys=True,
+    )
+
+
+class VehicleAssessmentStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        # One asset for every function: bundled once per synth.
+        code = lambda_code(config.bundling, config.lambda_architecture)
+
+        storage = Storage(self, "Storage", config=config)
+        common_environment = {"TABLE_NAME": storage.table.table_name}
+        if config.assessment_ttl_days:
+            common_environment["ASSESSMENT_TTL_DAYS"] = str(config.assessment_ttl_days)
+
+        ingest = Ingest(self, "Ingest", config=config)
+        embedding = Embedding(self, "Embedding", config=config)
+        search = VectorSearch(self, "VectorSearch", config=config, code=code)
+        identity = encoder_identity(config)
+        workflow = Workflow(
+            self,
+            "Workflow",
+            config=config,
+            code=code,
+            common_environment=common_environment,
+            table=storage.table,
+            bucket=ingest.bucket,
+            embedding=embedding,
+            search=search,
+            encoder_identity=identity,
+            rules_json=rules_json(config),
+        )
+        # Every principal of the data access policy exists now.
+        search.finish(identity)
+        ingest.add_consumers(
+            code=code,
+            common_environment=common_environment,
+            state_machine=workflow.state_machine,
+            table=storage.table,
+        )
+        api = Api(
+            self,
+            "Api",
+            config=config,
+            code=code,
+            common_environment=common_environment,
+            table=storage.table,
+            bucket=ingest.bucket,
+        )
+        Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            state_machine=workflow.state_machine,
+            dead_letters=ingest.dead_letters,
+            endpoint_name=embedding.endpoint_name,
+            functions={
+                **workflow.functions,
+                "upload": ingest.upload_trigger,
+                "sweeper": ingest.sweeper,
+                "api": api.handler,
+            },
+        )
+
+        for name, value in {
+            "ApiUrl": api.rest_api.url,
+            "UploadBucket": ingest.bucket.bucket_name,
+            "TableName": storage.table.table_name,
+            "StateMachineArn": workflow.state_machine.state_machine_arn,
+            "EncoderEndpoint": embedding.endpoint_name,
+            "CollectionEndpoint": search.collection_endpoint,
+            "IndexName": config.index_name,
+        }.items():
+            CfnOutput(self, name, value=value)
