@@ -125,6 +125,11 @@ class EncoderSettings(BaseModel):
         description="an open_clip pretrained tag or a local checkpoint path; ignored for hf-hub: names",
     )
     cache_dir: Path | None = None
+    checkpoint_tag: str | None = Field(
+        default=None,
+        description="with a checkpoint path: the open_clip tag it was published under, so the tag's "
+        "preprocessing (mean/std) is used and the index identity matches a load by tag",
+    )
     untrained: bool = Field(default=False, description="explicitly use random weights")
     fallback_untrained_model: str | None = Field(
         default=None,

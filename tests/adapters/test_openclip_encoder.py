@@ -83,3 +83,51 @@ def test_fallback_to_untrained_is_explicit_and_loud(tiny_model_name, tmp_path) -
     encoder = OpenClipEncoder(settings)
     assert encoder.identity.untrained and encoder.identity.model_name == tiny_model_name
     assert any(UNTRAINED_ENCODER_WARNING in w and "RANDOM" in w for w in encoder.warnings)
+
+
+def test_hf_hub_repo_without_weights_is_not_silently_random(tmp_path) -> None:
+    # open_clip itself only warns and builds random weights when the repo's weight file is missing.
+    repo = tmp_path / "models--yard--no-weights"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    model_cfg = json.loads((TEST_DATA / "models" / "tiny-test-clip.json").read_text())
+    (snapshot / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}})
+    )
+    with pytest.raises(EncoderUnavailable, match="could not load"):
+        OpenClipEncoder(EncoderSettings(model_name="hf-hub:yard/no-weights", cache_dir=tmp_path))
+
+
+def test_checkpoint_tag_gives_the_tags_preprocessing_and_identity(tmp_path, tiny_encoder) -> None:
+    # A ViT-B-32 file published as laion2b_s34b_b79k must be preprocessed like that tag (mean/std),
+    # and its vectors must be labelled with the tag, so an index built by tag accepts them.
+    import open_clip
+
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    checkpoint = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(model.state_dict(), checkpoint)
+    settings = EncoderSettings(
+        model_name="ViT-B-32", pretrained=str(checkpoint), checkpoint_tag="laion2b_s34b_b79k"
+    )
+    encoder = OpenClipEncoder(settings)
+    assert encoder.identity.pretrained == "laion2b_s34b_b79k" and not encoder.identity.untrained
+    tag_cfg = open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
+    normalize = encoder._preprocess.transforms[-1]
+    assert tuple(normalize.mean) == tuple(tag_cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
+    with pytest.raises(EncoderUnavailable, match="not an open_clip tag"):
+        OpenClipEncoder(settings.model_copy(update={"checkpoint_tag": "no-such-tag"}))
+
+
+def test_the_production_tag_uses_its_own_normalisation() -> None:
+    # ViT-L-14 laion2b_s32b_b82k was trained with mean/std 0.5, not CLIP's defaults.
+    import open_clip
+
+    from vehicle_assessment.adapters.local.openclip_encoder import _checkpoint_preprocessing
+
+    settings = EncoderSettings(
+        pretrained="/weights/open_clip_pytorch_model.bin", checkpoint_tag="laion2b_s32b_b82k"
+    )
+    preprocessing = _checkpoint_preprocessing(open_clip, settings)
+    assert preprocessing["image_mean"] == (0.5, 0.5, 0.5) and preprocessing["image_std"] == (0.5, 0.5, 0.5)

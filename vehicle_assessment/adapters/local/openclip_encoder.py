@@ -29,11 +29,34 @@ logger = logging.getLogger(__name__)
 def _weights_help(settings: EncoderSettings) -> str:
     return (
         "To supply weights: (a) download the checkpoint on a connected machine and set "
-        "VDA_ENCODER__PRETRAINED=/path/to/open_clip_pytorch_model.bin; or (b) copy a Hugging Face "
+        "VDA_ENCODER__PRETRAINED=/path/to/open_clip_pytorch_model.bin with "
+        f"VDA_ENCODER__CHECKPOINT_TAG={settings.pretrained or 'TAG'}; or (b) copy a Hugging Face "
         "cache that holds them and set VDA_ENCODER__CACHE_DIR "
         f"(now {settings.cache_dir or 'the HF default'}); "
         "or (c) choose random weights explicitly with --untrained (verdicts are then not meaningful)."
     )
+
+
+def _checkpoint_preprocessing(open_clip, settings: EncoderSettings) -> dict:
+    """The published tag's preprocessing for a checkpoint file loaded by path.
+
+    open_clip applies a tag's mean/std only when loading by tag (ViT-L-14 laion2b_s32b_b82k uses 0.5,
+    not CLIP's defaults); the same weights loaded from a file would otherwise embed differently.
+    """
+    if not settings.checkpoint_tag or settings.untrained:
+        return {}
+    cfg = open_clip.get_pretrained_cfg(settings.model_name, settings.checkpoint_tag)
+    if not cfg:
+        raise EncoderUnavailable(
+            f"{settings.checkpoint_tag!r} is not an open_clip tag of {settings.model_name}; "
+            f"known: {', '.join(open_clip.list_pretrained_tags_by_model(settings.model_name))}"
+        )
+    return {
+        "image_mean": cfg.get("mean"),
+        "image_std": cfg.get("std"),
+        "image_interpolation": cfg.get("interpolation"),
+        "image_resize_mode": cfg.get("resize_mode"),
+    }
 
 
 class OpenClipEncoder:
@@ -55,13 +78,18 @@ class OpenClipEncoder:
             pretrained = None  # the hub repo carries its own weights
         if untrained:
             pretrained = None
+        # A bad checkpoint_tag is a configuration error: never a reason to fall back.
+        preprocessing = _checkpoint_preprocessing(open_clip, settings)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name,
-                pretrained=None if untrained else pretrained,
+                pretrained=pretrained,
                 load_weights=not untrained,
+                # open_clip only warns and goes on with random weights when an hf-hub repo lacks them.
+                require_pretrained=not untrained,
                 cache_dir=cache_dir,
                 device=settings.device,
+                **preprocessing,
             )
         except Exception as exc:  # open_clip/HF raise RuntimeError, OSError, HTTP errors...
             if settings.fallback_untrained_model is None:
@@ -86,7 +114,12 @@ class OpenClipEncoder:
         if self._half:
             self._model = self._model.half()
         dimension = int(getattr(model.visual, "output_dim", 0)) or self._probe_dimension()
-        label = None if untrained else (str(pretrained) if pretrained else model_name)
+        if untrained:
+            label = None
+        elif pretrained:
+            label = settings.checkpoint_tag or str(pretrained)
+        else:
+            label = model_name  # hf-hub: the repo name says which weights
         self._identity = EncoderIdentity(
             model_name=model_name, pretrained=label, untrained=untrained, dimension=dimension
         )
