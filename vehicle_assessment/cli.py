@@ -270,7 +270,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: LocalSettings) -> int:
     except ValidationError as exc:
         error = exc.errors()[0]
         raise CliError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}", EXIT_BAD_INPUT) from exc
-    empty = f"the reference index at {settings.index_path} is empty: run `vehicle-assessment index build` first"
+    empty = (
+        f"the reference index at {settings.index_path} is empty: run `vehicle-assessment index build` first"
+    )
     if not settings.index_path.is_file():  # don't create an empty index just to report it empty
         raise CliError(empty, EXIT_NOT_READY)
     index = open_index(settings)
