@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", type=Path, required=True, help="labels.csv (path,damaged,damage_type,severity)"
     )
     build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument(
+        "--target",
+        choices=["local", "aws"],
+        default="local",
+        help="local: the in-process index under --data-dir; aws: the OpenSearch Serverless index through "
+        "the SageMaker endpoint (AWS_REGION, SAGEMAKER and OPENSEARCH as for the analyse-photo Lambda)",
+    )
     build.add_argument("--json", action="store_true")
 
     assess = commands.add_parser("assess", help="assess a vehicle from its photos")
@@ -157,8 +164,22 @@ def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
         photos, skipped = read_labels(args.photo_dir, args.labels)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CliError(str(exc), EXIT_BAD_INPUT) from exc
-    encoder = load_encoder(settings.encoder)
-    index = open_index(settings)
+    if args.target == "aws":
+        from vehicle_assessment.aws_runtime.index_loader import IndexLoaderConfig, build_aws_index_target
+
+        try:
+            config = IndexLoaderConfig()
+        except ValidationError as exc:
+            missing = ", ".join(str(error["loc"][0]).upper() for error in exc.errors())
+            raise CliError(f"the AWS target is not configured: set {missing}", EXIT_NOT_READY) from exc
+        encoder, index = build_aws_index_target(config)
+        where = f"OpenSearch {config.opensearch.collection_endpoint}/{config.opensearch.index_name}"
+    else:
+        encoder, index = load_encoder(settings.encoder), open_index(settings)
+        where = str(settings.index_path)
+    warnings = list(getattr(encoder, "warnings", []))
+    if encoder.identity.untrained:
+        warnings.append(UNTRAINED_ENCODER_WARNING)
     try:
         with tqdm(
             total=len(photos), desc="indexing", unit="photo", disable=args.json, file=sys.stderr
@@ -168,14 +189,13 @@ def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
             )
         report.skipped[:0] = skipped
         summary = {
-            "index": str(settings.index_path),
+            "index": where,
             "encoder": encoder.identity.model_dump(mode="json"),
             "added": report.added,
             "already_indexed": report.already_indexed,
             "total": index.count(),
             "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
-            "warnings": encoder.warnings
-            + ([UNTRAINED_ENCODER_WARNING] if encoder.identity.untrained else []),
+            "warnings": warnings,
         }
     finally:
         index.close()

@@ -99,6 +99,8 @@ class WritableReferenceIndex(ReferenceIndex, Protocol):
 
     def count(self) -> int: ...
 
+    def close(self) -> None: ...
+
 
 class VinDecoder(Protocol):
     def decode(self, vin: str, model_year: int | None) -> VehicleFacts:

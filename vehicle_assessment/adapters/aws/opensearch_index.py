@@ -208,6 +208,9 @@ class OpenSearchReferenceIndex:
         entry = response.get(self.index_name) or next(iter(response.values()), {})
         return entry.get("mappings", {})
 
+    def close(self) -> None:
+        self.client.close()
+
     @property
     def identity(self) -> EncoderIdentity | None:
         # An index's encoder never changes, so one read per instance (per Lambda container) is enough.

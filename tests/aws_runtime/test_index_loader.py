@@ -1,0 +1,89 @@
+"""`index build --target aws`: the same build code, writing through the AWS adapters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex
+from vehicle_assessment.adapters.aws.sagemaker_encoder import SageMakerEncoder
+from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
+from vehicle_assessment.aws_runtime import index_loader
+from vehicle_assessment.cli import EXIT_NOT_READY, EXIT_OK, main
+from vehicle_assessment.domain.models import EncoderIdentity
+
+from ..conftest import SAMPLE_DATA
+
+IDENTITY = EncoderIdentity(
+    model_name="ViT-L-14", pretrained="laion2b_s32b_b82k", untrained=False, dimension=768
+)
+
+
+def _configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv(
+        "SAGEMAKER", json.dumps({"endpoint_name": "encoder", "identity": IDENTITY.model_dump(mode="json")})
+    )
+    monkeypatch.setenv(
+        "OPENSEARCH", json.dumps({"collection_endpoint": "abc123.eu-west-1.aoss.amazonaws.com"})
+    )
+
+
+def test_target_is_built_from_the_lambda_style_environment(monkeypatch) -> None:
+    _configure(monkeypatch)
+    config = index_loader.IndexLoaderConfig()
+    encoder, index = index_loader.build_aws_index_target(config)  # builds clients; sends nothing
+    assert isinstance(encoder, SageMakerEncoder) and encoder.identity == IDENTITY
+    assert isinstance(index, OpenSearchReferenceIndex) and index.index_name == "reference-photos"
+    index.close()
+
+
+def test_unconfigured_target_exits_3_naming_what_is_missing(monkeypatch, capsys, tmp_path) -> None:
+    for name in ("AWS_REGION", "SAGEMAKER", "OPENSEARCH"):
+        monkeypatch.delenv(name, raising=False)
+    labels = SAMPLE_DATA / "reference" / "labels.csv"
+    code = main(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "index",
+            "build",
+            str(labels.parent),
+            "--labels",
+            str(labels),
+            "--target",
+            "aws",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == EXIT_NOT_READY
+    assert "AWS_REGION" in err and "SAGEMAKER" in err and "OPENSEARCH" in err
+
+
+def test_cli_builds_through_whatever_the_aws_target_provides(
+    monkeypatch, capsys, tmp_path, tiny_encoder
+) -> None:
+    # The adapters have their own tests (Stubber, a fake AOSS server); this checks the CLI wiring.
+    _configure(monkeypatch)
+    built = LocalVectorIndex(tmp_path / "stand-in.sqlite3")
+    monkeypatch.setattr(index_loader, "build_aws_index_target", lambda config: (tiny_encoder, built))
+    labels = SAMPLE_DATA / "reference" / "labels.csv"
+    code = main(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "index",
+            "build",
+            str(labels.parent),
+            "--labels",
+            str(labels),
+            "--target",
+            "aws",
+            "--json",
+        ]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OK
+    assert summary["index"] == "OpenSearch abc123.eu-west-1.aoss.amazonaws.com/reference-photos"
+    assert summary["added"] == summary["total"] == 89
