@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 from vehicle_assessment.domain.description import build_description_request
 from vehicle_assessment.domain.models import (
@@ -27,7 +28,6 @@ from vehicle_assessment.domain.models import (
     PhotoStatus,
     QualityLevel,
 )
-from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
 from vehicle_assessment.domain.valuation import value_vehicle
 from vehicle_assessment.domain.value import estimate_undamaged_value
 from vehicle_assessment.domain.vehicle import facts_from_vin
@@ -46,6 +46,9 @@ from vehicle_assessment.ports import (
     VinDecoderUnavailable,
 )
 from vehicle_assessment.settings import AssessmentRules
+
+if TYPE_CHECKING:
+    from vehicle_assessment.domain.photo import IntakeResult
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +131,9 @@ def intake(
     record: PhotoRecord, data: bytes, rules: AssessmentRules
 ) -> tuple[PhotoRecord, IntakeResult | None]:
     """Decode and quality-check one photo; a rejected photo keeps its record and the reason."""
+    # Imported here: numpy and PIL cost ~0.1 s, which only the photo step should pay on a cold start.
+    from vehicle_assessment.domain.photo import PhotoRejected, intake_photo
+
     try:
         result = intake_photo(data, rules.intake)
     except PhotoRejected as exc:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING, Protocol
 
 from vehicle_assessment.domain.models import (
     Assessment,
@@ -22,6 +19,10 @@ from vehicle_assessment.domain.models import (
     ReferenceLabel,
     VehicleFacts,
 )
+
+if TYPE_CHECKING:  # numpy and PIL only for annotations: Lambdas that never touch pixels skip them
+    import numpy as np
+    from PIL import Image
 
 
 class PortError(Exception):

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityLevel, QualityReport
 from vehicle_assessment.domain.photo import (
     IntakeResult,
     PhotoRejected,
     _to_rgb,
     intake_photo,
-    sniff_content_type,
 )
 from vehicle_assessment.settings import IntakeSettings
 

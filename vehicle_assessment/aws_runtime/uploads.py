@@ -37,8 +37,8 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository, UploadOutcome
+from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import Assessment, AssessmentInputs, AssessmentStatus
-from vehicle_assessment.domain.photo import sniff_content_type
 from vehicle_assessment.domain.vin import InvalidVin
 from vehicle_assessment.pipeline import new_assessment
 from vehicle_assessment.ports import ObjectNotFound

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
 from vehicle_assessment.settings import IntakeSettings
 
@@ -44,17 +45,6 @@ class IntakeResult:
     source_mode: str  # Pillow's mode as decoded, before conversion to RGB
     quality: QualityReport
     content_type: str
-
-
-def sniff_content_type(data: bytes) -> str | None:
-    """The image content type from the magic bytes, or None if not JPEG, PNG or WebP."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def _one_line(exc: BaseException) -> str:
