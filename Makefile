@@ -10,16 +10,21 @@ DEMO_VIN := 1FTMW1T88MFA00001
 
 .PHONY: venv demo test lint clean synth
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml
+# The demo needs only the runtime; the tests add the AWS SDK, moto, the CDK and linters.
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-infra.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
 
-demo: venv
+venv: $(VENV)/.dev
+
+demo: $(VENV)/.runtime
 	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment index build sample_data/reference --labels sample_data/reference/labels.csv
 	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment assess --vin $(DEMO_VIN) --color "Oxford White" --mileage 48200 \
 		--estimate 38500 sample_data/queries/undamaged/*.jpg sample_data/queries/damaged/*.jpg

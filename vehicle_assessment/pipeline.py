@@ -121,8 +121,8 @@ def decode_vehicle(assessment: Assessment, decoder: VinDecoder, today: date) -> 
     try:
         facts = decoder.decode(vin_check.vin, vin_check.model_year)
     except VinDecoderUnavailable as exc:
-        facts = facts_from_vin(vin_check)
-        warnings.append(f"vehicle decoded from the VIN only: {exc}")
+        offline = facts_from_vin(vin_check)
+        facts = offline.model_copy(update={"warnings": [f"{w}: {exc}" for w in offline.warnings]})
     warnings.extend(w for w in facts.warnings if w not in warnings)
     return assessment.model_copy(update={"vin_check": vin_check, "vehicle": facts, "warnings": warnings})
 

@@ -153,7 +153,7 @@ def test_read_timeout_is_unavailable(vpic: tuple[FakeVpic, str], tmp_path: Path)
     fake, url = vpic
     fake.delay_s = 0.5
     decoder = VpicVinDecoder(settings(url, retries=0, read_timeout_s=0.1), tmp_path / "vpic.sqlite3")
-    with pytest.raises(VinDecoderUnavailable, match="vPIC request failed"):
+    with pytest.raises(VinDecoderUnavailable, match="vPIC unreachable"):
         decoder.decode(VIN, None)
 
 
@@ -162,7 +162,7 @@ def test_connection_refused_is_unavailable(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     decoder = VpicVinDecoder(settings(f"http://127.0.0.1:{port}/api/vehicles"), tmp_path / "vpic.sqlite3")
-    with pytest.raises(VinDecoderUnavailable, match="vPIC request failed") as info:
+    with pytest.raises(VinDecoderUnavailable, match="vPIC unreachable") as info:
         decoder.decode(VIN, None)
     assert "\n" not in str(info.value)
 

@@ -153,7 +153,7 @@ def test_bad_photos_are_recorded_with_reasons_and_nothing_is_lost(tmp_path, tiny
     assert sum("rejected" in r for r in result.review_reasons) == 4
     assert result.valuation and result.valuation.provisional
     assert result.vehicle and result.vehicle.source == "vin" and result.vehicle.model_year == 2021
-    assert any("decoded from the VIN only" in w for w in result.warnings)
+    assert any("decoded offline from the VIN only: no network in tests" in w for w in result.warnings)
 
 
 def test_a_failing_step_leaves_a_failed_assessment_with_its_reason(tmp_path, tiny_encoder, sample_index_path):

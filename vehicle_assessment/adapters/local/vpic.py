@@ -98,8 +98,10 @@ class VpicVinDecoder:
         try:
             response = self._session.get(url, timeout=self._timeout)
         except requests.RequestException as exc:
+            # requests wraps urllib3's MaxRetryError, whose `reason` names the real cause.
+            cause = exc.args[0] if exc.args else exc
             raise VinDecoderUnavailable(
-                f"vPIC request failed for {url}: {type(exc).__name__}: {_one_line(exc)}"
+                f"vPIC unreachable ({type(exc).__name__}: {_one_line(getattr(cause, 'reason', cause), 200)})"
             ) from exc
         if response.status_code != 200:
             raise VinDecoderUnavailable(f"vPIC answered HTTP {response.status_code} for {url}")
