@@ -1,137 +1,115 @@
-"""One Lambda asset for every function, built without Docker.
+"""Two Lambda assets, each built once per synth without Docker: ``light`` and ``photo``.
 
-All functions share one package (the ``functions`` handlers, the ``vehicle_assessment`` package and
-the pip-installed dependencies); each function only names another handler. One asset means one
-``pip install`` per synth and one upload per deployment.
+``photo`` (arm64: 82 MiB unzipped, 24.6 MiB zipped) serves the analyse-photo function and the
+AOSS index custom resource, the only code that needs numpy, pillow and opensearch-py. ``light``
+(14 MiB unzipped, 4.6 MiB zipped) serves the nine other functions: Powertools, pydantic, requests
+and the X-Ray SDK. Both carry the same ``functions`` and ``vehicle_assessment`` sources; only the
+photo package carries ``infra_lambda`` (the custom resource's handler).
 
-``stage_sources`` copies the sources into a temporary directory; the asset is that directory, so
-its hash follows the sources and ``requirements.txt`` only (never node_modules, .venv or photos).
-With ``bundling="pip"`` the local bundler installs the wheels for the Lambda's platform next to
-the sources; with ``"skip"`` the sources alone are the asset (template unit tests: no network).
+The dependencies are lock files installed with ``pip install --no-deps``: ``functions/requirements.txt``
+(light) and ``functions/requirements-photo.txt`` (``-r requirements.txt`` plus the photo extras).
+Every distribution is pinned there, except boto3/botocore/s3transfer, which the Lambda Python runtime
+provides; the build fails when a pinned distribution requires one that is not pinned. A dependency
+that a light function needs goes into requirements.txt; one only analyse-photo needs, into
+requirements-photo.txt. Print the sizes with ``pytest tests/infra/test_bundle.py`` or
+``python scripts/benchmark.py`` (figure P4).
+
+With ``bundling="pip"`` the local bundler installs the wheels for the Lambda's platform next to the
+sources (infra/lambda_package.py, which needs no CDK); with ``"skip"`` the staged sources alone are
+the assets (template unit tests: no network). Each asset's directory holds only its sources and its
+requirement files, so its hash changes with those alone.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import shutil
-import subprocess
 import sys
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsii
 from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LAMBDA_PYTHON = "3.12"
-# Lambda's deployment package limit (unzipped, layers included).
-MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
-# These must never reach a Lambda: only local mode and the endpoint container embed images.
-FORBIDDEN_PACKAGES = ("torch", "torchvision", "open_clip", "open_clip_torch", "triton", "nvidia")
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
-# Lambda's Python 3.12 runtime is Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels run there,
-# and recent numpy ships aarch64 wheels only with that tag (not manylinux2014 = 2_17).
-_PLATFORMS = {"arm64": "aarch64", "x86_64": "x86_64"}
+from infra.lambda_package import (
+    LIGHT,
+    MAX_UNZIPPED_BYTES,
+    PACKAGES,
+    PHOTO,
+    REPO_ROOT,
+    build_package,
+    forbidden_in,
+    package_size,
+    requirements_file,
+    stage_sources,
+    zipped_size,
+)
 
-
-def requirements_file(repo_root: Path = REPO_ROOT) -> Path:
-    return repo_root / "functions" / "requirements.txt"
-
-
-@functools.lru_cache(maxsize=4)
-def stage_sources(repo_root: Path = REPO_ROOT) -> Path:
-    """The package's sources in a fresh directory, once per process (removed at exit)."""
-    staging = Path(tempfile.mkdtemp(prefix="vda-lambda-src-"))
-    atexit.register(shutil.rmtree, staging, True)
-    shutil.copytree(repo_root / "functions", staging / "functions", ignore=_IGNORE)
-    shutil.copytree(repo_root / "vehicle_assessment", staging / "vehicle_assessment", ignore=_IGNORE)
-    # The index custom resource's handler travels in the same package (it needs opensearch-py too).
-    shutil.copytree(REPO_ROOT / "infra" / "lambda_src", staging / "infra_lambda", ignore=_IGNORE)
-    return staging
-
-
-def package_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
-
-
-def forbidden_in(path: Path) -> list[str]:
-    """Top-level packages (or their dist-info) in the bundle that must not be there."""
-    found = []
-    for entry in path.iterdir():
-        name = entry.name.lower().split("-")[0]
-        if name in FORBIDDEN_PACKAGES or name.startswith("nvidia_"):
-            found.append(entry.name)
-    return sorted(found)
+__all__ = [
+    "LIGHT",
+    "MAX_UNZIPPED_BYTES",
+    "PHOTO",
+    "LambdaCode",
+    "PipLocalBundling",
+    "build_package",
+    "forbidden_in",
+    "lambda_code",
+    "package_size",
+    "requirements_file",
+    "stage_sources",
+    "zipped_size",
+]
 
 
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
-    """``pip install --target`` for the Lambda's platform, then the sources; no Docker needed."""
+    """``pip install --no-deps --target`` for the Lambda's platform, then the sources; no Docker."""
 
-    def __init__(self, staging: Path, architecture: str) -> None:
-        self.staging = staging
-        self.platform = _PLATFORMS[architecture]
+    def __init__(self, package: str, architecture: str, repo_root: Path = REPO_ROOT) -> None:
+        self.package = package
+        self.architecture = architecture
+        self.repo_root = repo_root
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
-        requirements = self.staging / "functions" / "requirements.txt"
-        if not requirements.is_file():
-            raise FileNotFoundError(f"{requirements} is missing: the Lambda dependencies are listed there")
-        out = Path(output_dir)
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(out),
-            # Wheels for Lambda's OS, CPU and Python, never this machine's: a source build
-            # (or an x86_64 numpy on arm64) would import-fail only once deployed.
-            "--platform",
-            f"manylinux_2_28_{self.platform}",
-            "--platform",
-            f"manylinux2014_{self.platform}",
-            "--only-binary=:all:",
-            "--python-version",
-            LAMBDA_PYTHON,
-            "--implementation",
-            "cp",
-            "-r",
-            str(requirements),
-        ]
-        subprocess.run(command, check=True)
-        for item in self.staging.iterdir():
-            shutil.copytree(item, out / item.name, dirs_exist_ok=True, ignore=_IGNORE)
-        bad = forbidden_in(out)
-        if bad:
-            raise RuntimeError(f"the Lambda package must not contain {bad}: check functions/requirements.txt")
-        size = package_size(out)
-        print(f"Lambda package: {size / 1e6:.1f} MB unzipped ({out})", file=sys.stderr)
-        if size > MAX_UNZIPPED_BYTES:
-            raise RuntimeError(
-                f"the Lambda package is {size / 1e6:.1f} MB, over Lambda's 250 MB unzipped limit"
-            )
+        out = build_package(self.package, Path(output_dir), self.architecture, self.repo_root)
+        print(
+            f"Lambda package {self.package}: {package_size(out) / 2**20:.1f} MiB unzipped ({out})",
+            file=sys.stderr,
+        )
         return True
 
 
-def lambda_code(mode: str, architecture: str, repo_root: Path = REPO_ROOT) -> lambda_.Code:
-    """The shared code asset; reuse the returned object for every function (one asset, one bundle)."""
-    staging = stage_sources(repo_root)
+@dataclass(frozen=True)
+class LambdaCode:
+    """The two code assets; pass the same object to every function so each is bundled once."""
+
+    light: lambda_.Code
+    photo: lambda_.Code
+
+
+def _asset(package: str, mode: str, architecture: str, repo_root: Path) -> lambda_.Code:
+    staging = stage_sources(package, repo_root)
     if mode == "skip":
         return lambda_.Code.from_asset(str(staging))
+    requirements = f"functions/{PACKAGES[package].requirements}"
     return lambda_.Code.from_asset(
         str(staging),
         bundling=BundlingOptions(
-            # Used only where local bundling is refused; it does the same with Docker.
+            # Used only where local bundling is refused; it does the same with Docker (no pruning).
             image=lambda_.Runtime.PYTHON_3_12.bundling_image,
             command=[
                 "bash",
                 "-c",
-                "pip install -r functions/requirements.txt -t /asset-output && cp -r . /asset-output",
+                f"pip install --no-deps --no-compile -r {requirements} -t /asset-output "
+                "&& cp -r . /asset-output",
             ],
-            local=PipLocalBundling(staging, architecture),
+            local=PipLocalBundling(package, architecture, repo_root),
         ),
+    )
+
+
+def lambda_code(mode: str, architecture: str, repo_root: Path = REPO_ROOT) -> LambdaCode:
+    """Both code assets: ``light`` for most functions, ``photo`` for analyse-photo and the index."""
+    return LambdaCode(
+        light=_asset(LIGHT, mode, architecture, repo_root),
+        photo=_asset(PHOTO, mode, architecture, repo_root),
     )

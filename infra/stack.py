@@ -46,7 +46,8 @@ def rules_json(config: InfraConfig) -> str:
 class VehicleAssessmentStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        # One asset for every function: bundled once per synth.
+        # Two assets, each bundled once per synth: "photo" (numpy, pillow, opensearch-py) for the
+        # analyse step and the index custom resource, "light" for every other function.
         code = lambda_code(config.bundling, config.lambda_architecture)
 
         storage = Storage(self, "Storage", config=config)
@@ -56,7 +57,7 @@ class VehicleAssessmentStack(Stack):
 
         ingest = Ingest(self, "Ingest", config=config)
         embedding = Embedding(self, "Embedding", config=config)
-        search = VectorSearch(self, "VectorSearch", config=config, code=code)
+        search = VectorSearch(self, "VectorSearch", config=config, code=code.photo)
         identity = encoder_identity(config)
         workflow = Workflow(
             self,
@@ -74,7 +75,7 @@ class VehicleAssessmentStack(Stack):
         # Every principal of the data access policy exists now.
         search.finish(identity)
         ingest.add_consumers(
-            code=code,
+            code=code.light,
             common_environment=common_environment,
             state_machine=workflow.state_machine,
             table=storage.table,
@@ -83,7 +84,7 @@ class VehicleAssessmentStack(Stack):
             self,
             "Api",
             config=config,
-            code=code,
+            code=code.light,
             common_environment=common_environment,
             table=storage.table,
             bucket=ingest.bucket,

@@ -94,8 +94,8 @@ class PipelineFunction(Construct):
         acknowledge(
             self,
             "AwsSolutions-L1",
-            "Pinned to Python 3.12: the shared package's wheels are installed with --python-version 3.12 "
-            "(infra/bundling.py), and the runtime must match the ABI of those wheels.",
+            "Pinned to Python 3.12: the Lambda packages' wheels are installed with --python-version 3.12 "
+            "(infra/lambda_package.py), and the runtime must match the ABI of those wheels.",
         )
         acknowledge(
             self.role,

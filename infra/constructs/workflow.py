@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.bundling import LIGHT, PHOTO, LambdaCode
 from infra.config import InfraConfig
 from infra.constructs.embedding import Embedding
 from infra.constructs.lambdas import (
@@ -56,6 +56,7 @@ class Step:
     description: str
     timeout_s: int
     memory_mb: int = 512
+    package: str = LIGHT  # which code asset (infra/bundling.py): PHOTO carries numpy, pillow, opensearch-py
 
 
 STEPS = {
@@ -63,7 +64,13 @@ STEPS = {
         "DecodeVin", "DecodeVinFn", "decode_vin", "Decodes the VIN (vPIC) and lists the photos", 60
     ),
     "analyse": Step(
-        "AnalysePhoto", "AnalysePhotoFn", "analyse_photo", "Embeds one photo and judges damage", 120, 1024
+        "AnalysePhoto",
+        "AnalysePhotoFn",
+        "analyse_photo",
+        "Embeds one photo and judges damage",
+        120,
+        1024,
+        package=PHOTO,
     ),
     "value": Step("Value", "ValueFn", "value", "Values the vehicle from its verdicts", 30, 256),
     "describe": Step("Describe", "DescribeFn", "describe", "Writes the descriptions with Bedrock", 120),
@@ -93,7 +100,7 @@ class Workflow(Construct):
         construct_id: str,
         *,
         config: InfraConfig,
-        code: lambda_.Code,
+        code: LambdaCode,
         common_environment: Mapping[str, str],
         table: dynamodb.ITable,
         bucket: s3.IBucket,
@@ -128,7 +135,7 @@ class Workflow(Construct):
                     memory_mb=step.memory_mb,
                     environment={**environment, **step_environment.get(key, {})},
                 ),
-                code=code,
+                code=code.photo if step.package == PHOTO else code.light,
                 config=config,
                 common_environment=common_environment,
             )

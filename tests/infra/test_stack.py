@@ -166,6 +166,30 @@ def test_functions_runtime_arch_tracing_logs(template_json: dict[str, Any]) -> N
         assert group["Properties"]["RetentionInDays"] == 30
 
 
+PHOTO_HANDLERS = {"functions.analyse_photo.handler", "infra_lambda.aoss_index.handler"}
+
+
+def test_two_code_assets_photo_one_for_analyse_and_index_only(
+    cloud_assembly, template_json: dict[str, Any]
+) -> None:
+    """numpy, pillow and opensearch-py (infra/bundling.py "photo") ship with two functions only."""
+    asset_of = {
+        f["Properties"]["Handler"]: f["Properties"]["Code"]["S3Key"]
+        for f in our_functions(template_json).values()
+    }
+    photo = {asset_of[h] for h in PHOTO_HANDLERS}
+    light = {k for h, k in asset_of.items() if h not in PHOTO_HANDLERS}
+    assert len(photo) == 1 and len(light) == 1 and photo != light
+    # The light asset leaves out the custom resource's handler and the photo pins.
+    (light_dir,) = (cloud_assembly / f"asset.{key.removesuffix('.zip')}" for key in light)
+    (photo_dir,) = (cloud_assembly / f"asset.{key.removesuffix('.zip')}" for key in photo)
+    assert (photo_dir / "infra_lambda" / "aoss_index.py").is_file()
+    assert (photo_dir / "functions" / "requirements-photo.txt").is_file()
+    assert not (light_dir / "infra_lambda").exists()
+    assert not (light_dir / "functions" / "requirements-photo.txt").exists()
+    assert (light_dir / "functions" / "requirements.txt").is_file()
+
+
 def test_no_aws_managed_policies_on_our_roles(template_json: dict[str, Any]) -> None:
     for fn in our_functions(template_json).values():
         role = template_json["Resources"][fn["Properties"]["Role"]["Fn::GetAtt"][0]]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import threading
 import time
 import traceback
 import zipfile
@@ -56,6 +57,12 @@ class FailingDescriber:
         raise RuntimeError("Bedrock is unavailable in this test")
 
 
+# moto runs Map iterations on threads, but its in-memory backends are not thread-safe ("dictionary
+# changed size during iteration" inside DynamoDB update_item was seen here); real AWS services are.
+# Handlers therefore run one at a time: the workflow's logic is under test, not moto's locking.
+_HANDLER_LOCK = threading.Lock()
+
+
 def _invoke_real_handler(
     self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
 ) -> bytes:
@@ -66,7 +73,8 @@ def _invoke_real_handler(
     event = json.loads(body) if body else {}
     context = FakeLambdaContext(function_name=fn.function_name, invoked_function_arn=fn.function_arn)
     try:
-        result = handler(event, context)
+        with _HANDLER_LOCK:
+            result = handler(event, context)
     except Exception as exc:
         # What Lambda returns for an uncaught exception; Step Functions names the error errorType.
         response_headers["x-amz-function-error"] = "Unhandled"
