@@ -314,6 +314,9 @@ def exact_latency(matrix: np.ndarray, queries: np.ndarray) -> tuple[float, list[
     return statistics.median(times), found
 
 
+EXACT_TARGET_SIZE = 100_000
+
+
 def p5_search(sizes: list[int], ann_size: int, dim: int = 768, n_queries: int = 30) -> list[Row]:
     rows: list[Row] = []
     rng = np.random.default_rng(0)
@@ -327,7 +330,10 @@ def p5_search(sizes: list[int], ann_size: int, dim: int = 768, n_queries: int = 
                 f"(median of {n_queries} single queries)",
                 f"{latency * 1000:.1f} ms",
                 f"{latency * 1000:.1f} ms",
-                f"≤ 10 ms {verdict(latency <= 0.010)}",
+                # The issue sets the exact-search target at 100k; larger indexes are the ANN row's job.
+                f"≤ 10 ms {verdict(latency <= 0.010)}"
+                if n <= EXACT_TARGET_SIZE
+                else "reference for the ANN row",
             )
         )
         del matrix

@@ -268,7 +268,15 @@ def _pyplot():
     return plt
 
 
-def _plot_confusion(confusion: dict, title: str, path: Path) -> None:
+def _save(plt, fig, path: Path, notice: str | None) -> None:
+    if notice:  # a picture travels without its report: an untrained model's plots say so themselves
+        fig.suptitle(notice.upper(), color="red", fontsize=9, fontweight="bold")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_confusion(confusion: dict, title: str, path: Path, notice: str | None) -> None:
     plt = _pyplot()
     counts = np.asarray(confusion["counts"])
     fig, ax = plt.subplots(figsize=(1.2 * counts.shape[1] + 2.5, 1.0 * counts.shape[0] + 2))
@@ -281,12 +289,10 @@ def _plot_confusion(confusion: dict, title: str, path: Path) -> None:
     half = counts.max(initial=0) / 2
     for (i, j), value in np.ndenumerate(counts):
         ax.text(j, i, str(value), ha="center", va="center", color="white" if value > half else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, notice)
 
 
-def _plot_curve(curve: list[dict], threshold: float, path: Path) -> None:
+def _plot_curve(curve: list[dict], threshold: float, path: Path, notice: str | None) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ts = [p["threshold"] for p in curve]
@@ -302,12 +308,12 @@ def _plot_curve(curve: list[dict], threshold: float, path: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("damaged/undamaged: coverage vs accuracy")
     ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, notice)
 
 
-def _plot_map(points: np.ndarray | None, names: Sequence[str], title: str, path: Path) -> None:
+def _plot_map(
+    points: np.ndarray | None, names: Sequence[str], title: str, path: Path, notice: str | None
+) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5.5))
     if points is None:
@@ -320,13 +326,11 @@ def _plot_map(points: np.ndarray | None, names: Sequence[str], title: str, path:
             ax.scatter(points[mask, 0], points[mask, 1], s=14, color=cmap(i % 10), label=name, alpha=0.8)
         ax.legend(fontsize=7, markerscale=1.5, loc="best")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, notice)
 
 
 def embedding_maps(
-    matrix: np.ndarray, names: Sequence[str], out_dir: Path, seed: int = 0
+    matrix: np.ndarray, names: Sequence[str], out_dir: Path, seed: int = 0, notice: str | None = None
 ) -> dict[str, str | None]:
     """PCA and t-SNE maps of the embeddings coloured by label; returns notes on what was drawn."""
     from sklearn.decomposition import PCA
@@ -336,10 +340,10 @@ def embedding_maps(
     n = matrix.shape[0]
     notes: dict[str, str | None] = {"pca": None, "tsne": None}
     pca = PCA(n_components=2, random_state=seed).fit_transform(matrix) if n >= 3 else None
-    _plot_map(pca, names, f"PCA of {n} embeddings", out_dir / "embedding_pca.png")
+    _plot_map(pca, names, f"PCA of {n} embeddings", out_dir / "embedding_pca.png", notice)
     if n < 5:
         notes["tsne"] = "skipped: fewer than 5 photos"
-        _plot_map(None, names, "t-SNE", out_dir / "embedding_tsne.png")
+        _plot_map(None, names, "t-SNE", out_dir / "embedding_tsne.png", notice)
         return notes
     chosen = np.arange(n)
     if n > TSNE_MAX_POINTS:
@@ -357,6 +361,7 @@ def embedding_maps(
         [names[i] for i in chosen],
         f"t-SNE of {len(chosen)} embeddings (perplexity {perplexity:.0f})",
         out_dir / "embedding_tsne.png",
+        notice,
     )
     return notes
 
@@ -477,15 +482,23 @@ def evaluate_index(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
-        _plot_confusion(metrics["damaged"]["confusion"], "damaged vs undamaged", out_dir / PLOT_FILES[0])
+        notice = metrics["notice"]
         _plot_confusion(
-            metrics["severity"]["confusion"], "severity (damaged photos)", out_dir / PLOT_FILES[1]
+            metrics["damaged"]["confusion"], "damaged vs undamaged", out_dir / PLOT_FILES[0], notice
         )
         _plot_confusion(
-            metrics["damage_type"]["confusion"], "damage type (damaged photos)", out_dir / PLOT_FILES[2]
+            metrics["severity"]["confusion"], "severity (damaged photos)", out_dir / PLOT_FILES[1], notice
         )
-        _plot_curve(metrics["threshold_curve"], settings.confidence_threshold, out_dir / PLOT_FILES[3])
-        metrics["maps"] = embedding_maps(matrix, [label_name(lab) for lab in labels], out_dir)
+        _plot_confusion(
+            metrics["damage_type"]["confusion"],
+            "damage type (damaged photos)",
+            out_dir / PLOT_FILES[2],
+            notice,
+        )
+        _plot_curve(
+            metrics["threshold_curve"], settings.confidence_threshold, out_dir / PLOT_FILES[3], notice
+        )
+        metrics["maps"] = embedding_maps(matrix, [label_name(lab) for lab in labels], out_dir, notice=notice)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(render_report(metrics), encoding="utf-8")
     return EvaluationResult(out_dir=out_dir, metrics=metrics)
