@@ -8,7 +8,7 @@ from pathlib import Path
 # huggingface_hub reads this when first imported: no test may wait on hub retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pytest  # noqa: E402
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vehicle_assessment.adapters.local.vpic import VpicVinDecoder
+from vehicle_assessment.adapters.vpic import VpicVinDecoder
 from vehicle_assessment.ports import VinDecoderUnavailable
 from vehicle_assessment.settings import VpicSettings
 

@@ -62,7 +62,7 @@ def build_object_store(config: UploadConfig | ApiConfig | WorkflowConfig) -> Obj
 def build_vin_decoder(config: WorkflowConfig) -> VinDecoder:
     from pathlib import Path
 
-    from vehicle_assessment.adapters.local.vpic import VpicVinDecoder
+    from vehicle_assessment.adapters.vpic import VpicVinDecoder
 
     return VpicVinDecoder(config.vpic, Path(config.vpic_cache_path))
 

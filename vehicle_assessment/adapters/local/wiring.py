@@ -7,7 +7,7 @@ from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
 from vehicle_assessment.adapters.local.openclip_encoder import load_encoder
 from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
-from vehicle_assessment.adapters.local.vpic import VpicVinDecoder
+from vehicle_assessment.adapters.vpic import VpicVinDecoder
 from vehicle_assessment.domain.description import TemplateDescriber
 from vehicle_assessment.pipeline import LocalPorts
 from vehicle_assessment.settings import LocalSettings

@@ -2,7 +2,8 @@
 
 A VIN's decode does not change, so a successful answer is kept forever, keyed by the request
 URL; a cache hit makes no request. Every failure becomes VinDecoderUnavailable so that the
-pipeline falls back to the offline VIN decode.
+pipeline falls back to the offline VIN decode. Plain HTTPS, so local mode and the decode-VIN
+Lambda share it (the Lambda keeps its cache in /tmp for the container's life).
 """
 
 from __future__ import annotations
