@@ -48,9 +48,9 @@ def test_local_checkpoint_path_loads_those_weights(tmp_path, tiny_encoder, tiny_
     np.testing.assert_allclose(loaded.embed(_photos()), tiny_encoder.embed(_photos()), atol=1e-5)
 
 
-def test_hf_hub_name_loads_from_a_local_cache_dir(tmp_path, tiny_encoder) -> None:
-    # The layout huggingface_hub writes: models--ORG--NAME/{refs/main, snapshots/REV/...}.
-    repo = tmp_path / "models--yard--tiny-clip"
+def _hf_cache_snapshot(cache_dir, org: str, name: str):
+    """A tiny-model repo laid out as huggingface_hub writes it: models--ORG--NAME/{refs, snapshots}."""
+    repo = cache_dir / f"models--{org}--{name}"
     snapshot = repo / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
@@ -59,6 +59,11 @@ def test_hf_hub_name_loads_from_a_local_cache_dir(tmp_path, tiny_encoder) -> Non
     (snapshot / "open_clip_config.json").write_text(
         json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}})
     )
+    return snapshot
+
+
+def test_hf_hub_name_loads_from_a_local_cache_dir(tmp_path, tiny_encoder) -> None:
+    snapshot = _hf_cache_snapshot(tmp_path, "yard", "tiny-clip")
     torch.save(tiny_encoder._model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
     encoder = OpenClipEncoder(EncoderSettings(model_name="hf-hub:yard/tiny-clip", cache_dir=tmp_path))
     assert not encoder.identity.untrained
@@ -87,15 +92,7 @@ def test_fallback_to_untrained_is_explicit_and_loud(tiny_model_name, tmp_path) -
 
 def test_hf_hub_repo_without_weights_is_not_silently_random(tmp_path) -> None:
     # open_clip itself only warns and builds random weights when the repo's weight file is missing.
-    repo = tmp_path / "models--yard--no-weights"
-    snapshot = repo / "snapshots" / ("0" * 40)
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0" * 40)
-    model_cfg = json.loads((TEST_DATA / "models" / "tiny-test-clip.json").read_text())
-    (snapshot / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}})
-    )
+    _hf_cache_snapshot(tmp_path, "yard", "no-weights")
     with pytest.raises(EncoderUnavailable, match="could not load"):
         OpenClipEncoder(EncoderSettings(model_name="hf-hub:yard/no-weights", cache_dir=tmp_path))
 
