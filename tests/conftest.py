@@ -16,6 +16,18 @@ SAMPLE_DATA = REPO_ROOT / "sample_data"
 TINY_MODEL = "tiny-test-clip"
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`vehicle-assessment ARGS` in-process: exit code, stdout, stderr."""
+    from vehicle_assessment.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse usage errors
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(scope="session")
 def tiny_model_name() -> str:
     """A 64-d, 2-layer open_clip architecture with random weights (~3.6M parameters)."""

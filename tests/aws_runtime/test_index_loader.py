@@ -10,10 +10,10 @@ from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReference
 from vehicle_assessment.adapters.aws.sagemaker_encoder import SageMakerEncoder
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.aws_runtime import index_loader
-from vehicle_assessment.cli import EXIT_NOT_READY, EXIT_OK, main
+from vehicle_assessment.cli import EXIT_NOT_READY, EXIT_OK
 from vehicle_assessment.domain.models import EncoderIdentity
 
-from ..conftest import SAMPLE_DATA
+from ..conftest import SAMPLE_DATA, run_cli
 
 IDENTITY = EncoderIdentity(
     model_name="ViT-L-14", pretrained="laion2b_s32b_b82k", untrained=False, dimension=768
@@ -30,6 +30,21 @@ def _configure(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def _aws_build_args(data_dir) -> list[str]:
+    labels = SAMPLE_DATA / "reference" / "labels.csv"
+    return [
+        "--data-dir",
+        str(data_dir),
+        "index",
+        "build",
+        str(labels.parent),
+        "--labels",
+        str(labels),
+        "--target",
+        "aws",
+    ]
+
+
 def test_target_is_built_from_the_lambda_style_environment(monkeypatch) -> None:
     _configure(monkeypatch)
     config = index_loader.IndexLoaderConfig()
@@ -42,21 +57,7 @@ def test_target_is_built_from_the_lambda_style_environment(monkeypatch) -> None:
 def test_unconfigured_target_exits_3_naming_what_is_missing(monkeypatch, capsys, tmp_path) -> None:
     for name in ("AWS_REGION", "SAGEMAKER", "OPENSEARCH"):
         monkeypatch.delenv(name, raising=False)
-    labels = SAMPLE_DATA / "reference" / "labels.csv"
-    code = main(
-        [
-            "--data-dir",
-            str(tmp_path),
-            "index",
-            "build",
-            str(labels.parent),
-            "--labels",
-            str(labels),
-            "--target",
-            "aws",
-        ]
-    )
-    err = capsys.readouterr().err
+    code, _, err = run_cli(capsys, *_aws_build_args(tmp_path))
     assert code == EXIT_NOT_READY
     assert "AWS_REGION" in err and "SAGEMAKER" in err and "OPENSEARCH" in err
 
@@ -68,22 +69,8 @@ def test_cli_builds_through_whatever_the_aws_target_provides(
     _configure(monkeypatch)
     built = LocalVectorIndex(tmp_path / "stand-in.sqlite3")
     monkeypatch.setattr(index_loader, "build_aws_index_target", lambda config: (tiny_encoder, built))
-    labels = SAMPLE_DATA / "reference" / "labels.csv"
-    code = main(
-        [
-            "--data-dir",
-            str(tmp_path),
-            "index",
-            "build",
-            str(labels.parent),
-            "--labels",
-            str(labels),
-            "--target",
-            "aws",
-            "--json",
-        ]
-    )
-    summary = json.loads(capsys.readouterr().out)
+    code, out, _ = run_cli(capsys, *_aws_build_args(tmp_path), "--json")
+    summary = json.loads(out)
     assert code == EXIT_OK
     assert summary["index"] == "OpenSearch abc123.eu-west-1.aoss.amazonaws.com/reference-photos"
     assert summary["added"] == summary["total"] == 89

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vehicle_assessment.cli import EXIT_BAD_INPUT, EXIT_NOT_READY, EXIT_OK, main
+from vehicle_assessment.cli import EXIT_BAD_INPUT, EXIT_NOT_READY, EXIT_OK
 
-from ..conftest import SAMPLE_DATA
+from ..conftest import SAMPLE_DATA, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -44,15 +44,6 @@ def labels(tmp_path: Path) -> Path:
     return path
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:  # argparse usage errors
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _tiny(data_dir: Path, model: str) -> list[str]:
     return ["--data-dir", str(data_dir), "--model", model, "--untrained"]
 
@@ -60,7 +51,7 @@ def _tiny(data_dir: Path, model: str) -> list[str]:
 def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> None:
     data = tmp_path / "data"
     common = _tiny(data, tiny_model_name)
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, *common, "index", "build", str(SAMPLE_DATA / "reference"), "--labels", str(labels)
     )
     assert code == EXIT_OK, err
@@ -70,7 +61,7 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     assert "untrained encoder" in err
 
     # Resumable: a second run finds everything already there.
-    code, out, _ = run(
+    code, out, _ = run_cli(
         capsys, *common, "index", "build", str(SAMPLE_DATA / "reference"), "--labels", str(labels), "--json"
     )
     summary = json.loads(out)
@@ -81,7 +72,9 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
         and summary["total"] == 12
     )
 
-    code, out, err = run(capsys, *common, "assess", "--vin", VIN, "--mileage", "48,200", "--json", *QUERIES)
+    code, out, err = run_cli(
+        capsys, *common, "assess", "--vin", VIN, "--mileage", "48,200", "--json", *QUERIES
+    )
     assert code == EXIT_OK, err
     record = json.loads(out)
     assert record["status"] == "COMPLETED" and record["vin"] == VIN
@@ -89,16 +82,16 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     assert len(record["photos"]) == 3 and record["inputs"]["mileage"] == 48200
     assessment_id = record["assessment_id"]
 
-    code, out, _ = run(capsys, *common, "assess", "--vin", VIN, "--color", "blue", *QUERIES[:1])
+    code, out, _ = run_cli(capsys, *common, "assess", "--vin", VIN, "--color", "blue", *QUERIES[:1])
     assert code == EXIT_OK
     assert "UNTRAINED ENCODER: VERDICTS ARE NOT MEANINGFUL" in out
     assert "Valuation" in out and "Descriptions" in out and "[standard/es, template]" in out
 
-    code, out, _ = run(capsys, "--data-dir", str(data), "show", assessment_id, "--json")
+    code, out, _ = run_cli(capsys, "--data-dir", str(data), "show", assessment_id, "--json")
     assert code == EXIT_OK and json.loads(out)["assessment_id"] == assessment_id
-    code, out, _ = run(capsys, "--data-dir", str(data), "list", "--vin", VIN.lower(), "--json")
+    code, out, _ = run_cli(capsys, "--data-dir", str(data), "list", "--vin", VIN.lower(), "--json")
     assert code == EXIT_OK and len(json.loads(out)) == 2
-    code, out, _ = run(capsys, "--data-dir", str(data), "list", "--vin", VIN)
+    code, out, _ = run_cli(capsys, "--data-dir", str(data), "list", "--vin", VIN)
     assert code == EXIT_OK and assessment_id in out
 
 
@@ -115,7 +108,7 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, tiny_model_name, args, reason) -> None:
-    code, out, err = run(capsys, *_tiny(tmp_path, tiny_model_name), "assess", *args)
+    code, out, err = run_cli(capsys, *_tiny(tmp_path, tiny_model_name), "assess", *args)
     assert code == EXIT_BAD_INPUT
     assert reason in err
     assert out == ""
@@ -123,19 +116,19 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, tiny_model_name, args
 
 
 def test_environment_not_ready_exits_3(tmp_path, capsys, tiny_model_name) -> None:
-    code, _, err = run(capsys, *_tiny(tmp_path, tiny_model_name), "assess", "--vin", VIN, *QUERIES)
+    code, _, err = run_cli(capsys, *_tiny(tmp_path, tiny_model_name), "assess", "--vin", VIN, *QUERIES)
     assert code == EXIT_NOT_READY and "index build" in err
     args = ["--data-dir", str(tmp_path), "--model", "ViT-B-32", "--pretrained", str(tmp_path / "none.bin")]
-    code, _, err = run(capsys, *args, "assess", "--vin", VIN, *QUERIES)
+    code, _, err = run_cli(capsys, *args, "assess", "--vin", VIN, *QUERIES)
     assert code == EXIT_NOT_READY and "VDA_ENCODER__PRETRAINED" in err and len(err.strip().splitlines()) == 1
 
 
 def test_unknown_assessment_and_bad_labels(tmp_path, capsys) -> None:
-    code, _, err = run(capsys, "--data-dir", str(tmp_path), "show", "no-such-id")
+    code, _, err = run_cli(capsys, "--data-dir", str(tmp_path), "show", "no-such-id")
     assert code == EXIT_BAD_INPUT and "no assessment" in err
     bad = tmp_path / "labels.csv"
     bad.write_text("file,label\nx.jpg,1\n")
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "--data-dir", str(tmp_path), "index", "build", str(tmp_path), "--labels", str(bad)
     )
     assert code == EXIT_BAD_INPUT and "lacks the column" in err

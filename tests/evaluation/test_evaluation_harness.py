@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
-from vehicle_assessment.cli import EXIT_NOT_READY, EXIT_OK, main
+from vehicle_assessment.cli import EXIT_NOT_READY, EXIT_OK
 from vehicle_assessment.domain.models import DamageType, EncoderIdentity, ReferenceLabel, Severity
 from vehicle_assessment.evaluation import (
     PLOT_FILES,
@@ -25,6 +25,8 @@ from vehicle_assessment.evaluation import (
 )
 from vehicle_assessment.ports import ReferenceItem
 from vehicle_assessment.settings import VerdictSettings
+
+from ..conftest import run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 UNDAMAGED = ReferenceLabel(damaged=False, damage_type=DamageType.NONE, severity=Severity.NONE)
@@ -161,14 +163,6 @@ def test_evaluate_index_writes_every_file(tmp_path: Path, untrained: bool) -> No
         assert "not meaningful" not in report.lower()
 
 
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:  # argparse usage errors
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.mark.slow
 def test_cli_evaluate_on_the_tiny_model_index(tmp_path, capsys, monkeypatch, sample_index_path) -> None:
@@ -178,7 +172,7 @@ def test_cli_evaluate_on_the_tiny_model_index(tmp_path, capsys, monkeypatch, sam
     data.mkdir()
     shutil.copy(sample_index_path, data / "reference-index.sqlite3")
     out = tmp_path / "eval"
-    code, stdout, err = _run(capsys, "--data-dir", str(data), "evaluate", "--out", str(out), "--k", "5")
+    code, stdout, err = run_cli(capsys, "--data-dir", str(data), "evaluate", "--out", str(out), "--k", "5")
     assert code == EXIT_OK, err
     assert str(out / "report.md") in stdout
     assert "not meaningful" in err.lower()  # the tiny model is untrained: said on stderr too
@@ -192,11 +186,11 @@ def test_cli_evaluate_on_the_tiny_model_index(tmp_path, capsys, monkeypatch, sam
 def test_cli_evaluate_refuses_an_empty_index(tmp_path, capsys, monkeypatch) -> None:
     for name in [n for n in __import__("os").environ if n.startswith("VDA_")]:
         monkeypatch.delenv(name)
-    code, _, err = _run(capsys, "--data-dir", str(tmp_path / "empty"), "evaluate")
+    code, _, err = run_cli(capsys, "--data-dir", str(tmp_path / "empty"), "evaluate")
     assert code == EXIT_NOT_READY
     assert "empty" in err and "index build" in err
 
 
 def test_cli_evaluate_rejects_a_bad_threshold(tmp_path, capsys) -> None:
-    code, _, err = _run(capsys, "--data-dir", str(tmp_path), "evaluate", "--confidence-threshold", "1.5")
+    code, _, err = run_cli(capsys, "--data-dir", str(tmp_path), "evaluate", "--confidence-threshold", "1.5")
     assert code == 2 and "confidence" in err
