@@ -14,6 +14,7 @@ from constructs import Node
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vehicle_assessment.adapters.aws.settings import DEFAULT_BEDROCK_MODEL_ID
+from vehicle_assessment.domain import limits
 
 # CloudWatch Logs accepts only these retention periods (days).
 _RETENTION_DAYS = {
@@ -60,7 +61,7 @@ class InfraConfig(BaseModel):
 
     # --- models and rules ---
     bedrock_model_id: str = Field(default=DEFAULT_BEDROCK_MODEL_ID, min_length=1)
-    expected_photos: int = Field(default=3, ge=1, le=20)
+    expected_photos: int = Field(default=limits.DEFAULT_EXPECTED_PHOTOS, ge=1, le=limits.MAX_EXPECTED_PHOTOS)
     damaged_threshold: float = Field(default=0.5, gt=0, lt=1)
     confidence_threshold: float = Field(default=0.7, ge=0.5, le=1)
     languages: list[str] = Field(default_factory=lambda: ["en", "es"], min_length=1)

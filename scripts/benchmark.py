@@ -35,7 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights: never wait on th
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex, top_k  # noqa: E402
 from vehicle_assessment.domain.models import DamageType, ReferenceLabel, Severity  # noqa: E402
 from vehicle_assessment.domain.photo import intake_photo  # noqa: E402
-from vehicle_assessment.settings import EncoderSettings, IntakeSettings  # noqa: E402
+from vehicle_assessment.domain.rules import IntakeSettings  # noqa: E402
+from vehicle_assessment.settings import EncoderSettings  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 LABEL = ReferenceLabel(damaged=False, damage_type=DamageType.NONE, severity=Severity.NONE)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vehicle_assessment.domain.models import QualityLevel
 from vehicle_assessment.domain.photo import PhotoRejected, intake_photo
-from vehicle_assessment.settings import IntakeSettings
+from vehicle_assessment.domain.rules import IntakeSettings
 
 _SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 _PERCENTILES = (("min", 0), ("p1", 1), ("p5", 5), ("p25", 25), ("median", 50), ("p95", 95), ("max", 100))

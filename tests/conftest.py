@@ -49,8 +49,8 @@ def tiny_encoder(tiny_model_name: str):
 def sample_index_path(tmp_path_factory: pytest.TempPathFactory, tiny_encoder) -> Path:
     """The sample reference photos embedded once per session with the tiny model."""
     from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
+    from vehicle_assessment.domain.rules import IntakeSettings
     from vehicle_assessment.indexing import build_index, read_labels
-    from vehicle_assessment.settings import IntakeSettings
 
     path = tmp_path_factory.mktemp("index") / "reference-index.sqlite3"
     photos, skipped = read_labels(SAMPLE_DATA / "reference", SAMPLE_DATA / "reference" / "labels.csv")

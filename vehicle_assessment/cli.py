@@ -279,8 +279,8 @@ def cmd_list(args: argparse.Namespace, settings: LocalSettings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: LocalSettings) -> int:
     from vehicle_assessment.adapters.local.wiring import open_index
+    from vehicle_assessment.domain.rules import VerdictSettings
     from vehicle_assessment.evaluation import evaluate_index
-    from vehicle_assessment.settings import VerdictSettings
 
     updates = {"k": args.k, "confidence_threshold": args.confidence_threshold}
     try:

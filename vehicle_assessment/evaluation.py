@@ -29,8 +29,8 @@ from vehicle_assessment.domain.models import (
     ReferenceLabel,
     Severity,
 )
+from vehicle_assessment.domain.rules import VerdictSettings
 from vehicle_assessment.domain.verdict import decide_verdict
-from vehicle_assessment.settings import VerdictSettings
 
 DAMAGED_CLASSES = ("undamaged", "damaged")
 SEVERITY_CLASSES = (Severity.MINOR.value, Severity.MODERATE.value, Severity.SEVERE.value)

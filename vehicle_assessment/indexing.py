@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from vehicle_assessment.domain.models import DamageType, QualityLevel, ReferenceLabel, Severity
 from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
+from vehicle_assessment.domain.rules import IntakeSettings
 from vehicle_assessment.ports import ImageEncoder, ReferenceItem, WritableReferenceIndex
-from vehicle_assessment.settings import IntakeSettings
 
 
 @dataclass(frozen=True)

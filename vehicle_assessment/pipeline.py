@@ -28,6 +28,7 @@ from vehicle_assessment.domain.models import (
     PhotoStatus,
     QualityLevel,
 )
+from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.domain.valuation import value_vehicle
 from vehicle_assessment.domain.value import estimate_undamaged_value
 from vehicle_assessment.domain.vehicle import facts_from_vin
@@ -45,7 +46,6 @@ from vehicle_assessment.ports import (
     VinDecoder,
     VinDecoderUnavailable,
 )
-from vehicle_assessment.settings import AssessmentRules
 
 if TYPE_CHECKING:
     from vehicle_assessment.domain.photo import IntakeResult

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from vehicle_assessment.domain.models import (
     Assessment,
     Description,
+    DescriptionRequest,
     DescriptionStyle,
     EncoderIdentity,
     Neighbour,
@@ -107,22 +108,6 @@ class VinDecoder(Protocol):
     def decode(self, vin: str, model_year: int | None) -> VehicleFacts:
         """Raise VinDecoderUnavailable when the service cannot answer."""
         ...
-
-
-@dataclass(frozen=True)
-class DescriptionRequest:
-    """Everything a describer may say — facts only; it must not add any."""
-
-    vehicle: VehicleFacts
-    color: str | None
-    mileage: int | None
-    damage_summary: dict[str, int]  # e.g. {"scratch/minor": 2}; empty when no damage found
-    photos_assessed: int
-    photos_need_review: int
-    undamaged_value_usd: float | None
-    adjusted_value_usd: float | None
-    combined_depreciation: float
-    untrained_encoder: bool
 
 
 class Describer(Protocol):

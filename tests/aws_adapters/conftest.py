@@ -7,8 +7,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from vehicle_assessment.domain.models import EncoderIdentity, VehicleFacts
-from vehicle_assessment.ports import DescriptionRequest
+from vehicle_assessment.domain.models import DescriptionRequest, EncoderIdentity, VehicleFacts
 
 REGION = "us-east-1"
 

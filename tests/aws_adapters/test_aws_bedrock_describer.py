@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -35,7 +34,7 @@ def describer(client, **kwargs) -> BedrockDescriber:
 
 def test_happy_path_sends_exact_converse_request(stub, description_request) -> None:
     client, stubber = stub("bedrock-runtime")
-    facts = {f.name: getattr(description_request, f.name) for f in dataclasses.fields(description_request)}
+    facts = description_request.model_dump(mode="json", exclude={"vehicle"})
     facts["vehicle"] = {
         "vin": "1FTFW1E50MFA00000",
         "make": "FORD",
@@ -74,7 +73,7 @@ def test_happy_path_sends_exact_converse_request(stub, description_request) -> N
 
 def test_injected_colour_stays_inside_the_json_data(stub, description_request) -> None:
     client, stubber = stub("bedrock-runtime")
-    request = dataclasses.replace(description_request, color=INJECTION)
+    request = description_request.model_copy(update={"color": INJECTION})
     sent: dict = {}
     client.meta.events.register(
         "provide-client-params.bedrock-runtime.Converse", lambda params, **_: sent.update(params)

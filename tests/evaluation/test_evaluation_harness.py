@@ -13,6 +13,7 @@ import pytest
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.cli import EXIT_NOT_READY, EXIT_OK
 from vehicle_assessment.domain.models import DamageType, EncoderIdentity, ReferenceLabel, Severity
+from vehicle_assessment.domain.rules import VerdictSettings
 from vehicle_assessment.evaluation import (
     PLOT_FILES,
     confusion_matrix,
@@ -24,7 +25,6 @@ from vehicle_assessment.evaluation import (
     threshold_curve,
 )
 from vehicle_assessment.ports import ReferenceItem
-from vehicle_assessment.settings import VerdictSettings
 
 from ..conftest import run_cli
 
@@ -161,7 +161,6 @@ def test_evaluate_index_writes_every_file(tmp_path: Path, untrained: bool) -> No
         assert report.startswith("> **WARNING") and "NOT MEANINGFUL" in report.splitlines()[0]
     else:
         assert "not meaningful" not in report.lower()
-
 
 
 @pytest.mark.slow

@@ -22,10 +22,11 @@ from vehicle_assessment.domain.models import (
     PhotoStatus,
     VehicleFacts,
 )
+from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.domain.vin import InvalidVin
 from vehicle_assessment.pipeline import AssessmentRunner, LocalPorts, PhotoUpload
 from vehicle_assessment.ports import VinDecoderUnavailable
-from vehicle_assessment.settings import AssessmentRules, SpeechSettings
+from vehicle_assessment.settings import SpeechSettings
 
 from ..conftest import SAMPLE_DATA
 

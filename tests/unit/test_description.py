@@ -21,6 +21,7 @@ from vehicle_assessment.domain.models import (
     AssessmentInputs,
     AssessmentStatus,
     DamageType,
+    DescriptionRequest,
     DescriptionStyle,
     EncoderIdentity,
     PhotoRecord,
@@ -32,7 +33,6 @@ from vehicle_assessment.domain.models import (
     ValueMethod,
     VehicleFacts,
 )
-from vehicle_assessment.ports import DescriptionRequest
 
 VIN = "1FTFW1E50MFA00001"
 STANDARD, AUCTIONEER = DescriptionStyle.STANDARD, DescriptionStyle.AUCTIONEER

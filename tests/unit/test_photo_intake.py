@@ -21,7 +21,7 @@ from vehicle_assessment.domain.photo import (
     _to_rgb,
     intake_photo,
 )
-from vehicle_assessment.settings import IntakeSettings
+from vehicle_assessment.domain.rules import IntakeSettings
 
 PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 REAL_PHOTOS = sorted(PHOTOS.glob("*.jpg"))

@@ -17,8 +17,8 @@ from vehicle_assessment.domain.models import (
     UndamagedValue,
     ValueMethod,
 )
+from vehicle_assessment.domain.rules import ValuationSettings
 from vehicle_assessment.domain.valuation import combine_depreciation, rule_text, value_vehicle
-from vehicle_assessment.settings import ValuationSettings
 
 DEFAULT = ValuationSettings()  # none 0, minor .10, moderate .25, severe .40; further photos at 50%; cap 60%
 

@@ -3,8 +3,8 @@ from datetime import date
 import pytest
 
 from vehicle_assessment.domain.models import ValueMethod, VehicleFacts
+from vehicle_assessment.domain.rules import ValueCurveSettings
 from vehicle_assessment.domain.value import estimate_undamaged_value
-from vehicle_assessment.settings import ValueCurveSettings
 
 TODAY = date(2025, 6, 1)
 CURVE = ValueCurveSettings()  # 20% first year, 15% later, floor 10%, 12,000 mi/yr, 0.5%/1,000 mi, ±20%

@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from vehicle_assessment.domain.models import DamageType, Neighbour, ReferenceLabel, Severity
+from vehicle_assessment.domain.rules import VerdictSettings
 from vehicle_assessment.domain.verdict import decide_verdict
-from vehicle_assessment.settings import VerdictSettings
 
 DEFAULT = VerdictSettings()  # k 10, damaged at share >= 0.5, review below confidence 0.7
 EPS = 1e-6  # the weight floor every neighbour gets on top of max(similarity, 0)

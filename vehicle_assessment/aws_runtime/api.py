@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vehicle_assessment import pipeline
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 from vehicle_assessment.aws_runtime.uploads import open_assessment
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import build_description_request
 from vehicle_assessment.domain.models import (
     Assessment,
@@ -40,10 +41,14 @@ class ApiModel(BaseModel):
 
 class CreateAssessmentRequest(ApiModel):
     vin: str = Field(min_length=1, max_length=40, description="17 characters; checked with its check digit")
-    color: str | None = Field(default=None, max_length=40)
-    mileage: int | None = Field(default=None, ge=0, le=2_000_000)
-    estimate_usd: float | None = Field(default=None, gt=0, le=50_000_000)
-    expected_photos: int | None = Field(default=None, ge=1, le=10, description="defaults to the service's")
+    color: str | None = Field(default=None, min_length=1, max_length=limits.MAX_COLOR_CHARS)
+    mileage: int | None = Field(default=None, ge=0, le=limits.MAX_MILEAGE_MILES)
+    estimate_usd: float | None = Field(
+        default=None, ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False
+    )
+    expected_photos: int | None = Field(
+        default=None, ge=1, le=limits.MAX_EXPECTED_PHOTOS, description="defaults to the service's"
+    )
 
 
 class PresignedUpload(ApiModel):

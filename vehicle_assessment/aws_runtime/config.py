@@ -17,9 +17,9 @@ from vehicle_assessment.adapters.aws.settings import (
     PollySettings,
     SageMakerEncoderSettings,
 )
-from vehicle_assessment.settings import AssessmentRules, VpicSettings
-
-MAX_UPLOAD_BYTES = 15 * 1024 * 1024
+from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.rules import AssessmentRules
+from vehicle_assessment.settings import VpicSettings
 
 
 class FunctionConfig(BaseSettings):
@@ -37,8 +37,13 @@ class FunctionConfig(BaseSettings):
 class UploadConfig(FunctionConfig):
     bucket_name: str = Field(min_length=3)
     state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
-    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, gt=0)
-    expected_photos: int = Field(default=3, ge=1, le=20, description="for the incoming/ layout")
+    max_upload_bytes: int = Field(default=limits.MAX_PHOTO_BYTES, gt=0)
+    expected_photos: int = Field(
+        default=limits.DEFAULT_EXPECTED_PHOTOS,
+        ge=1,
+        le=limits.MAX_EXPECTED_PHOTOS,
+        description="for the incoming/ layout",
+    )
 
 
 class SweeperConfig(FunctionConfig):
@@ -50,8 +55,8 @@ class SweeperConfig(FunctionConfig):
 
 class ApiConfig(FunctionConfig):
     bucket_name: str = Field(min_length=3)
-    expected_photos: int = Field(default=3, ge=1, le=20)
-    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, gt=0)
+    expected_photos: int = Field(default=limits.DEFAULT_EXPECTED_PHOTOS, ge=1, le=limits.MAX_EXPECTED_PHOTOS)
+    max_upload_bytes: int = Field(default=limits.MAX_PHOTO_BYTES, gt=0)
     presigned_post_expires_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
     bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
     polly: PollySettings = Field(default_factory=PollySettings)

@@ -35,6 +35,7 @@ from vehicle_assessment.domain.models import (
     AssessmentStatus,
     PhotoStatus,
 )
+from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.ports import (
     Describer,
     ImageEncoder,
@@ -43,7 +44,6 @@ from vehicle_assessment.ports import (
     Speaker,
     VinDecoder,
 )
-from vehicle_assessment.settings import AssessmentRules
 
 Clock = Callable[[], datetime]
 _MAX_REASON = 1000

@@ -12,10 +12,10 @@ from collections import Counter
 from vehicle_assessment.domain.models import (
     Assessment,
     Description,
+    DescriptionRequest,
     DescriptionStyle,
     PhotoStatus,
 )
-from vehicle_assessment.ports import DescriptionRequest
 
 TEMPLATE_LANGUAGES = ("en", "es")
 

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vehicle_assessment.domain import limits
+
 UNTRAINED_ENCODER_WARNING = "untrained encoder: verdicts are not meaningful"
 
 
@@ -214,6 +216,23 @@ class Description(Model):
     note: str | None = None
 
 
+class DescriptionRequest(Model):
+    """Everything a describer may say — facts only; it must not add any."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vehicle: VehicleFacts
+    color: str | None
+    mileage: int | None
+    damage_summary: dict[str, int]  # e.g. {"scratch/minor": 2}; empty when no damage found
+    photos_assessed: int
+    photos_need_review: int
+    undamaged_value_usd: float | None
+    adjusted_value_usd: float | None
+    combined_depreciation: float
+    untrained_encoder: bool
+
+
 class AudioStatus(StrEnum):
     GENERATED = "generated"
     SKIPPED = "skipped"
@@ -242,10 +261,14 @@ class AssessmentStatus(StrEnum):
 
 
 class AssessmentInputs(Model):
+    """What the yard says about the vehicle; every entry path validates through this model."""
+
     vin: str
-    color: str | None = None
-    mileage: int | None = Field(default=None, ge=0)
-    estimate_usd: float | None = Field(default=None, gt=0)
+    color: str | None = Field(default=None, min_length=1, max_length=limits.MAX_COLOR_CHARS)
+    mileage: int | None = Field(default=None, ge=0, le=limits.MAX_MILEAGE_MILES)
+    estimate_usd: float | None = Field(
+        default=None, ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False
+    )
 
 
 class Assessment(Model):
@@ -256,7 +279,7 @@ class Assessment(Model):
     updated_at: datetime
     inputs: AssessmentInputs
     # How many photos start the workflow (AWS mode); local mode takes whatever it is given.
-    expected_photos: int = Field(default=3, ge=1, le=20)
+    expected_photos: int = Field(default=limits.DEFAULT_EXPECTED_PHOTOS, ge=1, le=limits.MAX_EXPECTED_PHOTOS)
     failed_step: str | None = None
     failure_reason: str | None = None
     vin_check: VinCheck | None = None

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
-from vehicle_assessment.settings import IntakeSettings
+from vehicle_assessment.domain.rules import IntakeSettings
 
 _MIB = 1024 * 1024
 # Quality is measured on a copy of bounded size so thresholds mean the same for any camera.

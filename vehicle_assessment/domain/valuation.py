@@ -23,7 +23,7 @@ from vehicle_assessment.domain.models import (
     UndamagedValue,
     Valuation,
 )
-from vehicle_assessment.settings import ValuationSettings
+from vehicle_assessment.domain.rules import ValuationSettings
 
 
 def combine_depreciation(rates: Sequence[float], settings: ValuationSettings) -> float:

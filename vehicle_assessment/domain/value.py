@@ -10,7 +10,7 @@ import math
 from datetime import date
 
 from vehicle_assessment.domain.models import UndamagedValue, ValueMethod, VehicleFacts
-from vehicle_assessment.settings import ValueCurveSettings
+from vehicle_assessment.domain.rules import ValueCurveSettings
 
 
 def _usd(amount: float) -> str:

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from vehicle_assessment.domain.models import DamageType, Neighbour, PhotoVerdict, Severity
-from vehicle_assessment.settings import VerdictSettings
+from vehicle_assessment.domain.rules import VerdictSettings
 
 # Cosine similarity can be negative; a neighbour that points away from the query gets no say,
 # and a tiny floor keeps an all-zero vote defined.

@@ -7,7 +7,6 @@ announced as data. The fallback keeps the pipeline going when Bedrock throttles 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -19,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from vehicle_assessment.adapters.aws.clients import error_code, make_boto3_client, one_line_reason
 from vehicle_assessment.adapters.aws.settings import BedrockSettings
 from vehicle_assessment.domain.description import TemplateDescriber, UnsupportedLanguage
-from vehicle_assessment.domain.models import Description, DescriptionStyle
-from vehicle_assessment.ports import DescriptionRequest, PortError
+from vehicle_assessment.domain.models import Description, DescriptionRequest, DescriptionStyle
+from vehicle_assessment.ports import PortError
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ def system_prompt(language: str, style: DescriptionStyle, max_words: int) -> str
 
 
 def request_facts(request: DescriptionRequest) -> dict[str, Any]:
-    facts = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
+    facts = request.model_dump(mode="json", exclude={"vehicle"})
     facts["vehicle"] = request.vehicle.model_dump(mode="json", exclude_none=True, exclude=_VEHICLE_EXCLUDE)
     return facts
 
