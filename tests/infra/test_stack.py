@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
 from tests.infra.cfn import placeholder, resolve_value, resources_of, state_machine_definition
+from vehicle_assessment.domain import limits
 
 HANDLERS = {
     "functions.decode_vin.handler",
@@ -261,9 +263,14 @@ def test_api_models_are_draft4_from_the_lambda_models(template_json: dict[str, A
     create = models["CreateAssessment"]
     assert create["$schema"] == "http://json-schema.org/draft-04/schema#"
     assert create["required"] == ["vin"]
-    # draft 4: exclusiveMinimum is a flag beside minimum, never a number.
+    # The API's bounds are the domain's, not copies.
     estimate = json.dumps(create["properties"]["estimate_usd"])
-    assert '"exclusiveMinimum": true' in estimate and '"minimum": 0' in estimate
+    assert f'"minimum": {limits.MIN_ESTIMATE_USD:.0f}' in estimate
+    assert f'"maximum": {limits.MAX_ESTIMATE_USD:.0f}' in estimate
+    # draft 4: exclusiveMinimum/exclusiveMaximum are flags beside minimum/maximum, never numbers.
+    for schema in models.values():
+        text = json.dumps(schema)
+        assert not re.search(r'"exclusive(Minimum|Maximum)": -?[0-9]', text), text
 
 
 def test_endpoint_instance_type_from_context_and_autoscaling(template: Template) -> None:
