@@ -32,8 +32,11 @@ demo: $(VENV)/.runtime
 test: venv node_modules/.installed
 	$(PY) -m pytest
 
+# ruff (lint and format) and mypy with the pydantic plugin; files and settings in pyproject.toml.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache cdk.out

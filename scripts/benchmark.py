@@ -362,7 +362,7 @@ def p5_ann(n: int, dim: int, n_queries: int, rng: np.random.Generator) -> Row:
     index.add(matrix)
     build_s = time.perf_counter() - start
     faiss.omp_set_num_threads(1)  # one query at a time, like one assessment photo
-    chosen = None
+    chosen: tuple[int, float, float] = (0, float("inf"), 0.0)
     for nprobe in (4, 8, 16, 32, 64, 128):
         index.nprobe = nprobe
         times, recalls = [], []

@@ -67,7 +67,9 @@ def main() -> None:
 
     with (args.source / "labels.csv").open(newline="") as handle:
         reader = csv.DictReader(handle)
-        fields = reader.fieldnames
+        if reader.fieldnames is None:
+            raise SystemExit(f"{args.source / 'labels.csv'} is empty: expected a header row")
+        fields = list(reader.fieldnames)
         rows = list(reader)
     by_label = defaultdict(list)
     for row in sorted(rows, key=lambda r: r["path"]):

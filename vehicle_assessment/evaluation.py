@@ -108,8 +108,8 @@ def leave_one_out_verdicts(
 
 
 def accuracy(y_true: Sequence[Any], y_pred: Sequence[Any]) -> float | None:
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return float(np.mean(y_true == y_pred)) if y_true.size else None
+    truth, predicted = np.asarray(y_true), np.asarray(y_pred)
+    return float(np.mean(truth == predicted)) if truth.size else None
 
 
 def confusion_matrix(
@@ -130,12 +130,12 @@ def per_class_scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequ
 
     A class never predicted has precision None (undefined), and F1 0 if it has support.
     """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    truth, guess = np.asarray(y_true), np.asarray(y_pred)
     out: dict[str, Any] = {}
     f1s = []
     for c in classes:
-        tp = int(np.sum((y_true == c) & (y_pred == c)))
-        predicted, support = int(np.sum(y_pred == c)), int(np.sum(y_true == c))
+        tp = int(np.sum((truth == c) & (guess == c)))
+        predicted, support = int(np.sum(guess == c)), int(np.sum(truth == c))
         precision = tp / predicted if predicted else None
         recall = tp / support if support else None
         f1 = (
@@ -152,12 +152,12 @@ def per_class_scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequ
 
 def review_split(correct: Sequence[bool], needs_review: Sequence[bool]) -> dict:
     """Share sent to review, and the accuracy of the photos decided automatically."""
-    correct, review = np.asarray(correct, dtype=bool), np.asarray(needs_review, dtype=bool)
+    right, review = np.asarray(correct, dtype=bool), np.asarray(needs_review, dtype=bool)
     decided = ~review
     return {
         "needs_review_rate": float(review.mean()) if review.size else None,
         "decided": int(decided.sum()),
-        "accuracy_of_decided": float(correct[decided].mean()) if decided.any() else None,
+        "accuracy_of_decided": float(right[decided].mean()) if decided.any() else None,
     }
 
 
@@ -168,15 +168,15 @@ def threshold_curve(
 
     Coverage never rises with the threshold, since each higher threshold decides a subset.
     """
-    correct, confidence = np.asarray(correct, dtype=bool), np.asarray(confidence, dtype=float)
+    right, scores = np.asarray(correct, dtype=bool), np.asarray(confidence, dtype=float)
     curve = []
     for t in thresholds:
-        decided = confidence >= t
+        decided = scores >= t
         curve.append(
             {
                 "threshold": float(t),
                 "coverage": float(decided.mean()) if decided.size else 0.0,
-                "accuracy": float(correct[decided].mean()) if decided.any() else None,
+                "accuracy": float(right[decided].mean()) if decided.any() else None,
             }
         )
     return curve
@@ -358,7 +358,7 @@ def embedding_maps(
         ).fit_transform(matrix[chosen])
     _plot_map(
         points,
-        [names[i] for i in chosen],
+        [names[int(i)] for i in chosen],
         f"t-SNE of {len(chosen)} embeddings (perplexity {perplexity:.0f})",
         out_dir / "embedding_tsne.png",
         notice,

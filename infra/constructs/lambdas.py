@@ -11,7 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from infra.config import InfraConfig
 
@@ -28,7 +28,7 @@ class FunctionSpec:
     environment: Mapping[str, str] | None = None
 
 
-def acknowledge(construct: Construct, rule: str, reason: str) -> None:
+def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
     """cdk-nag v3: one acknowledgment per finding id, each with its reason."""
     Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
 
@@ -148,7 +148,7 @@ def region_partition(scope: Construct) -> tuple[str, str]:
     return stack.region, stack.partition
 
 
-def logical_id(construct: Construct) -> str:
+def logical_id(construct: IConstruct) -> str:
     """The logical id cdk-nag prints in finding ids, e.g. ``AwsSolutions-IAM5[Resource::<Id.Arn>/x/*]``."""
     child = construct.node.default_child
     if child is None:

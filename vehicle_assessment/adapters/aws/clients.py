@@ -25,7 +25,9 @@ def make_boto3_client(
     service: str, region: str, settings: AwsClientSettings, session: boto3.Session | None = None
 ) -> Any:
     """A client for ``service``; pass a session to reuse credentials (e.g. one per Lambda container)."""
-    return (session or boto3.Session()).client(service, region_name=region, config=botocore_config(settings))
+    # boto3-stubs types `client` per literal service name; this one factory serves every service.
+    new_client: Any = (session or boto3.Session()).client
+    return new_client(service, region_name=region, config=botocore_config(settings))
 
 
 def error_code(exc: ClientError) -> str:
