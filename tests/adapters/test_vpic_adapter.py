@@ -200,12 +200,15 @@ def serve(fake: FakeVpic, body: dict[str, Any]) -> None:
     fake.script = [(200, json.dumps(body).encode())]
 
 
-def test_answer_for_another_vin_is_never_used(vpic: tuple[FakeVpic, str], tmp_path: Path) -> None:
+def test_answer_for_another_vin_is_never_used(
+    vpic: tuple[FakeVpic, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     fake, url = vpic
     serve(fake, constructed("bmw-x3.json"))  # a 2011 BMW X3 (VIN 5UXWX7C56BA100007)
     decoder = VpicVinDecoder(settings(url), tmp_path / "vpic.sqlite3")
     with pytest.raises(VinDecoderUnavailable, match=r"another vehicle.*5UXWX7C56BA100007"):
         decoder.decode(TESLA_VIN, 2014)
+    assert any("not used" in r.message and "5UXWX7C56BA100007" in r.message for r in caplog.records)
     # Not cached: the next decode asks again and gets the right answer.
     serve(fake, constructed("bev-tesla-model-s.json"))
     assert decoder.decode(TESLA_VIN, 2014).model == "Model S"
@@ -261,7 +264,9 @@ def test_batch_body_without_the_requested_vin_is_unavailable(
         VpicVinDecoder(settings(url), tmp_path / "vpic.sqlite3").decode(VIN, None)
 
 
-def test_cached_body_for_another_vin_is_not_served(vpic: tuple[FakeVpic, str], tmp_path: Path) -> None:
+def test_cached_body_for_another_vin_is_not_served(
+    vpic: tuple[FakeVpic, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     fake, url = vpic
     cache = tmp_path / "vpic.sqlite3"
     decoder = VpicVinDecoder(settings(url), cache)
@@ -275,6 +280,7 @@ def test_cached_body_for_another_vin_is_not_served(vpic: tuple[FakeVpic, str], t
     facts = decoder.decode(TESLA_VIN, 2014)
     assert (facts.make, facts.model) == ("TESLA", "Model S")
     assert fake.hits == 1  # the poisoned entry was refetched...
+    assert any("dropping the cached vPIC answer" in r.message for r in caplog.records)
     assert decoder.decode(TESLA_VIN, 2014) == facts
     assert fake.hits == 1  # ...and replaced by the right answer
 
@@ -302,3 +308,17 @@ def test_powertrain_flags_of_each_kind(
     serve(fake, constructed(name))
     facts = VpicVinDecoder(settings(url), tmp_path / "vpic.sqlite3").decode(vin, None)
     assert (facts.is_electric, facts.is_hybrid) == (is_electric, is_hybrid)
+
+
+def test_unreadable_cached_body_is_refetched(vpic: tuple[FakeVpic, str], tmp_path: Path) -> None:
+    fake, url = vpic
+    cache = tmp_path / "vpic.sqlite3"
+    decoder = VpicVinDecoder(settings(url), cache)
+    with closing(sqlite3.connect(cache)) as db, db:
+        db.execute(
+            "INSERT INTO vpic_cache (url, body, fetched_at) VALUES (?, ?, ?)",
+            (decoder.url_for(VIN, None), "{truncated", "2025-01-01T00:00:00"),
+        )
+    assert decoder.decode(VIN, None).model == "F-150"
+    assert decoder.decode(VIN, None).model == "F-150"
+    assert fake.hits == 1
