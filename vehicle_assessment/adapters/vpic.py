@@ -123,11 +123,9 @@ def _text(value: Any) -> str | None:
     return None if text.casefold() in _NO_VALUE else text
 
 
-def _flatten_decode_vin(results: list[Any]) -> dict[str, Any]:
+def _flatten_decode_vin(results: list[Mapping[str, Any]]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for item in results:
-        if not isinstance(item, Mapping):
-            continue
         variable_id = str(item.get("VariableId") or "").strip()
         key = _BY_ID.get(int(variable_id)) if variable_id.isdigit() else None
         if key is None:
