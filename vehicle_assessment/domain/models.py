@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vehicle_assessment.domain import limits
 
@@ -81,8 +82,50 @@ class VinCheck(Model):
     warnings: list[str] = Field(default_factory=list)
 
 
+class Powertrain(StrEnum):
+    """How a vehicle is driven. An unknown powertrain is None on VehicleFacts, never a guess."""
+
+    BATTERY_ELECTRIC = "battery_electric"  # BEV: battery and electric motor(s), no engine
+    FUEL_CELL_ELECTRIC = "fuel_cell_electric"  # FCEV: hydrogen fuel cell and electric motor(s)
+    PLUG_IN_HYBRID = "plug_in_hybrid"  # PHEV: engine plus a battery charged from the grid
+    HYBRID = "hybrid"  # HEV, mild or strong: engine plus electric drive, not known to plug in
+    COMBUSTION = "combustion"  # an engine and no electric drive
+
+    @property
+    def is_electric(self) -> bool:
+        """Driven by electric motors only: no combustion engine on board."""
+        return self in (Powertrain.BATTERY_ELECTRIC, Powertrain.FUEL_CELL_ELECTRIC)
+
+    @property
+    def is_hybrid(self) -> bool:
+        return self in (Powertrain.PLUG_IN_HYBRID, Powertrain.HYBRID)
+
+
+class PowertrainEvidence(Model):
+    """What a decoder reports about how a vehicle is driven; None where it reports nothing.
+
+    Plain facts in the decoder's words (e.g. fuel "Gasoline", electrification level "Mild HEV ...");
+    `vehicle.classify_powertrain` turns them into a Powertrain.
+    """
+
+    fuel_type_primary: str | None = None
+    fuel_type_secondary: str | None = None
+    electrification_level: str | None = None
+    battery_kwh: float | None = None
+    battery_type: str | None = None
+    ev_drive_unit: str | None = None
+    charger_level: str | None = None
+    charger_power_kw: float | None = None
+    engine_displacement_l: float | None = None
+    engine_cylinders: int | None = None
+
+
 class VehicleFacts(Model):
-    """Decoded vehicle facts. None means unknown — never guessed."""
+    """Decoded vehicle facts. None means unknown — never guessed.
+
+    `is_electric` and `is_hybrid` follow `powertrain` when it is known (they are what the
+    describers read); a powertrain contradicting them is rejected.
+    """
 
     vin: str
     source: str  # "vpic" or "vin" (offline decode of the VIN itself)
@@ -102,11 +145,25 @@ class VehicleFacts(Model):
     engine_hp: float | None = None
     doors: int | None = None
     base_price_usd: float | None = None
+    powertrain: Powertrain | None = None
     is_hybrid: bool = False
     is_electric: bool = False
     error_codes: list[str] = Field(default_factory=list)
     error_text: str | None = None
     warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _flags_follow_the_powertrain(self) -> Self:
+        if self.is_hybrid and self.is_electric:
+            raise ValueError("a vehicle is hybrid or electric, not both")
+        if self.powertrain is not None:
+            if (self.is_hybrid and not self.powertrain.is_hybrid) or (
+                self.is_electric and not self.powertrain.is_electric
+            ):
+                raise ValueError(f"is_hybrid/is_electric contradict powertrain {self.powertrain.value!r}")
+            self.is_hybrid = self.powertrain.is_hybrid
+            self.is_electric = self.powertrain.is_electric
+        return self
 
 
 class ValueMethod(StrEnum):
