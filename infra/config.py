@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vehicle_assessment.adapters.aws.settings import DEFAULT_BEDROCK_MODEL_ID
 from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.rules import AssessmentRules, VerdictSettings
 
 # CloudWatch Logs accepts only these retention periods (days).
 _RETENTION_DAYS = {
@@ -39,6 +40,8 @@ _RETENTION_DAYS = {
     2557,
     2922,
 }
+_RULES = AssessmentRules()
+_VERDICT = _RULES.verdict
 # AOSS names: 3-32 characters, lower-case letters, digits and hyphens, starting with a letter.
 _AOSS_NAME = r"^[a-z][a-z0-9-]{2,31}$"
 
@@ -53,18 +56,19 @@ class InfraConfig(BaseModel):
     # SageMakerVariantInvocationsPerInstance is per minute: one assessment is a handful of calls.
     encoder_invocations_per_instance: int = Field(default=120, ge=1)
     # Must match what the container serves and what the reference index was built with.
-    encoder_model_name: str = "ViT-L-14"
-    encoder_pretrained: str | None = "laion2b_s32b_b82k"
-    encoder_dimension: int = Field(default=768, ge=2)
+    encoder_model_name: str = limits.DEFAULT_ENCODER_MODEL
+    encoder_pretrained: str | None = limits.DEFAULT_ENCODER_PRETRAINED
+    encoder_dimension: int = Field(default=limits.DEFAULT_ENCODER_DIMENSION, ge=2)
     # A pre-built image instead of building containers/openclip (e.g. an account without Docker).
     encoder_image_uri: str | None = None
 
     # --- models and rules ---
     bedrock_model_id: str = Field(default=DEFAULT_BEDROCK_MODEL_ID, min_length=1)
     expected_photos: int = Field(default=limits.DEFAULT_EXPECTED_PHOTOS, ge=1, le=limits.MAX_EXPECTED_PHOTOS)
-    damaged_threshold: float = Field(default=0.5, gt=0, lt=1)
-    confidence_threshold: float = Field(default=0.7, ge=0.5, le=1)
-    languages: list[str] = Field(default_factory=lambda: ["en", "es"], min_length=1)
+    # Defaults and bounds are the verdict rule's own (checked by `_verdict_rule_accepts` below).
+    damaged_threshold: float = _VERDICT.damaged_threshold
+    confidence_threshold: float = _VERDICT.confidence_threshold
+    languages: list[str] = Field(default_factory=lambda: list(_RULES.languages), min_length=1)
 
     # --- workflow and ingest ---
     map_max_concurrency: int = Field(default=4, ge=1, le=40)
@@ -118,6 +122,13 @@ class InfraConfig(BaseModel):
         if value not in _RETENTION_DAYS:
             raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION_DAYS)}")
         return value
+
+    @model_validator(mode="after")
+    def _verdict_rule_accepts(self) -> InfraConfig:
+        VerdictSettings(
+            damaged_threshold=self.damaged_threshold, confidence_threshold=self.confidence_threshold
+        )
+        return self
 
     @model_validator(mode="after")
     def _scaling_bounds(self) -> InfraConfig:

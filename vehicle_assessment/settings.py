@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.rules import AssessmentRules
 
 # --- adapters --------------------------------------------------------------------------------
@@ -20,9 +21,9 @@ from vehicle_assessment.domain.rules import AssessmentRules
 class EncoderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_name: str = "ViT-L-14"
+    model_name: str = limits.DEFAULT_ENCODER_MODEL
     pretrained: str | None = Field(
-        default="laion2b_s32b_b82k",
+        default=limits.DEFAULT_ENCODER_PRETRAINED,
         description="an open_clip pretrained tag or a local checkpoint path; ignored for hf-hub: names",
     )
     cache_dir: Path | None = None

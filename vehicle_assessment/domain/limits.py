@@ -23,3 +23,9 @@ MIN_ESTIMATE_USD = 1.0
 MAX_ESTIMATE_USD = 50_000_000.0
 # A paint colour name ("Oxford White", "Rapid Red Metallic Tinted Clearcoat"); it is spoken aloud.
 MAX_COLOR_CHARS = 40
+
+# The encoder that production assessments use: local mode, the endpoint container and the CDK app
+# default to it, and a reference index built by any other encoder is refused.
+DEFAULT_ENCODER_MODEL = "ViT-L-14"
+DEFAULT_ENCODER_PRETRAINED = "laion2b_s32b_b82k"
+DEFAULT_ENCODER_DIMENSION = 768  # ViT-L-14's image embedding width
