@@ -93,7 +93,9 @@ def test_no_assessed_photo_gives_no_damage_figure(photos: list[PhotoRecord]) -> 
     assert "for damage)" not in texts["en"] and "%" not in texts["en"]
     assert "Estimated value" not in texts["en"]
     assert "no photo could be assessed" in texts["en"]
-    assert "Damage not assessed: $20,000 is the undamaged value, before any deduction for damage." in texts["en"]
+    assert (
+        "Damage not assessed: $20,000 is the undamaged value, before any deduction for damage." in texts["en"]
+    )
     assert "%" not in texts["es"] and "Valor estimado" not in texts["es"]
     assert "Daños sin evaluar: 20.000 USD es el valor sin daños" in texts["es"]
     assert "Provisional assessment." in texts["en"] and "Evaluación provisional." in texts["es"]

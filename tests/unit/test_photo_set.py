@@ -76,7 +76,8 @@ def test_marking_is_idempotent_and_ignores_unknown_digests() -> None:
 
 
 def test_a_copy_of_a_rejected_photo_is_a_duplicate_too() -> None:
-    marked = mark_duplicates([photo("1", SHA_A, PhotoStatus.REJECTED), photo("2", SHA_A, PhotoStatus.REJECTED)])
+    copies = [photo("1", SHA_A, PhotoStatus.REJECTED), photo("2", SHA_A, PhotoStatus.REJECTED)]
+    marked = mark_duplicates(copies)
     assert marked[1].status == PhotoStatus.DUPLICATE and marked[1].duplicate_of == "1"
     assert not has_assessable_photo(marked)
 
