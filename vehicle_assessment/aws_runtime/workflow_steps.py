@@ -168,9 +168,20 @@ def value(
     # analyse_assessment_photos adds this in local mode; here the photos were analysed one by one.
     if assessment.encoder and assessment.encoder.untrained and UNTRAINED_ENCODER_WARNING not in warnings:
         warnings.insert(0, UNTRAINED_ENCODER_WARNING)
+    analysed = {p.photo_id: p for p in assessment.photos}
     assessment = pipeline.value_assessment(
         assessment.model_copy(update={"warnings": warnings}), rules, now.date()
     )
+    # Copies are resolved here, not in the Map: its iterations run concurrently and each knows only
+    # its own photo's digest. Every read merges `photo_results` over the document's photos, so a
+    # photo this step marks DUPLICATE is written back to its own result path too.
+    changed = [photo for photo in assessment.photos if photo != analysed[photo.photo_id]]
+    if changed:
+        encoder = assessment.encoder
+        if encoder is None:  # a copy is known only from analysed photos' digests
+            raise WorkflowConflict(f"assessment {state.assessment_id} has photo results but no encoder")
+        for photo in changed:
+            repository.save_photo_result(state.assessment_id, photo, encoder)
     repository.save(assessment.model_copy(update={"updated_at": now}))
     return AssessmentRef(assessment_id=state.assessment_id)
 
@@ -204,7 +215,8 @@ def speak(
 def store(
     state: AssessmentRef, repository: DynamoAssessmentRepository, clock: Clock = pipeline.utc_now
 ) -> AssessmentResult:
-    """The last step: COMPLETED, with the reasons a person should look at it."""
+    """The last step: COMPLETED (or NEEDS_PHOTOS when no photo could be assessed), with the reasons a
+    person should look at it. Both end the execution successfully: the state machine needs no Choice."""
     done = pipeline.complete(repository.get(state.assessment_id), clock())
     repository.save(done)
     return AssessmentResult(

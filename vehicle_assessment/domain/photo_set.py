@@ -14,12 +14,13 @@ from vehicle_assessment.domain.models import PhotoRecord, PhotoStatus
 
 _DIGITS = re.compile(r"(\d+)")
 
+# Why an assessment ends NEEDS_PHOTOS; recorded among its review reasons.
+NO_ASSESSABLE_PHOTO_REASON = "no photo could be assessed (all rejected or copies): new photos are needed"
+
 
 def photo_order_key(photo_id: str) -> tuple[tuple[int, int | str], ...]:
     """Photo number order: "2" before "10", "02" before "10"; non-numeric parts compare as text."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(photo_id) if part
-    )
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(photo_id) if part)
 
 
 def duplicate_reason(original: PhotoRecord) -> str:
