@@ -100,3 +100,23 @@ def test_no_assessable_photo_ends_needs_photos(aws, repository, fakes, jpeg_byte
     english = next(d.text for d in assessment.descriptions if d.language == "en")
     assert "no photo could be assessed" in english and "%" not in english
     assert "Damage not assessed" in english
+
+
+def test_a_redriven_map_and_value_step_mark_the_same_copies(
+    aws, repository, fakes, jpeg_bytes, lambda_context
+) -> None:
+    assessment_id = _upload(aws, repository, {"1": jpeg_bytes, "2": jpeg_bytes})
+    _run(assessment_id, lambda_context, [0, 1])
+    first = repository.get(assessment_id)
+    assert [p.status for p in first.photos] == [PhotoStatus.ANALYSED, PhotoStatus.DUPLICATE]
+
+    copy = {"photo_id": "2", "object_key": f"uploads/{assessment_id}/2.jpg"}
+    outcome = analyse_photo.handler({"assessment_id": assessment_id, "photo": copy}, lambda_context)
+    assert (outcome["status"], outcome["reason"]) == ("analysed", None)  # no stale duplicate mark
+    reanalysed = {p.photo_id: p for p in repository.get(assessment_id).photos}["2"]
+    assert reanalysed.duplicate_of is None
+
+    value.handler({"assessment_id": assessment_id}, lambda_context)
+    again = repository.get(assessment_id)
+    assert [p.status for p in again.photos] == [PhotoStatus.ANALYSED, PhotoStatus.DUPLICATE]
+    assert again.photos[1].duplicate_of == "1" and again.valuation == first.valuation

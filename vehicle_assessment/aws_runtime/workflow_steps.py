@@ -143,8 +143,17 @@ def analyse_photo(
     if record is None:
         raise ValueError(f"assessment {state.assessment_id} has no photo {state.photo.photo_id!r}")
     data = objects.get(record.object_key)
-    # The upload trigger read 16 bytes; the digest and true size are known only now.
-    record = record.model_copy(update={"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)})
+    # The upload trigger read 16 bytes; the digest and true size are known only now. A retried or
+    # redriven Map starts again from the received photo: the Value step re-marks copies.
+    record = record.model_copy(
+        update={
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size_bytes": len(data),
+            "status": PhotoStatus.RECEIVED,
+            "reason": None,
+            "duplicate_of": None,
+        }
+    )
     [analysed] = pipeline.analyse_photos([record], [data], encoder, index, rules)
     repository.save_photo_result(state.assessment_id, analysed, encoder.identity)
     return PhotoOutcome(
