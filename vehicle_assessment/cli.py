@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 bad input (usage, VIN, photo files, labels); 3 environment not ready
 (weights missing, index empty or built by another encoder); 4 the assessment ran and FAILED
-(it is stored with the step and reason; see `show ID`).
+(it is stored with the step and reason; see `show ID`); 5 the assessment ran but no photo could be
+assessed (all rejected or copies): it is stored as NEEDS_PHOTOS, with no damage figure.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ from vehicle_assessment.report import render_assessment, render_list
 from vehicle_assessment.settings import LocalSettings
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_READY, EXIT_FAILED = 0, 2, 3, 4
+EXIT_NEEDS_PHOTOS = 5
+
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_OK}  success
+  {EXIT_BAD_INPUT}  bad input (usage, VIN, photo files, labels)
+  {EXIT_NOT_READY}  environment not ready (weights missing, index empty or built by another encoder)
+  {EXIT_FAILED}  the assessment ran and FAILED (stored with the step and reason; see `show ID`)
+  {EXIT_NEEDS_PHOTOS}  the assessment ran but no photo could be assessed (all rejected or copies):
+     stored as NEEDS_PHOTOS with no damage figure; take new photos
+"""
 
 
 class CliError(Exception):
@@ -58,7 +69,12 @@ def _positive_usd(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vehicle-assessment", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="vehicle-assessment",
+        description=__doc__.split("\n")[0],
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data-dir", type=Path, help="where local state lives (VDA_DATA_DIR)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
     enc = parser.add_argument_group("encoder (defaults: VDA_ENCODER__* or ViT-L-14 laion2b_s32b_b82k)")
@@ -251,7 +267,16 @@ def cmd_assess(args: argparse.Namespace, settings: LocalSettings) -> int:
         _emit_json(_assessment_json(assessment))
     else:
         print(render_assessment(assessment, settings.objects_dir))
-    return EXIT_FAILED if assessment.status == AssessmentStatus.FAILED else EXIT_OK
+    if assessment.status == AssessmentStatus.FAILED:
+        return EXIT_FAILED
+    if assessment.status == AssessmentStatus.NEEDS_PHOTOS:
+        print(
+            f"NEEDS PHOTOS: no photo could be assessed; see the reasons above, then assess again "
+            f"with new photos (assessment {assessment.assessment_id})",
+            file=sys.stderr,
+        )
+        return EXIT_NEEDS_PHOTOS
+    return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:

@@ -28,6 +28,11 @@ from vehicle_assessment.domain.models import (
     PhotoStatus,
     QualityLevel,
 )
+from vehicle_assessment.domain.photo_set import (
+    NO_ASSESSABLE_PHOTO_REASON,
+    has_assessable_photo,
+    mark_duplicates,
+)
 from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.domain.valuation import value_vehicle
 from vehicle_assessment.domain.value import estimate_undamaged_value
@@ -187,6 +192,11 @@ def analyse_assessment_photos(
 
 
 def value_assessment(assessment: Assessment, rules: AssessmentRules, today: date) -> Assessment:
+    """Resolve exact copies among the analysed photos, then value the vehicle.
+
+    Copies are resolved here, after every photo has been analysed, in both runtimes: on AWS the
+    photos are analysed one per Map iteration, concurrently, and only this step sees them all.
+    """
     undamaged = estimate_undamaged_value(
         assessment.vehicle,
         assessment.inputs.mileage,
@@ -194,8 +204,18 @@ def value_assessment(assessment: Assessment, rules: AssessmentRules, today: date
         today,
         rules.value_curve,
     )
-    valuation = value_vehicle(assessment.photos, undamaged, rules.valuation)
-    return assessment.model_copy(update={"valuation": valuation})
+    photos = mark_duplicates(assessment.photos)
+    for photo in photos:
+        if photo.status == PhotoStatus.DUPLICATE:
+            logger.info(
+                "assessment %s: photo %s is a copy of photo %s; not valued again",
+                assessment.assessment_id,
+                photo.photo_id,
+                photo.duplicate_of,
+            )
+    untrained = bool(assessment.encoder and assessment.encoder.untrained)
+    valuation = value_vehicle(photos, undamaged, rules.valuation, untrained_encoder=untrained)
+    return assessment.model_copy(update={"photos": photos, "valuation": valuation})
 
 
 def describe_assessment(
@@ -256,13 +276,20 @@ def review_reasons(assessment: Assessment) -> list[str]:
             )
     if assessment.encoder and assessment.encoder.untrained:
         reasons.append(UNTRAINED_ENCODER_WARNING)
+    if not has_assessable_photo(assessment.photos):
+        reasons.append(NO_ASSESSABLE_PHOTO_REASON)
     return reasons
 
 
 def complete(assessment: Assessment, now: datetime) -> Assessment:
+    """COMPLETED, or NEEDS_PHOTOS when no photo could be assessed (the damage is unknown)."""
+    status = AssessmentStatus.COMPLETED
+    if not has_assessable_photo(assessment.photos):
+        status = AssessmentStatus.NEEDS_PHOTOS
+        logger.info("assessment %s: %s", assessment.assessment_id, NO_ASSESSABLE_PHOTO_REASON)
     return assessment.model_copy(
         update={
-            "status": AssessmentStatus.COMPLETED,
+            "status": status,
             "updated_at": now,
             "review_reasons": review_reasons(assessment),
         }

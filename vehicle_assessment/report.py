@@ -9,10 +9,12 @@ from vehicle_assessment.domain.description import display_make
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
     Assessment,
+    AssessmentStatus,
     AudioStatus,
     PhotoRecord,
     PhotoStatus,
 )
+from vehicle_assessment.domain.photo_set import NO_ASSESSABLE_PHOTO_REASON
 
 _BANNER = "!" * 78
 
@@ -60,6 +62,8 @@ def _photo_lines(photo: PhotoRecord) -> list[str]:
     head += f", {photo.width}x{photo.height})" if photo.width else ")"
     if photo.status == PhotoStatus.REJECTED:
         return [head, f"       REJECTED: {photo.reason}"]
+    if photo.status == PhotoStatus.DUPLICATE:
+        return [head, f"       DUPLICATE: {photo.reason}; not valued again"]
     if photo.status != PhotoStatus.ANALYSED or photo.verdict is None:
         return [head, f"       {photo.status.value}: {photo.reason or 'not analysed'}"]
     v = photo.verdict
@@ -85,6 +89,8 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
     )
     if a.failure_reason:
         out.append(f"  FAILED in step {a.failed_step}: {a.failure_reason}")
+    if a.status == AssessmentStatus.NEEDS_PHOTOS:
+        out.append(f"  NEEDS PHOTOS: {NO_ASSESSABLE_PHOTO_REASON}; the damage and adjusted value are unknown")
     out += ["", "Vehicle", *_vehicle_lines(a)]
     if a.encoder:
         out.append(f"  encoder: {a.encoder.describe()}")
@@ -135,6 +141,6 @@ def render_list(assessments: Sequence[Assessment]) -> str:
         value = _money(a.valuation.adjusted_value_usd) if a.valuation else "-"
         flag = " needs review" if a.needs_review else ""
         rows.append(
-            f"{a.assessment_id}  {a.created_at:%Y-%m-%d %H:%M}  {a.status.value:<10} {value:>10}{flag}"
+            f"{a.assessment_id}  {a.created_at:%Y-%m-%d %H:%M}  {a.status.value:<12} {value:>10}{flag}"
         )
     return "\n".join(rows)

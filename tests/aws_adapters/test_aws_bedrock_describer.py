@@ -122,6 +122,12 @@ def test_untrained_warning_instruction_and_word_limit_are_in_the_system_prompt()
     assert "at most 80 words" in prompt
 
 
+def test_the_prompt_says_how_to_describe_an_unassessed_or_provisional_assessment() -> None:
+    prompt = system_prompt("en", DescriptionStyle.STANDARD, 120)
+    assert "If photos_assessed is 0, say that no photo could be assessed for damage" in prompt
+    assert "If provisional is true, say that the assessment is provisional." in prompt
+
+
 @pytest.mark.parametrize("creativity", [-0.1, 1.5])
 def test_creativity_outside_0_1_is_refused(stub, description_request, creativity) -> None:
     client, _ = stub("bedrock-runtime")

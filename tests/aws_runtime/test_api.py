@@ -162,3 +162,28 @@ def test_regenerating_a_description(aws: Aws, repository, lambda_context) -> Non
     status, body = _regenerate("nope", lambda_context)
     assert status == 404
     assert NOW  # the fixture clock is unused here: the API stamps real time
+
+
+def test_an_assessment_without_assessable_photos_reads_needs_photos(
+    aws: Aws, repository, lambda_context
+) -> None:
+    _, created = _create(lambda_context)
+    assessment_id = created["assessment_id"]
+    assessment = repository.get(assessment_id)
+    repository.save(
+        assessment.model_copy(
+            update={
+                "status": AssessmentStatus.NEEDS_PHOTOS,
+                "vehicle": VehicleFacts(vin=VIN, source="vin", model_year=2021),
+            }
+        )
+    )
+    path = f"/assessments/{assessment_id}"
+    event = rest_event(
+        "GET", path, path_parameters={"assessment_id": assessment_id}, resource="/assessments/{assessment_id}"
+    )
+    status, body = _call(event, lambda_context)
+    assert status == 200 and body["status"] == "NEEDS_PHOTOS"
+    # Finished: its description (which says no photo could be assessed) may be regenerated.
+    status, body = _regenerate(assessment_id, lambda_context, language="es")
+    assert status == 200 and "ninguna foto" in body["description"]["text"]

@@ -342,7 +342,7 @@ def test_no_photos_at_all_is_provisional() -> None:
     valuation = value_vehicle([], undamaged_value(20_000.0), DEFAULT)
     assert valuation.photos == []
     assert valuation.combined_depreciation == 0.0
-    assert valuation.adjusted_value_usd == 20_000.0
+    assert valuation.adjusted_value_usd is None  # no damage was assessed: there is nothing to adjust by
     assert valuation.provisional is True
     assert any("no photo could be assessed" in note for note in valuation.notes)
 
@@ -363,3 +363,39 @@ def test_all_undamaged_photos_keep_the_full_value() -> None:
     assert valuation.combined_depreciation == 0.0
     assert valuation.adjusted_value_usd == 12_345.67
     assert valuation.provisional is False
+
+
+# --- copies, nothing assessable, untrained encoder ---------------------------------------------
+
+
+def test_a_duplicate_moves_no_money_and_is_noted() -> None:
+    original = photo(Severity.SEVERE, photo_id="01")
+    copies = [
+        photo(Severity.SEVERE, photo_id=pid).model_copy(
+            update={"status": PhotoStatus.DUPLICATE, "duplicate_of": "01", "reason": "duplicate of photo 01"}
+        )
+        for pid in ("02", "03")
+    ]
+    valuation = value_vehicle([original, *copies], undamaged_value(20_000.0), DEFAULT)
+    assert valuation.combined_depreciation == 0.40  # one severe photo, not three
+    assert valuation.adjusted_value_usd == 12_000.0
+    assert [p.counted for p in valuation.photos] == [True, False, False]
+    assert valuation.photos[1].reason == "not counted: duplicate of photo 01"
+    assert "photo 02 is a copy of photo 01: counted once" in valuation.notes
+    assert "photo 03 is a copy of photo 01: counted once" in valuation.notes
+    assert valuation.provisional is False  # a copy adds no uncertainty
+
+
+def test_no_assessable_photo_gives_no_adjusted_value() -> None:
+    valuation = value_vehicle([rejected(), rejected()], undamaged_value(20_000.0), DEFAULT)
+    assert valuation.adjusted_value_usd is None  # the damage is unknown, not zero
+    assert valuation.provisional is True
+    assert "no adjusted value: no photo could be assessed, so the damage is unknown" in valuation.notes
+
+
+def test_an_untrained_encoder_always_makes_the_valuation_provisional() -> None:
+    photos = [photo(Severity.MODERATE), photo(Severity.NONE)]
+    assert value_vehicle(photos, undamaged_value(), DEFAULT).provisional is False
+    valuation = value_vehicle(photos, undamaged_value(), DEFAULT, untrained_encoder=True)
+    assert valuation.provisional is True
+    assert any("untrained encoder" in note for note in valuation.notes)

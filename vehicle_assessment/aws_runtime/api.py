@@ -207,15 +207,16 @@ def regenerate_description(
 ) -> RegenerateDescriptionResponse:
     """A new description (and its audio) in the asked style and language, replacing that pair's.
 
-    Raises AssessmentNotFound, Conflict (not COMPLETED yet), UnsupportedLanguage (a ValueError).
+    Raises AssessmentNotFound, Conflict (not finished yet), UnsupportedLanguage (a ValueError).
     """
     if services.describer is None or services.speaker is None:
         raise RuntimeError("the API was wired without a describer or speaker")
     assessment = services.repository.get(assessment_id)
-    if assessment.status != AssessmentStatus.COMPLETED:
+    # NEEDS_PHOTOS is finished too: its descriptions say that no photo could be assessed.
+    if assessment.status not in (AssessmentStatus.COMPLETED, AssessmentStatus.NEEDS_PHOTOS):
         raise Conflict(
             f"assessment {assessment_id} is {assessment.status.value}; descriptions can be "
-            "regenerated once it is COMPLETED"
+            "regenerated once it is COMPLETED (or NEEDS_PHOTOS)"
         )
     description = services.describer.describe(
         build_description_request(assessment), request.style, request.language, request.creativity

@@ -143,8 +143,17 @@ def analyse_photo(
     if record is None:
         raise ValueError(f"assessment {state.assessment_id} has no photo {state.photo.photo_id!r}")
     data = objects.get(record.object_key)
-    # The upload trigger read 16 bytes; the digest and true size are known only now.
-    record = record.model_copy(update={"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)})
+    # The upload trigger read 16 bytes; the digest and true size are known only now. A retried or
+    # redriven Map starts again from the received photo: the Value step re-marks copies.
+    record = record.model_copy(
+        update={
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size_bytes": len(data),
+            "status": PhotoStatus.RECEIVED,
+            "reason": None,
+            "duplicate_of": None,
+        }
+    )
     [analysed] = pipeline.analyse_photos([record], [data], encoder, index, rules)
     repository.save_photo_result(state.assessment_id, analysed, encoder.identity)
     return PhotoOutcome(
@@ -168,9 +177,20 @@ def value(
     # analyse_assessment_photos adds this in local mode; here the photos were analysed one by one.
     if assessment.encoder and assessment.encoder.untrained and UNTRAINED_ENCODER_WARNING not in warnings:
         warnings.insert(0, UNTRAINED_ENCODER_WARNING)
+    analysed = {p.photo_id: p for p in assessment.photos}
     assessment = pipeline.value_assessment(
         assessment.model_copy(update={"warnings": warnings}), rules, now.date()
     )
+    # Copies are resolved here, not in the Map: its iterations run concurrently and each knows only
+    # its own photo's digest. Every read merges `photo_results` over the document's photos, so a
+    # photo this step marks DUPLICATE is written back to its own result path too.
+    changed = [photo for photo in assessment.photos if photo != analysed[photo.photo_id]]
+    if changed:
+        encoder = assessment.encoder
+        if encoder is None:  # a copy is known only from analysed photos' digests
+            raise WorkflowConflict(f"assessment {state.assessment_id} has photo results but no encoder")
+        for photo in changed:
+            repository.save_photo_result(state.assessment_id, photo, encoder)
     repository.save(assessment.model_copy(update={"updated_at": now}))
     return AssessmentRef(assessment_id=state.assessment_id)
 
@@ -204,7 +224,8 @@ def speak(
 def store(
     state: AssessmentRef, repository: DynamoAssessmentRepository, clock: Clock = pipeline.utc_now
 ) -> AssessmentResult:
-    """The last step: COMPLETED, with the reasons a person should look at it."""
+    """The last step: COMPLETED (or NEEDS_PHOTOS when no photo could be assessed), with the reasons a
+    person should look at it. Both end the execution successfully: the state machine needs no Choice."""
     done = pipeline.complete(repository.get(state.assessment_id), clock())
     repository.save(done)
     return AssessmentResult(

@@ -36,6 +36,7 @@ def build_description_request(assessment: Assessment) -> DescriptionRequest:
         if p.verdict and p.verdict.damaged
     )
     valuation = assessment.valuation
+    untrained = bool(assessment.encoder and assessment.encoder.untrained)
     return DescriptionRequest(
         vehicle=assessment.vehicle,
         color=assessment.inputs.color,
@@ -44,9 +45,12 @@ def build_description_request(assessment: Assessment) -> DescriptionRequest:
         photos_assessed=len(confident),
         photos_need_review=len(analysed) - len(confident),
         undamaged_value_usd=valuation.undamaged.amount_usd if valuation else None,
-        adjusted_value_usd=valuation.adjusted_value_usd if valuation else None,
+        # Without one confidently assessed photo the damage is unknown: no describer may state a
+        # damage-adjusted value (it would read as "0 % for damage").
+        adjusted_value_usd=valuation.adjusted_value_usd if valuation and confident else None,
         combined_depreciation=valuation.combined_depreciation if valuation else 0.0,
-        untrained_encoder=bool(assessment.encoder and assessment.encoder.untrained),
+        untrained_encoder=untrained,
+        provisional=bool(valuation and valuation.provisional) or untrained,
     )
 
 
@@ -149,6 +153,22 @@ def _value_phrase(request: DescriptionRequest, language: str) -> str | None:
     return f"Estimated value: {adjusted} (undamaged {base}, less {pct}% for damage)."
 
 
+def _not_assessed_value_phrase(request: DescriptionRequest, language: str) -> str | None:
+    """The undamaged value, labelled as such, when no photo could be assessed for damage."""
+    if request.undamaged_value_usd is None:
+        return None
+    base = _usd(request.undamaged_value_usd, language)
+    if language == "es":
+        return f"Daños sin evaluar: {base} es el valor sin daños, antes de descontar daño alguno."
+    return f"Damage not assessed: {base} is the undamaged value, before any deduction for damage."
+
+
+def _provisional_note(request: DescriptionRequest, language: str) -> list[str]:
+    if not request.provisional:
+        return []
+    return ["Evaluación provisional." if language == "es" else "Provisional assessment."]
+
+
 def _caveats(request: DescriptionRequest, language: str) -> list[str]:
     notes = []
     if request.photos_need_review:
@@ -194,7 +214,11 @@ class TemplateDescriber:
             *extras,
             _damage_phrase(request, language),
         ]
-        value = _value_phrase(request, language)
+        value = (
+            _value_phrase(request, language)
+            if request.photos_assessed
+            else _not_assessed_value_phrase(request, language)
+        )
         if value:
             sentences.append(value)
         body = " ".join(sentences)
@@ -203,7 +227,7 @@ class TemplateDescriber:
                 body = f"¡Atención, postores! Llega {body} ¿Quién abre la puja?"
             else:
                 body = f"Up next, folks: {body} Who'll start the bidding?"
-        text = " ".join([body, *_caveats(request, language)])
+        text = " ".join([body, *_provisional_note(request, language), *_caveats(request, language)])
         return Description(
             style=style,
             language=language,

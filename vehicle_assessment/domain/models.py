@@ -220,6 +220,8 @@ class PhotoStatus(StrEnum):
     RECEIVED = "received"
     ANALYSED = "analysed"
     REJECTED = "rejected"
+    # The same bytes as an earlier photo of the assessment: recorded, never valued twice.
+    DUPLICATE = "duplicate"
 
 
 class PhotoRecord(Model):
@@ -232,6 +234,7 @@ class PhotoRecord(Model):
     sha256: str
     status: PhotoStatus
     reason: str | None = None
+    duplicate_of: str | None = None  # the photo_id this one copies, when status is DUPLICATE
     width: int | None = None
     height: int | None = None
     quality: QualityReport | None = None
@@ -288,6 +291,7 @@ class DescriptionRequest(Model):
     adjusted_value_usd: float | None
     combined_depreciation: float
     untrained_encoder: bool
+    provisional: bool = False  # the valuation is provisional (see Valuation.provisional)
 
 
 class AudioStatus(StrEnum):
@@ -312,6 +316,8 @@ class AssessmentStatus(StrEnum):
     AWAITING_PHOTOS = "AWAITING_PHOTOS"
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
+    # The workflow ran, but no photo could be assessed (all rejected or copies): new photos are needed.
+    NEEDS_PHOTOS = "NEEDS_PHOTOS"
     FAILED = "FAILED"
     # AWS mode: the upload window passed before all expected photos arrived.
     INCOMPLETE = "INCOMPLETE"

@@ -23,6 +23,7 @@ from vehicle_assessment.domain.models import (
     UndamagedValue,
     Valuation,
 )
+from vehicle_assessment.domain.photo_set import has_assessable_photo
 from vehicle_assessment.domain.rules import ValuationSettings
 
 
@@ -48,13 +49,34 @@ def rule_text(settings: ValuationSettings) -> str:
 
 
 def value_vehicle(
-    photos: Sequence[PhotoRecord], undamaged: UndamagedValue, settings: ValuationSettings
+    photos: Sequence[PhotoRecord],
+    undamaged: UndamagedValue,
+    settings: ValuationSettings,
+    *,
+    untrained_encoder: bool = False,
 ) -> Valuation:
-    """Per-photo depreciation from the verdicts, then the bounded combination."""
+    """Per-photo depreciation from the verdicts, then the bounded combination.
+
+    Copies (DUPLICATE, see `photo_set.mark_duplicates`) are listed but move no money. When no photo
+    reached a verdict the damage is unknown, so there is no adjusted value. The valuation is
+    provisional when a photo was not counted, none was, or the encoder is untrained.
+    """
     per_photo: list[PhotoDepreciation] = []
     notes: list[str] = []
     for photo in photos:
         verdict = photo.verdict
+        if photo.status == PhotoStatus.DUPLICATE:
+            per_photo.append(
+                PhotoDepreciation(
+                    photo_id=photo.photo_id,
+                    severity=Severity.NONE,
+                    rate=0.0,
+                    counted=False,
+                    reason=f"not counted: {photo.reason or 'duplicate'}",
+                )
+            )
+            notes.append(f"photo {photo.photo_id} is a copy of photo {photo.duplicate_of}: counted once")
+            continue
         if photo.status != PhotoStatus.ANALYSED or verdict is None:
             per_photo.append(
                 PhotoDepreciation(
@@ -81,20 +103,31 @@ def value_vehicle(
 
     counted_rates = [p.rate for p in per_photo if p.counted]
     uncounted = [p for p in per_photo if not p.counted]
+    duplicates = {p.photo_id for p in photos if p.status == PhotoStatus.DUPLICATE}
+    # A copy adds no uncertainty: the photo it copies is counted (or not) on its own.
+    uncertain = [p for p in uncounted if p.photo_id not in duplicates]
+    assessable = has_assessable_photo(photos)
     if not counted_rates:
         notes.append("no photo could be assessed with confidence; no damage depreciation applied")
     if uncounted:
         notes.append(f"{len(uncounted)} of {len(per_photo)} photos not counted (see their reasons)")
+    if untrained_encoder:
+        notes.append("provisional: the photos were judged by an untrained encoder")
     combined = combine_depreciation(counted_rates, settings)
-    adjusted = None if undamaged.amount_usd is None else round(undamaged.amount_usd * (1.0 - combined), 2)
-    if adjusted is None:
+    if not assessable:
+        adjusted = None
+        notes.append("no adjusted value: no photo could be assessed, so the damage is unknown")
+    elif undamaged.amount_usd is None:
+        adjusted = None
         notes.append(f"no adjusted value: {undamaged.reason}")
+    else:
+        adjusted = round(undamaged.amount_usd * (1.0 - combined), 2)
     return Valuation(
         undamaged=undamaged,
         photos=per_photo,
         combined_depreciation=combined,
         adjusted_value_usd=adjusted,
         rule=rule_text(settings),
-        provisional=bool(uncounted) or not counted_rates,
+        provisional=bool(uncertain) or not counted_rates or untrained_encoder,
         notes=notes,
     )

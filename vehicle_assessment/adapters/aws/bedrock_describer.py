@@ -89,6 +89,9 @@ def system_prompt(language: str, style: DescriptionStyle, max_words: int) -> str
             "If photos_need_review is above 0, say that many photos await manual review.",
             "If untrained_encoder is true, state plainly that the damage assessment was made with an "
             "untrained model and its verdicts are not meaningful.",
+            "If photos_assessed is 0, say that no photo could be assessed for damage, give no damage "
+            "percentage, and call undamaged_value_usd the value before any deduction for damage.",
+            "If provisional is true, say that the assessment is provisional.",
             f"Use at most {max_words} words. "
             "Reply with the listing text only: no title, preamble or markdown.",
         ]
