@@ -1,24 +1,28 @@
 """S3 upload events → counted photos → one workflow execution per assessment.
 
-Two key layouts are accepted:
+Two key layouts are accepted (the grammar, and the photo identity, are ``domain/upload_keys.py``;
+a key that fits neither is refused here, before anything is read, so the workflow never meets a key
+the object store refuses):
 
-* ``uploads/{assessment_id}/{photo_name}`` — the presigned POSTs the API hands out (keys fixed by
+* ``uploads/{assessment_id}/{n}.jpg`` — the presigned POSTs the API hands out (keys fixed by
   the server). The assessment exists already, in AWAITING_PHOTOS.
 * ``incoming/{vin}/{batch}/{photo_name}`` — direct drops (e.g. a partner's S3 sync). The first photo
   of a batch creates the assessment from its S3 user metadata (``color``, ``mileage``,
   ``estimate-usd``, ``expected-photos``) under an id derived from ``vin/batch`` (UUIDv5), so
   concurrent first photos converge on one assessment; the first writer's metadata wins.
 
-S3 notifications are at-least-once and unordered. Each photo is counted by its key with one
-conditional DynamoDB update, so duplicates and reordering count once; the single delivery that
-counts the last photo starts the state machine with ``name=assessment_id`` (a redelivery after a
-failed start retries it; ExecutionAlreadyExists means it is already running).
+S3 notifications are at-least-once and unordered. Each photo is counted by its canonical photo id
+with one conditional DynamoDB update, so duplicates, reordering and two spellings of one photo count
+once; the single delivery that counts the last photo starts the state machine with
+``name=assessment_id`` (a redelivery after a failed start retries it; ExecutionAlreadyExists means it
+is already running).
 
-Nothing is dropped silently: a rejected upload (too large, not an image, extra photo, finished
-assessment) is recorded on its assessment with the reason. An upload that names no assessment
-(unknown id, bad layout, invalid VIN or metadata) becomes an orphan-upload item in the table (see
-``adapters/aws/dynamodb.py``), is logged, and is counted by the handler's ``UploadOrphaned`` metric;
-the object itself stays in S3 for the bucket's lifecycle rule to expire.
+Nothing is dropped silently: a rejected upload (too large, not an image, extra photo, a second object
+for a photo already counted, finished assessment) is recorded on its assessment with the reason. An
+upload that names no assessment (unknown id, bad layout, invalid VIN or metadata) becomes an
+orphan-upload item in the table (see ``adapters/aws/dynamodb.py``), is logged, and is counted by the
+handler's ``UploadOrphaned`` metric; the object itself stays in S3 for the bucket's lifecycle rule to
+expire. Events for any bucket but the upload bucket are refused (logged and counted only).
 """
 
 from __future__ import annotations
@@ -93,15 +97,56 @@ class UploadedObject(BaseModel):
     size: int
 
 
+@dataclass(frozen=True)
+class QueueMessage:
+    """What one queue message carries: the created objects, and why anything else was not used."""
+
+    uploads: list[UploadedObject]
+    ignored: list[str]  # one reason per message or record that is no object creation
+    test_event: bool = False  # S3's "s3:TestEvent", sent once when the notification is configured
+
+
+def read_queue_message(body: str | Mapping[str, Any]) -> QueueMessage:
+    """Read an S3 event notification, raw or in an SNS envelope. Raises ValueError only for a body
+    that is not JSON at all (the queue retries it, then keeps it in the dead-letter queue)."""
+    data: Any = json.loads(body) if isinstance(body, str) else body
+    # S3 → SNS → SQS without raw message delivery: the S3 event is the JSON text in "Message".
+    if (
+        isinstance(data, Mapping)
+        and data.get("Type") == "Notification"
+        and isinstance(data.get("Message"), str)
+    ):
+        try:
+            data = json.loads(data["Message"])
+        except ValueError:
+            return QueueMessage([], ["SNS notification whose Message is not JSON"])
+    if not isinstance(data, Mapping):
+        return QueueMessage([], [f"not an S3 event notification: a JSON {type(data).__name__}"])
+    if data.get("Event") == "s3:TestEvent":
+        return QueueMessage([], [], test_event=True)
+    records = data.get("Records")
+    if not isinstance(records, list) or not records:
+        return QueueMessage([], ["not an S3 event notification: no Records"])
+    created: list[UploadedObject] = []
+    ignored: list[str] = []
+    for number, raw in enumerate(records):
+        try:
+            record = _S3Record.model_validate(raw)
+        except ValidationError:
+            ignored.append(f"record {number} is not an S3 event record")
+            continue
+        if not record.event_name.startswith("ObjectCreated:"):
+            ignored.append(f"record {number} is {record.event_name[:60]!r}, not an object creation")
+            continue
+        # S3 URL-encodes keys in events ("uploads/a/my+photo.jpg" for "my photo.jpg").
+        key = unquote_plus(record.s3.object.key)
+        created.append(UploadedObject(bucket=record.s3.bucket.name, key=key, size=record.s3.object.size))
+    return QueueMessage(created, ignored)
+
+
 def parse_s3_notification(body: str | Mapping[str, Any]) -> list[UploadedObject]:
     """The created objects an S3 notification names (none for S3's test event)."""
-    notification = S3Notification.model_validate(json.loads(body) if isinstance(body, str) else body)
-    return [
-        # S3 URL-encodes keys in events ("uploads/a/my+photo.jpg" for "my photo.jpg").
-        UploadedObject(bucket=r.s3.bucket.name, key=unquote_plus(r.s3.object.key), size=r.s3.object.size)
-        for r in notification.records
-        if r.event_name.startswith("ObjectCreated:")
-    ]
+    return read_queue_message(body).uploads
 
 
 # --- ports of this service -------------------------------------------------------------------
