@@ -6,6 +6,8 @@ none of them may copy a number from here.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 # Photos per assessment: the yard app's default is three (front, side, damage close-up).
 DEFAULT_EXPECTED_PHOTOS = 3
 MAX_EXPECTED_PHOTOS = 20
@@ -42,5 +44,5 @@ MAX_REJECTED_UPLOADS_PER_ASSESSMENT = 50
 # (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
 # Every number a caller gives is checked against these before it is accepted.
 MAX_STORED_SIGNIFICANT_DIGITS = 38
-MIN_STORED_MAGNITUDE = 1e-130
-MAX_STORED_MAGNITUDE = 9.9999999999999999999999999999999999999e125
+MIN_STORED_MAGNITUDE = Decimal("1E-130")
+MAX_STORED_MAGNITUDE = Decimal("9.9999999999999999999999999999999999999E+125")

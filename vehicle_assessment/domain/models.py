@@ -43,17 +43,22 @@ def clean_free_text(value: str) -> str:
     return cleaned
 
 
+def significant_digits(number: Decimal) -> int:
+    """Digits between the first and last non-zero digit (Decimal.normalize would round at 28)."""
+    return len("".join(str(d) for d in number.as_tuple().digits).strip("0"))
+
+
 def check_storable_number(value: float) -> float:
     """A number the assessment store can hold as given (see limits.MAX_STORED_*); ValueError if not."""
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
-    if value != 0 and not limits.MIN_STORED_MAGNITUDE <= abs(value) <= limits.MAX_STORED_MAGNITUDE:
-        raise ValueError(
-            f"magnitude must be 0 or between {limits.MIN_STORED_MAGNITUDE:g} and "
-            f"{limits.MAX_STORED_MAGNITUDE:g}"
-        )
     # repr is the shortest round-trip form: the digits that would be stored.
-    if len(Decimal(repr(value)).normalize().as_tuple().digits) > limits.MAX_STORED_SIGNIFICANT_DIGITS:
+    stored = Decimal(repr(value))
+    if stored != 0 and not limits.MIN_STORED_MAGNITUDE <= abs(stored) <= limits.MAX_STORED_MAGNITUDE:
+        raise ValueError(
+            f"magnitude must be 0 or between {limits.MIN_STORED_MAGNITUDE} and {limits.MAX_STORED_MAGNITUDE}"
+        )
+    if significant_digits(stored) > limits.MAX_STORED_SIGNIFICANT_DIGITS:
         raise ValueError(f"must have at most {limits.MAX_STORED_SIGNIFICANT_DIGITS} significant digits")
     return value
 

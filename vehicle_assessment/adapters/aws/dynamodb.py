@@ -57,6 +57,7 @@ from vehicle_assessment.domain.models import (
     EncoderIdentity,
     PhotoRecord,
     PhotoStatus,
+    significant_digits,
 )
 from vehicle_assessment.ports import AssessmentNotFound
 
@@ -108,18 +109,34 @@ def iso(moment: datetime) -> str:
 
 def to_dynamo(value: Any) -> Any:
     """JSON-like data to what boto3's serializer accepts: floats become Decimal numbers."""
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int, Decimal)):
+    if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
+    if isinstance(value, (int, Decimal)):
+        return _storable(Decimal(value), value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"DynamoDB cannot store the number {value!r}")
         # str() gives the shortest repr that round-trips; Decimal(float) would carry binary noise.
-        return Decimal(str(value))
+        return _storable(Decimal(str(value)), value)
     if isinstance(value, Mapping):
         return {str(k): to_dynamo(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_dynamo(v) for v in value]
     raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
+
+
+def _storable(number: Decimal, original: Any) -> Any:
+    """The number, if DynamoDB can hold it (limits.MAX_STORED_*); a ValueError here, not a
+    ValidationException from the service after the request was built."""
+    if not number.is_finite():
+        raise ValueError(f"DynamoDB cannot store the number {original!r}")
+    magnitude = abs(number)
+    if number != 0 and (
+        significant_digits(number) > limits.MAX_STORED_SIGNIFICANT_DIGITS
+        or not limits.MIN_STORED_MAGNITUDE <= magnitude <= limits.MAX_STORED_MAGNITUDE
+    ):
+        raise ValueError(f"DynamoDB cannot store the number {original!r}")
+    return number if isinstance(original, float) else original
 
 
 def from_dynamo(value: Any) -> Any:
