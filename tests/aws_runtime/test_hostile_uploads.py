@@ -18,6 +18,7 @@ from functions import upload_trigger
 from tests.aws_runtime.conftest import BUCKET, NOW, VIN, Aws, s3_notification, sqs_event
 from tests.aws_runtime.observed import Observed
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from vehicle_assessment.aws_runtime import api
 from vehicle_assessment.aws_runtime.uploads import (
     ObjectHead,
     S3ObjectProbe,
@@ -380,6 +381,9 @@ def test_rejections_past_the_cap_become_orphan_items_and_the_item_stays_small(
     item = aws.table.get_item(Key={"PK": "ASSESSMENT#f1", "SK": "META"})["Item"]
     serialised = json.dumps({k: TypeSerializer().serialize(v) for k, v in item.items()}, default=str)
     assert len(serialised.encode()) < 400 * 1024 // 2
+    # The API shows the listed rejections and how many more are kept elsewhere.
+    view = api.get_assessment("f1", api.ApiServices(repository=repository, s3_client=aws.s3, objects=None))
+    assert (len(view.rejected_uploads), view.rejected_uploads_overflow) == (cap, 10)
     # The item still takes writes: the real photo counts and starts the workflow.
     _deliver(aws, lambda_context, "uploads/f1/1.jpg", jpeg_bytes)
     assert [e["name"] for e in aws.executions()] == ["f1"]

@@ -5,11 +5,13 @@ regenerate a description. The HTTP layer (routes, status codes) is ``functions/a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from vehicle_assessment import pipeline
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
@@ -36,7 +38,7 @@ class Conflict(Exception):
 class InvalidInputs(ValueError):
     """The request passed its schema, but the domain's AssessmentInputs refused it (HTTP 400)."""
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, errors: Sequence[ErrorDetails]) -> None:
         super().__init__("invalid request")
         # Location, message and type only: the rejected input is never echoed back.
         self.errors = [
