@@ -320,6 +320,8 @@ IGNORED_MESSAGES = [
     ("object removed", _removed(), "QueueMessageIgnored"),
     ("sns message not json", _sns("not json"), "QueueMessageIgnored"),
     ("foreign bucket", _foreign(), "UploadForeignBucket"),
+    ("nested too deeply", "[" * 100_000 + "]" * 100_000, "QueueMessageIgnored"),
+    ("sns nested too deeply", _sns("[" * 50_000 + "]" * 50_000), "QueueMessageIgnored"),
 ]
 
 

@@ -109,7 +109,11 @@ class QueueMessage:
 def read_queue_message(body: str | Mapping[str, Any]) -> QueueMessage:
     """Read an S3 event notification, raw or in an SNS envelope. Raises ValueError only for a body
     that is not JSON at all (the queue retries it, then keeps it in the dead-letter queue)."""
-    data: Any = json.loads(body) if isinstance(body, str) else body
+    too_deep = QueueMessage([], ["not an S3 event notification: JSON nested too deeply to read"])
+    try:
+        data: Any = json.loads(body) if isinstance(body, str) else body
+    except RecursionError:
+        return too_deep
     # S3 → SNS → SQS without raw message delivery: the S3 event is the JSON text in "Message".
     if (
         isinstance(data, Mapping)
@@ -120,6 +124,8 @@ def read_queue_message(body: str | Mapping[str, Any]) -> QueueMessage:
             data = json.loads(data["Message"])
         except ValueError:
             return QueueMessage([], ["SNS notification whose Message is not JSON"])
+        except RecursionError:
+            return too_deep
     if not isinstance(data, Mapping):
         return QueueMessage([], [f"not an S3 event notification: a JSON {type(data).__name__}"])
     if data.get("Event") == "s3:TestEvent":
