@@ -5,19 +5,29 @@
     GET  /vehicles/{vin}/assessments?limit=N          200  a VIN's history, newest first
     POST /assessments/{assessment_id}/descriptions    200  regenerate a description and its audio
 
-Errors are JSON ``{"message": ..., "errors"?: [...]}``: 400 invalid input, 404 unknown id, 409 a
-state conflict, 500 without details (the stack trace goes to the log, never to the caller).
+Errors are JSON ``{"message": ..., "errors"?: [...]}``: 400 invalid input (also a body that is not
+base64, UTF-8 or one JSON object, or is nested deeper than MAX_JSON_DEPTH), 404 unknown id or route,
+405 a known path with another method (with ``Allow``), 409 a state conflict, 413 a body over
+MAX_BODY_BYTES, 415 a body that is not JSON, 503 (with ``Retry-After``) a description that cannot
+be written while the language model is down, 500 without details (the stack trace goes to the log,
+never to the caller). 4xx are the caller's fault and are logged at info; only 5xx are errors.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,13 +37,23 @@ from pydantic import BaseModel
 from functions.observability import logger, metrics, tracer
 from vehicle_assessment.aws_runtime import api, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import UnsupportedLanguage
 from vehicle_assessment.domain.vin import InvalidVin
-from vehicle_assessment.ports import AssessmentNotFound
+from vehicle_assessment.ports import AssessmentNotFound, DescriptionUnavailable
 
 OPENAPI_TITLE = "Vehicle assessment API"
 OPENAPI_VERSION = "1.0.0"
-_ID = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9-]+$")]
+_ID = Annotated[
+    str, Path(min_length=1, max_length=limits.MAX_ASSESSMENT_ID_CHARS, pattern=r"^[A-Za-z0-9-]+$")
+]
+# Request bodies are a few hundred bytes; API Gateway would pass up to 10 MB.
+MAX_BODY_BYTES = 64 * 1024
+# Deeper JSON is no request of ours; refused before json.loads recurses into it.
+MAX_JSON_DEPTH = 16
+# Bedrock throttling and outages usually pass within a minute.
+DESCRIBER_RETRY_AFTER_S = 30
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -51,7 +71,12 @@ class ErrorBody(BaseModel):
 
 def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, dict[str, Any]]:
     # Given responses replace Powertools' generated ones, so the success one is listed too.
-    text = {400: "Invalid request", 404: "Unknown assessment", 409: "Conflict with the assessment's state"}
+    text = {
+        400: "Invalid request",
+        404: "Unknown assessment",
+        409: "Conflict with the assessment's state",
+        503: "The language model is unavailable and no fallback can write this language; retry later",
+    }
     listed = {ok: {"description": "Success", "content": {"application/json": {"model": model}}}}
     for code in errors:
         listed[code] = {"description": text[code], "content": {"application/json": {"model": ErrorBody}}}
@@ -75,11 +100,93 @@ def get_services() -> api.ApiServices:
     )
 
 
-def _json_error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> Response:
+def _json_error(
+    status: int,
+    message: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body: dict[str, Any] = {"message": message}
     if errors is not None:
         body["errors"] = errors
-    return Response(status_code=status, content_type="application/json", body=body)
+    if status < 500:
+        # The caller's mistake: worth a line, not an alarm.
+        logger.info("client error %d: %s", status, message)
+    return Response(status_code=status, content_type="application/json", body=body, headers=headers)
+
+
+def _proxy_error(status: int, message: str) -> dict[str, Any]:
+    """An error answered before routing, in the proxy integration's response format."""
+    logger.info("client error %d: %s", status, message)
+    return {
+        "statusCode": status,
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "body": json.dumps({"message": message}),
+        "isBase64Encoded": False,
+    }
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of [ and { outside strings, without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _malformed_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The error response for a body no route can read, or None to let the router go on.
+
+    Powertools would raise deep inside parsing (binascii.Error, UnicodeDecodeError, RecursionError)
+    and the catch-all would answer 500 for what is the caller's fault; it would also take the first
+    element of a JSON array as the body.
+    """
+    method = str(event.get("httpMethod") or "").upper()
+    body = event.get("body")
+    if method not in _BODY_METHODS or body is None:
+        return None
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in {"", "application/json"}:
+        return _proxy_error(415, "unsupported content type: send application/json")
+    if len(body) > MAX_BODY_BYTES * 2:  # base64 is 4/3 of the bytes; a cheap early bound
+        return _proxy_error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return _proxy_error(400, "body is not valid base64")
+    else:
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
+        return _proxy_error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _proxy_error(400, "body is not UTF-8 text")
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        return _proxy_error(400, f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None  # Powertools answers 400 with the position of the syntax error
+    if not isinstance(parsed, dict):
+        return _proxy_error(400, "body must be one JSON object")
+    return None
 
 
 # --- routes ---------------------------------------------------------------------------------
@@ -128,7 +235,7 @@ def list_assessments(
 @app.post(
     "/assessments/<assessment_id>/descriptions",
     summary="Regenerate a description and its audio",
-    responses=_responses(200, api.RegenerateDescriptionResponse, 400, 404, 409),
+    responses=_responses(200, api.RegenerateDescriptionResponse, 400, 404, 409, 503),
 )
 def regenerate_description(
     assessment_id: _ID, request: api.RegenerateDescriptionRequest
@@ -149,9 +256,31 @@ def _invalid_request(exc: RequestValidationError) -> Response:
     return _json_error(400, "invalid request", errors)
 
 
+@app.exception_handler(api.InvalidInputs)
+def _invalid_inputs(exc: api.InvalidInputs) -> Response:
+    return _json_error(400, "invalid request", exc.errors)
+
+
 @app.exception_handler([InvalidVin, UnsupportedLanguage])
 def _bad_value(exc: ValueError) -> Response:
     return _json_error(400, str(exc))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response:
+    return _json_error(415, "unsupported content type: send application/json")
+
+
+@app.not_found
+def _no_route(exc: NotFoundError) -> Response:
+    path, method = app.current_event.path, app.current_event.http_method.upper()
+    # Powertools answers an unrouted method with "not found"; a known path deserves 405 and Allow.
+    allowed = sorted(
+        {route.method for route in app._static_routes + app._dynamic_routes if route.rule.match(path)}
+    )
+    if allowed and method not in allowed:
+        return _json_error(405, f"method {method} not allowed", headers={"Allow": ", ".join(allowed)})
+    return _json_error(404, "no such resource")
 
 
 @app.exception_handler(AssessmentNotFound)
@@ -162,6 +291,18 @@ def _not_found(exc: AssessmentNotFound) -> Response:
 @app.exception_handler(api.Conflict)
 def _conflict(exc: api.Conflict) -> Response:
     return _json_error(409, str(exc))
+
+
+@app.exception_handler(DescriptionUnavailable)
+def _describer_down(exc: DescriptionUnavailable) -> Response:
+    # Ours, but passing: a warning with the reason, a metric, and a hint when to try again.
+    logger.warning("description unavailable: %s", exc)
+    metrics.add_metric(name="DescriptionUnavailable", unit=MetricUnit.Count, value=1)
+    return _json_error(
+        503,
+        "the description service is unavailable; retry later",
+        headers={"Retry-After": str(DESCRIBER_RETRY_AFTER_S)},
+    )
 
 
 @app.exception_handler(Exception)
@@ -187,4 +328,8 @@ def openapi_json() -> str:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    refused = _malformed_body(event)
+    if refused is not None:
+        metrics.add_metric(name="RequestRefused", unit=MetricUnit.Count, value=1)
+        return refused
     return app.resolve(event, context)

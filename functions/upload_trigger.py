@@ -1,7 +1,9 @@
 """SQS (carrying S3 event notifications) → count uploaded photos, start the workflow on the last.
 
-Partial batch responses: a record that fails (an AWS error) is retried alone; the others are done.
-Rejections are not failures: they are recorded and counted, and the message is consumed.
+Partial batch responses: a record that fails (an AWS error, a body that is not JSON) is retried alone,
+then kept by the dead-letter queue; the others are done. Rejections are not failures: they are recorded
+and counted, and the message is consumed. A message that is no object creation (S3's test event, another
+event type, something else) or names another bucket is logged, counted and consumed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _METRIC = {
     uploads.UploadResultKind.DUPLICATE: "PhotoDuplicate",
     uploads.UploadResultKind.REJECTED: "PhotoRejected",
     uploads.UploadResultKind.ORPHANED: "UploadOrphaned",
+    uploads.UploadResultKind.FOREIGN_BUCKET: "UploadForeignBucket",
 }
 
 
@@ -47,10 +50,26 @@ def get_services() -> uploads.UploadServices:
     )
 
 
+def _read(record: SQSRecord) -> uploads.QueueMessage:
+    try:
+        message = uploads.read_queue_message(record.body)
+    except ValueError:
+        logger.warning("queue message is not JSON: left to retry and the dead-letter queue")
+        metrics.add_metric(name="QueueMessageUnreadable", unit=MetricUnit.Count, value=1)
+        raise
+    if message.test_event:
+        logger.info("S3 test event ignored")
+        metrics.add_metric(name="S3TestEvent", unit=MetricUnit.Count, value=1)
+    for reason in message.ignored:
+        logger.warning("queue message ignored: %s", reason, extra={"message_id": record.message_id})
+        metrics.add_metric(name="QueueMessageIgnored", unit=MetricUnit.Count, value=1)
+    return message
+
+
 def record_handler(record: SQSRecord) -> None:
     config = get_config()
-    rules = uploads.UploadRules(config.max_upload_bytes, config.expected_photos)
-    for uploaded in uploads.parse_s3_notification(record.body):
+    rules = uploads.UploadRules(config.max_upload_bytes, config.expected_photos, config.bucket_name)
+    for uploaded in _read(record).uploads:
         result = uploads.handle_upload(uploaded, get_services(), rules, datetime.now(UTC))
         metrics.add_metric(name=_METRIC[result.kind], unit=MetricUnit.Count, value=1)
         log = logger.warning if result.kind in _PROBLEMS else logger.info
@@ -59,6 +78,7 @@ def record_handler(record: SQSRecord) -> None:
             result.kind.value,
             extra={
                 "object_key": result.object_key,
+                "message_id": record.message_id,
                 "assessment_id": result.assessment_id,
                 "reason": result.reason,
                 "received": result.received,
@@ -67,7 +87,11 @@ def record_handler(record: SQSRecord) -> None:
         )
 
 
-_PROBLEMS = {uploads.UploadResultKind.REJECTED, uploads.UploadResultKind.ORPHANED}
+_PROBLEMS = {
+    uploads.UploadResultKind.REJECTED,
+    uploads.UploadResultKind.ORPHANED,
+    uploads.UploadResultKind.FOREIGN_BUCKET,
+}
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)

@@ -123,6 +123,10 @@ class SpeechClip:
     extension: str
 
 
+class DescriptionUnavailable(PortError):
+    """Neither the language model nor the template describer could write this description."""
+
+
 class SpeechUnavailable(PortError):
     """No speech could be made (engine missing, language unsupported); record why and go on."""
 

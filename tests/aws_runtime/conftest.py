@@ -128,6 +128,14 @@ def aws(aws_env: None) -> Iterator[Aws]:
 
 
 @pytest.fixture
+def observed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """What the handler logged (records) and which metrics it added (name -> count)."""
+    from tests.aws_runtime.observed import observe
+
+    yield from observe(monkeypatch)
+
+
+@pytest.fixture
 def repository(aws: Aws):
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 

@@ -6,7 +6,7 @@ import json
 
 from functions import upload_trigger
 from tests.aws_runtime.conftest import BUCKET, NOW, VIN, Aws, s3_notification, sqs_event
-from vehicle_assessment.aws_runtime.uploads import open_assessment
+from vehicle_assessment.aws_runtime.uploads import incoming_assessment_id, open_assessment
 from vehicle_assessment.domain.models import AssessmentInputs
 
 
@@ -31,10 +31,11 @@ def _received(aws: Aws, url: str) -> list[dict]:
 def test_s3_notifications_through_sqs_complete_an_assessment(
     aws: Aws, repository, jpeg_bytes, lambda_context
 ) -> None:
-    repository.create(open_assessment(AssessmentInputs(vin=VIN), 2, NOW, "t-1"))
     url = _queue_s3_notifications(aws)
-    aws.put_photo("uploads/t-1/front photo.jpg", jpeg_bytes)  # a space: the event key says "front+photo.jpg"
-    aws.put_photo("uploads/t-1/2.jpg", jpeg_bytes)
+    metadata = {"expected-photos": "2"}
+    # A space: the event key says "front+photo.jpg".
+    aws.put_photo(f"incoming/{VIN}/b1/front photo.jpg", jpeg_bytes, metadata)
+    aws.put_photo(f"incoming/{VIN}/b1/2.jpg", jpeg_bytes, metadata)
     bodies = _received(aws, url)
     assert len(bodies) == 2
 
@@ -42,8 +43,9 @@ def test_s3_notifications_through_sqs_complete_an_assessment(
     response = upload_trigger.handler(sqs_event([*bodies, bodies[0]]), lambda_context)
 
     assert response == {"batchItemFailures": []}
-    assert [e["name"] for e in aws.executions()] == ["t-1"]
-    assert sorted(p.filename for p in repository.get("t-1").photos) == ["2.jpg", "front photo.jpg"]
+    assessment_id = incoming_assessment_id(VIN, "b1")
+    assert [e["name"] for e in aws.executions()] == [assessment_id]
+    assert sorted(p.filename for p in repository.get(assessment_id).photos) == ["2.jpg", "front photo.jpg"]
 
 
 def test_one_bad_record_does_not_fail_the_batch(aws: Aws, repository, jpeg_bytes, lambda_context) -> None:

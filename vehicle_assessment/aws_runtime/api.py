@@ -5,16 +5,18 @@ regenerate a description. The HTTP layer (routes, status codes) is ``functions/a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from vehicle_assessment import pipeline
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 from vehicle_assessment.aws_runtime.uploads import open_assessment
-from vehicle_assessment.domain import limits
+from vehicle_assessment.domain import limits, upload_keys
 from vehicle_assessment.domain.description import build_description_request
 from vehicle_assessment.domain.models import (
     Assessment,
@@ -23,6 +25,7 @@ from vehicle_assessment.domain.models import (
     AudioRecord,
     Description,
     DescriptionStyle,
+    StorableFloat,
 )
 from vehicle_assessment.domain.vin import normalise_vin
 from vehicle_assessment.ports import Describer, ObjectStore, Speaker
@@ -32,18 +35,34 @@ class Conflict(Exception):
     """The request is valid but the assessment's state does not allow it (HTTP 409)."""
 
 
+class InvalidInputs(ValueError):
+    """The request passed its schema, but the domain's AssessmentInputs refused it (HTTP 400)."""
+
+    def __init__(self, errors: Sequence[ErrorDetails]) -> None:
+        super().__init__("invalid request")
+        # Location, message and type only: the rejected input is never echoed back.
+        self.errors = [
+            {"loc": ["body", *(str(p) for p in e["loc"])], "msg": e["msg"], "type": e["type"]} for e in errors
+        ]
+
+
 class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ApiRequest(ApiModel):
+    # Strict: JSON types as declared ("12", true or 1.5 for an int is refused, not coerced).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- requests and responses ------------------------------------------------------------------
 
 
-class CreateAssessmentRequest(ApiModel):
+class CreateAssessmentRequest(ApiRequest):
     vin: str = Field(min_length=1, max_length=40, description="17 characters; checked with its check digit")
     color: str | None = Field(default=None, min_length=1, max_length=limits.MAX_COLOR_CHARS)
     mileage: int | None = Field(default=None, ge=0, le=limits.MAX_MILEAGE_MILES)
-    estimate_usd: float | None = Field(
+    estimate_usd: StorableFloat | None = Field(
         default=None, ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False
     )
     expected_photos: int | None = Field(
@@ -80,6 +99,11 @@ class AssessmentView(Assessment):
 
     received_photos: int
     rejected_uploads: list[RejectedUploadView] = Field(default_factory=list)
+    rejected_uploads_overflow: int = Field(
+        default=0,
+        description=f"rejected uploads past the {limits.MAX_REJECTED_UPLOADS_PER_ASSESSMENT} listed "
+        "(kept as orphan-upload records naming this assessment)",
+    )
 
 
 class AssessmentSummary(ApiModel):
@@ -96,10 +120,14 @@ class AssessmentList(ApiModel):
     assessments: list[AssessmentSummary]
 
 
-class RegenerateDescriptionRequest(ApiModel):
-    style: DescriptionStyle = DescriptionStyle.STANDARD
+class RegenerateDescriptionRequest(ApiRequest):
+    # Powertools validates the parsed JSON in Python mode, where a strict enum wants an enum
+    # instance; the string is still checked against the enum's values.
+    style: DescriptionStyle = Field(default=DescriptionStyle.STANDARD, strict=False)
     language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="ISO 639-1 code")
-    creativity: float = Field(default=0.0, ge=0.0, le=1.0, description="0 = plain, 1 = most varied")
+    creativity: StorableFloat = Field(
+        default=0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="0 = plain, 1 = most varied"
+    )
 
 
 class RegenerateDescriptionResponse(ApiModel):
@@ -129,16 +157,19 @@ class UploadPolicy:
 
 
 def upload_key(assessment_id: str, number: int) -> str:
-    return f"uploads/{assessment_id}/{number}.jpg"
+    return upload_keys.api_upload_key(assessment_id, number)
 
 
 def create_assessment(
     request: CreateAssessmentRequest, services: ApiServices, policy: UploadPolicy, now: datetime
 ) -> CreateAssessmentResponse:
-    """Raises InvalidVin (a ValueError) before anything is stored."""
-    inputs = AssessmentInputs(
-        vin=request.vin, color=request.color, mileage=request.mileage, estimate_usd=request.estimate_usd
-    )
+    """Raises InvalidVin or InvalidInputs (ValueErrors) before anything is stored."""
+    try:
+        inputs = AssessmentInputs(
+            vin=request.vin, color=request.color, mileage=request.mileage, estimate_usd=request.estimate_usd
+        )
+    except ValidationError as exc:
+        raise InvalidInputs(exc.errors()) from None
     expected = request.expected_photos or policy.expected_photos
     assessment = open_assessment(inputs, expected, now, str(uuid.uuid4()))
     if not services.repository.create(assessment):
@@ -176,7 +207,10 @@ def get_assessment(assessment_id: str, services: ApiServices) -> AssessmentView:
     progress = repository.upload_progress(assessment_id)
     rejected = [RejectedUploadView(**vars(r)) for r in repository.rejected_uploads(assessment_id)]
     return AssessmentView(
-        **assessment.model_dump(), received_photos=progress.received, rejected_uploads=rejected
+        **assessment.model_dump(),
+        received_photos=progress.received,
+        rejected_uploads=rejected,
+        rejected_uploads_overflow=repository.rejected_uploads_overflow(assessment_id),
     )
 
 

@@ -1,32 +1,34 @@
 """S3 upload events → counted photos → one workflow execution per assessment.
 
-Two key layouts are accepted:
+Two key layouts are accepted (the grammar, and the photo identity, are ``domain/upload_keys.py``;
+a key that fits neither is refused here, before anything is read, so the workflow never meets a key
+the object store refuses):
 
-* ``uploads/{assessment_id}/{photo_name}`` — the presigned POSTs the API hands out (keys fixed by
+* ``uploads/{assessment_id}/{n}.jpg`` — the presigned POSTs the API hands out (keys fixed by
   the server). The assessment exists already, in AWAITING_PHOTOS.
 * ``incoming/{vin}/{batch}/{photo_name}`` — direct drops (e.g. a partner's S3 sync). The first photo
   of a batch creates the assessment from its S3 user metadata (``color``, ``mileage``,
   ``estimate-usd``, ``expected-photos``) under an id derived from ``vin/batch`` (UUIDv5), so
   concurrent first photos converge on one assessment; the first writer's metadata wins.
 
-S3 notifications are at-least-once and unordered. Each photo is counted by its key with one
-conditional DynamoDB update, so duplicates and reordering count once; the single delivery that
-counts the last photo starts the state machine with ``name=assessment_id`` (a redelivery after a
-failed start retries it; ExecutionAlreadyExists means it is already running).
+S3 notifications are at-least-once and unordered. Each photo is counted by its canonical photo id
+with one conditional DynamoDB update, so duplicates, reordering and two spellings of one photo count
+once; the single delivery that counts the last photo starts the state machine with
+``name=assessment_id`` (a redelivery after a failed start retries it; ExecutionAlreadyExists means it
+is already running).
 
-Nothing is dropped silently: a rejected upload (too large, not an image, extra photo, finished
-assessment) is recorded on its assessment with the reason. An upload that names no assessment
-(unknown id, bad layout, invalid VIN or metadata) becomes an orphan-upload item in the table (see
-``adapters/aws/dynamodb.py``), is logged, and is counted by the handler's ``UploadOrphaned`` metric;
-the object itself stays in S3 for the bucket's lifecycle rule to expire.
+Nothing is dropped silently: a rejected upload (too large, not an image, extra photo, a second object
+for a photo already counted, finished assessment) is recorded on its assessment with the reason. An
+upload that names no assessment (unknown id, bad layout, invalid VIN or metadata) becomes an
+orphan-upload item in the table (see ``adapters/aws/dynamodb.py``), is logged, and is counted by the
+handler's ``UploadOrphaned`` metric; the object itself stays in S3 for the bucket's lifecycle rule to
+expire. Events for any bucket but the upload bucket are refused (logged and counted only).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +39,7 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository, UploadOutcome
+from vehicle_assessment.domain import limits, upload_keys
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import Assessment, AssessmentInputs, AssessmentStatus
 from vehicle_assessment.domain.vin import InvalidVin
@@ -45,12 +48,12 @@ from vehicle_assessment.ports import ObjectNotFound
 
 # Enough bytes for every signature sniff_content_type knows (WebP needs 12).
 SNIFF_BYTES = 16
-# Fixed forever: changing it would split a batch that straddles a deployment into two assessments.
-INCOMING_NAMESPACE = uuid.UUID("5b0f3c2e-8d4a-4f57-9a51-0c7e1d2b6a93")
-
-_UPLOAD_KEY = re.compile(r"^uploads/(?P<assessment_id>[A-Za-z0-9][A-Za-z0-9-]{0,79})/(?P<photo>[^/]{1,200})$")
-_INCOMING_KEY = re.compile(r"^incoming/(?P<vin>[^/]{1,40})/(?P<batch>[^/]{1,100})/(?P<photo>[^/]{1,200})$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Re-exported: the key grammar and the photo identity live in domain/upload_keys.py.
+INCOMING_NAMESPACE = upload_keys.INCOMING_NAMESPACE
+# S3 user metadata is always text: numbers are read from plain decimal notation only, so "1e400",
+# "nan", "inf", "true" or "٣" never become numbers.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,15}")
+_DECIMAL_NUMBER = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?")
 
 
 # --- the event ------------------------------------------------------------------------------
@@ -94,15 +97,62 @@ class UploadedObject(BaseModel):
     size: int
 
 
+@dataclass(frozen=True)
+class QueueMessage:
+    """What one queue message carries: the created objects, and why anything else was not used."""
+
+    uploads: list[UploadedObject]
+    ignored: list[str]  # one reason per message or record that is no object creation
+    test_event: bool = False  # S3's "s3:TestEvent", sent once when the notification is configured
+
+
+def read_queue_message(body: str | Mapping[str, Any]) -> QueueMessage:
+    """Read an S3 event notification, raw or in an SNS envelope. Raises ValueError only for a body
+    that is not JSON at all (the queue retries it, then keeps it in the dead-letter queue)."""
+    too_deep = QueueMessage([], ["not an S3 event notification: JSON nested too deeply to read"])
+    try:
+        data: Any = json.loads(body) if isinstance(body, str) else body
+    except RecursionError:
+        return too_deep
+    # S3 → SNS → SQS without raw message delivery: the S3 event is the JSON text in "Message".
+    if (
+        isinstance(data, Mapping)
+        and data.get("Type") == "Notification"
+        and isinstance(data.get("Message"), str)
+    ):
+        try:
+            data = json.loads(data["Message"])
+        except ValueError:
+            return QueueMessage([], ["SNS notification whose Message is not JSON"])
+        except RecursionError:
+            return too_deep
+    if not isinstance(data, Mapping):
+        return QueueMessage([], [f"not an S3 event notification: a JSON {type(data).__name__}"])
+    if data.get("Event") == "s3:TestEvent":
+        return QueueMessage([], [], test_event=True)
+    records = data.get("Records")
+    if not isinstance(records, list) or not records:
+        return QueueMessage([], ["not an S3 event notification: no Records"])
+    created: list[UploadedObject] = []
+    ignored: list[str] = []
+    for number, raw in enumerate(records):
+        try:
+            record = _S3Record.model_validate(raw)
+        except ValidationError:
+            ignored.append(f"record {number} is not an S3 event record")
+            continue
+        if not record.event_name.startswith("ObjectCreated:"):
+            ignored.append(f"record {number} is {record.event_name[:60]!r}, not an object creation")
+            continue
+        # S3 URL-encodes keys in events ("uploads/a/my+photo.jpg" for "my photo.jpg").
+        key = unquote_plus(record.s3.object.key)
+        created.append(UploadedObject(bucket=record.s3.bucket.name, key=key, size=record.s3.object.size))
+    return QueueMessage(created, ignored)
+
+
 def parse_s3_notification(body: str | Mapping[str, Any]) -> list[UploadedObject]:
     """The created objects an S3 notification names (none for S3's test event)."""
-    notification = S3Notification.model_validate(json.loads(body) if isinstance(body, str) else body)
-    return [
-        # S3 URL-encodes keys in events ("uploads/a/my+photo.jpg" for "my photo.jpg").
-        UploadedObject(bucket=r.s3.bucket.name, key=unquote_plus(r.s3.object.key), size=r.s3.object.size)
-        for r in notification.records
-        if r.event_name.startswith("ObjectCreated:")
-    ]
+    return read_queue_message(body).uploads
 
 
 # --- ports of this service -------------------------------------------------------------------
@@ -188,6 +238,8 @@ class UploadServices:
 class UploadRules:
     max_upload_bytes: int
     default_expected_photos: int
+    # Events naming any other bucket are refused (None: tests that drive handle_upload directly).
+    upload_bucket: str | None = None
 
 
 # --- the service ----------------------------------------------------------------------------
@@ -199,6 +251,7 @@ class UploadResultKind(StrEnum):
     DUPLICATE = "duplicate"
     REJECTED = "rejected"  # recorded on its assessment
     ORPHANED = "orphaned"  # no assessment to record it on: kept as an orphan-upload item
+    FOREIGN_BUCKET = "foreign_bucket"  # not the upload bucket: refused, logged and counted only
 
 
 @dataclass(frozen=True)
@@ -213,15 +266,12 @@ class UploadResult:
 
 
 def photo_id_for(name: str) -> str:
-    """A stable id from the photo's file name; a hash suffix keeps sanitised names distinct."""
-    safe = _UNSAFE.sub("_", name)[:80] or "photo"
-    if safe != name:
-        safe = f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-    return safe
+    """The canonical id of a photo name (see ``domain/upload_keys.py``)."""
+    return upload_keys.photo_id_for(name)
 
 
 def incoming_assessment_id(vin: str, batch: str) -> str:
-    return str(uuid.uuid5(INCOMING_NAMESPACE, f"{vin}/{batch}"))
+    return upload_keys.incoming_assessment_id(vin, batch)
 
 
 class _NoObjects:
@@ -247,22 +297,38 @@ def open_assessment(
     )
 
 
+def _metadata_number(meta: Mapping[str, str], names: tuple[str, ...], grammar: re.Pattern[str]) -> str | None:
+    """The first of ``names`` that is set, checked against ``grammar``; raises ValueError."""
+    for name in names:
+        raw = meta.get(name)
+        if raw:
+            if not grammar.fullmatch(raw):
+                kind = "whole number" if grammar is _WHOLE_NUMBER else "plain decimal number"
+                raise ValueError(f"{name} {raw[:40]!r} is not a {kind}")
+            return raw
+    return None
+
+
 def _inputs_from_metadata(
     vin: str, metadata: Mapping[str, str], default_expected: int
 ) -> tuple[AssessmentInputs, int]:
     """Raises ValueError (pydantic's ValidationError is one) with a readable reason."""
     meta = {k.lower(): v.strip() for k, v in metadata.items()}
     color = meta.get("color") or meta.get("colour") or None
-    mileage = meta.get("mileage") or None
-    estimate = meta.get("estimate-usd") or meta.get("estimate_usd") or None
-    expected_raw = meta.get("expected-photos") or meta.get("expected_photos")
-    if expected_raw is not None and not expected_raw.isdigit():
-        raise ValueError(f"metadata expected-photos {expected_raw!r} is not a whole number")
+    mileage = _metadata_number(meta, ("mileage",), _WHOLE_NUMBER)
+    estimate = _metadata_number(meta, ("estimate-usd", "estimate_usd"), _DECIMAL_NUMBER)
+    expected_raw = _metadata_number(meta, ("expected-photos", "expected_photos"), _WHOLE_NUMBER)
     expected = int(expected_raw) if expected_raw else default_expected
-    if not 1 <= expected <= 20:
-        raise ValueError(f"metadata expected-photos {expected} is outside 1..20")
+    if not 1 <= expected <= limits.MAX_EXPECTED_PHOTOS:
+        raise ValueError(f"expected-photos {expected} is outside 1..{limits.MAX_EXPECTED_PHOTOS}")
+    # The strings are plain numerals now; AssessmentInputs applies the bounds every entry path shares.
     inputs = AssessmentInputs.model_validate(
-        {"vin": vin, "color": color, "mileage": mileage, "estimate_usd": estimate}
+        {
+            "vin": vin,
+            "color": color,
+            "mileage": int(mileage) if mileage is not None else None,
+            "estimate_usd": float(estimate) if estimate is not None else None,
+        }
     )
     return inputs, expected
 
@@ -313,15 +379,18 @@ def handle_upload(
         kind = UploadResultKind.REJECTED if on_assessment else UploadResultKind.ORPHANED
         return UploadResult(kind, key, assessment_id, reason)
 
-    if match := _UPLOAD_KEY.match(key):
-        assessment_id, photo_name, incoming = match["assessment_id"], match["photo"], None
-    elif match := _INCOMING_KEY.match(key):
-        vin, batch, photo_name = match["vin"].strip().upper(), match["batch"], match["photo"]
-        assessment_id, incoming = incoming_assessment_id(vin, batch), vin
-    else:
-        return reject(
-            None, "unexpected key layout: use uploads/{id}/{photo} or incoming/{vin}/{batch}/{photo}"
-        )
+    if rules.upload_bucket is not None and uploaded.bucket != rules.upload_bucket:
+        # Another bucket's events on our queue: nothing of ours to record them on, and no object of
+        # that bucket is ever read or counted (the handler logs and counts them).
+        return UploadResult(UploadResultKind.FOREIGN_BUCKET, key, reason=f"bucket {uploaded.bucket!r}")
+
+    # The one key grammar, checked here at the door: what passes is a key the object store accepts.
+    try:
+        parsed = upload_keys.parse_upload_key(key)
+    except upload_keys.InvalidUploadKey as exc:
+        return reject(exc.assessment_id, exc.reason)
+    assessment_id, photo_name = parsed.assessment_id, parsed.name
+    incoming = parsed.vin if isinstance(parsed, upload_keys.IncomingUploadKey) else None
 
     # Cheap checks first: the event carries the size.
     if uploaded.size > rules.max_upload_bytes:
@@ -350,7 +419,7 @@ def handle_upload(
         return reject(assessment_id, "not an image: content is not JPEG, PNG or WebP")
 
     receipt = repo.record_photo(
-        assessment_id, key, size, content_type, now, photo_id=photo_id_for(photo_name), filename=photo_name
+        assessment_id, key, size, content_type, now, photo_id=parsed.photo_id, filename=photo_name
     )
     if receipt.outcome == UploadOutcome.UNKNOWN_ASSESSMENT:
         return reject(assessment_id, receipt.reason or "unknown assessment", content_type)

@@ -6,6 +6,8 @@ none of them may copy a number from here.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 # Photos per assessment: the yard app's default is three (front, side, damage close-up).
 DEFAULT_EXPECTED_PHOTOS = 3
 MAX_EXPECTED_PHOTOS = 20
@@ -29,3 +31,24 @@ MAX_COLOR_CHARS = 40
 DEFAULT_ENCODER_MODEL = "ViT-L-14"
 DEFAULT_ENCODER_PRETRAINED = "laion2b_s32b_b82k"
 DEFAULT_ENCODER_DIMENSION = 768  # ViT-L-14's image embedding width
+
+# An assessment id: the API's path parameter and the upload keys' second segment (a UUID fits).
+MAX_ASSESSMENT_ID_CHARS = 80
+# A direct drop's `incoming/{vin}/{batch}/{name}` segments (the VIN segment is judged by the VIN check).
+MAX_VIN_SEGMENT_CHARS = 40
+MAX_BATCH_CHARS = 100
+MAX_PHOTO_NAME_CHARS = 200
+
+# Rejected uploads kept on their assessment's item. Past this, each further rejection is its own
+# orphan-upload item (naming the assessment), so an upload flood cannot push the assessment item
+# past DynamoDB's 400 KB item limit and break every later write to it.
+MAX_REJECTED_UPLOADS_PER_ASSESSMENT = 50
+
+# Numbers the assessment store can hold. DynamoDB numbers carry at most 38 significant digits, and
+# a non-zero magnitude from 1E-130 to 9.9999999999999999999999999999999999999E+125; anything else is
+# refused with a ValidationException
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
+# Every number a caller gives is checked against these before it is accepted.
+MAX_STORED_SIGNIFICANT_DIGITS = 38
+MIN_STORED_MAGNITUDE = Decimal("1E-130")
+MAX_STORED_MAGNITUDE = Decimal("9.9999999999999999999999999999999999999E+125")

@@ -6,11 +6,15 @@ mileage in miles.
 
 from __future__ import annotations
 
+import math
+import re
+import unicodedata
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vehicle_assessment.domain import limits
 
@@ -19,6 +23,47 @@ UNTRAINED_ENCODER_WARNING = "untrained encoder: verdicts are not meaningful"
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# --- what callers may type ---------------------------------------------------------------------
+
+# Controls (C0, C1, DEL), surrogates, private use and unassigned code points: not text. XML 1.0 (and
+# so SSML) forbids most of them, and none belongs in a colour that is shown and spoken aloud.
+_NOT_TEXT_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def clean_free_text(value: str) -> str:
+    """Whitespace runs (tabs, newlines) become one space, ends are trimmed; other control
+    characters are refused (ValueError), never silently dropped."""
+    cleaned = _WHITESPACE_RUN.sub(" ", value).strip()
+    bad = sorted({f"U+{ord(c):04X}" for c in cleaned if unicodedata.category(c) in _NOT_TEXT_CATEGORIES})
+    if bad:
+        raise ValueError(f"contains control or unassigned characters ({', '.join(bad[:5])})")
+    return cleaned
+
+
+def significant_digits(number: Decimal) -> int:
+    """Digits between the first and last non-zero digit (Decimal.normalize would round at 28)."""
+    return len("".join(str(d) for d in number.as_tuple().digits).strip("0"))
+
+
+def check_storable_number(value: float) -> float:
+    """A number the assessment store can hold as given (see limits.MAX_STORED_*); ValueError if not."""
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    # repr is the shortest round-trip form: the digits that would be stored.
+    stored = Decimal(repr(value))
+    if stored != 0 and not limits.MIN_STORED_MAGNITUDE <= abs(stored) <= limits.MAX_STORED_MAGNITUDE:
+        raise ValueError(
+            f"magnitude must be 0 or between {limits.MIN_STORED_MAGNITUDE} and {limits.MAX_STORED_MAGNITUDE}"
+        )
+    if significant_digits(stored) > limits.MAX_STORED_SIGNIFICANT_DIGITS:
+        raise ValueError(f"must have at most {limits.MAX_STORED_SIGNIFICANT_DIGITS} significant digits")
+    return value
+
+
+StorableFloat = Annotated[float, AfterValidator(check_storable_number)]
 
 
 class Severity(StrEnum):
@@ -272,7 +317,7 @@ class Description(Model):
     language: str
     text: str
     generator: str
-    creativity: float = 0.0
+    creativity: StorableFloat = 0.0
     note: str | None = None
 
 
@@ -329,9 +374,16 @@ class AssessmentInputs(Model):
     vin: str
     color: str | None = Field(default=None, min_length=1, max_length=limits.MAX_COLOR_CHARS)
     mileage: int | None = Field(default=None, ge=0, le=limits.MAX_MILEAGE_MILES)
-    estimate_usd: float | None = Field(
+    estimate_usd: StorableFloat | None = Field(
         default=None, ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False
     )
+
+    @field_validator("color", mode="before")
+    @classmethod
+    def _clean_color(cls, value: Any) -> Any:
+        # Every entry path (CLI, API, S3 metadata) comes through here, so the colour that reaches a
+        # description, the SSML and the table is one clean line of text.
+        return clean_free_text(value) if isinstance(value, str) else value
 
 
 class Assessment(Model):

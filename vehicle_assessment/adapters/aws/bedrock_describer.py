@@ -19,7 +19,7 @@ from vehicle_assessment.adapters.aws.clients import error_code, make_boto3_clien
 from vehicle_assessment.adapters.aws.settings import BedrockSettings
 from vehicle_assessment.domain.description import TemplateDescriber, UnsupportedLanguage
 from vehicle_assessment.domain.models import Description, DescriptionRequest, DescriptionStyle
-from vehicle_assessment.ports import PortError
+from vehicle_assessment.ports import DescriptionUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ STYLE_HINTS = {
 _REFUSED = {"guardrail_intervened", "content_filtered"}
 # The vPIC decode's own diagnostics are not listing material.
 _VEHICLE_EXCLUDE = {"source", "error_codes", "error_text", "warnings"}
-
-
-class DescriptionUnavailable(PortError):
-    """Neither Bedrock nor the template describer could write this description."""
 
 
 class _NoText(Exception):

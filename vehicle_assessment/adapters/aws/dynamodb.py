@@ -11,11 +11,15 @@ Assessment item attributes:
 
 * ``assessment_id``, ``vin``, ``status``, ``created_at``, ``updated_at`` (ISO-8601 UTC, fixed width so
   strings sort in time order), ``expected_photos`` (N).
-* ``received_photo_keys`` (SS): the S3 keys counted towards ``expected_photos``. Absent until the first
-  photo (DynamoDB has no empty sets). Upload events are at-least-once and unordered, so the count is the
-  size of this set, never a counter.
-* ``uploads`` (M): S3 key -> {photo_id, filename, size_bytes, content_type, received_at}.
+* ``received_photo_keys`` (SS): the canonical photo ids (``domain/upload_keys.py``) counted towards
+  ``expected_photos``. Absent until the first photo (DynamoDB has no empty sets). Upload events are
+  at-least-once and unordered, so the count is the size of this set, never a counter.
+* ``uploads`` (M): photo id -> {photo_id, object_key, filename, size_bytes, content_type, received_at}:
+  the same identity as the counter, so every counted photo is one photo of the document.
 * ``rejected_uploads`` (M): S3 key -> {reason, size_bytes, content_type, at}: nothing is lost silently.
+  At most ``limits.MAX_REJECTED_UPLOADS_PER_ASSESSMENT`` entries, so the item stays far below 400 KB;
+  later rejections are orphan-upload items naming the assessment, counted in
+  ``rejected_uploads_overflow`` (N).
 * ``photo_results`` (M): photo_id -> PhotoRecord, written by one Map iteration each. One document path per
   photo, so parallel iterations never overwrite each other.
 * ``document`` (M): the Assessment itself (``model_dump(mode="json")``) with floats stored as DynamoDB
@@ -46,12 +50,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import (
     Assessment,
     AssessmentStatus,
     EncoderIdentity,
     PhotoRecord,
     PhotoStatus,
+    significant_digits,
 )
 from vehicle_assessment.ports import AssessmentNotFound
 
@@ -103,18 +109,34 @@ def iso(moment: datetime) -> str:
 
 def to_dynamo(value: Any) -> Any:
     """JSON-like data to what boto3's serializer accepts: floats become Decimal numbers."""
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int, Decimal)):
+    if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
+    if isinstance(value, (int, Decimal)):
+        return _storable(Decimal(value), value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"DynamoDB cannot store the number {value!r}")
         # str() gives the shortest repr that round-trips; Decimal(float) would carry binary noise.
-        return Decimal(str(value))
+        return _storable(Decimal(str(value)), value)
     if isinstance(value, Mapping):
         return {str(k): to_dynamo(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_dynamo(v) for v in value]
     raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
+
+
+def _storable(number: Decimal, original: Any) -> Any:
+    """The number, if DynamoDB can hold it (limits.MAX_STORED_*); a ValueError here, not a
+    ValidationException from the service after the request was built."""
+    if not number.is_finite():
+        raise ValueError(f"DynamoDB cannot store the number {original!r}")
+    magnitude = abs(number)
+    if number != 0 and (
+        significant_digits(number) > limits.MAX_STORED_SIGNIFICANT_DIGITS
+        or not limits.MIN_STORED_MAGNITUDE <= magnitude <= limits.MAX_STORED_MAGNITUDE
+    ):
+        raise ValueError(f"DynamoDB cannot store the number {original!r}")
+    return number if isinstance(original, float) else original
 
 
 def from_dynamo(value: Any) -> Any:
@@ -289,6 +311,7 @@ class DynamoAssessmentRepository:
         """
         upload = {
             "photo_id": photo_id,
+            "object_key": object_key,
             "filename": filename,
             "size_bytes": size_bytes,
             "content_type": content_type,
@@ -297,19 +320,22 @@ class DynamoAssessmentRepository:
         try:
             response = self.table.update_item(
                 Key=self._key(assessment_id),
+                # Counted and recorded by the photo's canonical id, never by the S3 key: two spellings
+                # of one photo (upper/lower-case VIN segment, 1.JPG / 1.jpg) are one photo to both
+                # the counter and the document, so every counted photo is analysed.
                 UpdateExpression=(
-                    "ADD received_photo_keys :keyset SET #uploads.#key = :upload, updated_at = :now"
+                    "ADD received_photo_keys :idset SET #uploads.#pid = :upload, updated_at = :now"
                 ),
                 ConditionExpression=(
                     "attribute_exists(PK) AND #status = :awaiting"
                     " AND (attribute_not_exists(received_photo_keys)"
-                    " OR (NOT contains(received_photo_keys, :key)"
+                    " OR (NOT contains(received_photo_keys, :pid)"
                     " AND size(received_photo_keys) < expected_photos))"
                 ),
-                ExpressionAttributeNames={"#uploads": "uploads", "#key": object_key, "#status": "status"},
+                ExpressionAttributeNames={"#uploads": "uploads", "#pid": photo_id, "#status": "status"},
                 ExpressionAttributeValues={
-                    ":keyset": {object_key},
-                    ":key": object_key,
+                    ":idset": {photo_id},
+                    ":pid": photo_id,
                     ":upload": upload,
                     ":now": iso(now),
                     ":awaiting": AssessmentStatus.AWAITING_PHOTOS.value,
@@ -320,7 +346,7 @@ class DynamoAssessmentRepository:
         except Exception as exc:
             if _error_code(exc) != _CONDITION_FAILED:
                 raise
-            return self._why_not_counted(assessment_id, object_key, _old_item(exc))
+            return self._why_not_counted(assessment_id, object_key, photo_id, _old_item(exc))
         new = response["Attributes"]
         return PhotoReceipt(
             outcome=UploadOutcome.ACCEPTED,
@@ -330,7 +356,7 @@ class DynamoAssessmentRepository:
         )
 
     def _why_not_counted(
-        self, assessment_id: str, object_key: str, old: dict[str, Any] | None
+        self, assessment_id: str, object_key: str, photo_id: str, old: dict[str, Any] | None
     ) -> PhotoReceipt:
         if old is None:
             # Either the item does not exist, or the answer lacked it: read once to be sure.
@@ -342,8 +368,13 @@ class DynamoAssessmentRepository:
         received = set(old.get("received_photo_keys", ()))
         expected = int(old["expected_photos"])
         status = AssessmentStatus(old["status"])
-        if object_key in received:
-            return PhotoReceipt(UploadOutcome.DUPLICATE, len(received), expected, status)
+        if photo_id in received:
+            counted_key = old.get("uploads", {}).get(photo_id, {}).get("object_key", object_key)
+            if counted_key == object_key:
+                return PhotoReceipt(UploadOutcome.DUPLICATE, len(received), expected, status)
+            # Another spelling of a photo already counted: a second object, kept as a rejection.
+            reason = f"photo {photo_id!r} was already received as {counted_key!r}"
+            return PhotoReceipt(UploadOutcome.REJECTED, len(received), expected, status, reason)
         if status != AssessmentStatus.AWAITING_PHOTOS:
             reason = f"assessment is {status.value}, no longer accepting photos"
         else:
@@ -359,21 +390,37 @@ class DynamoAssessmentRepository:
         size_bytes: int | None = None,
         content_type: str | None = None,
     ) -> bool:
-        """Keep a rejected upload and why: on its assessment, else as an orphan item. True if on one."""
+        """Keep a rejected upload and why: on its assessment, else as an orphan item. True if on one.
+
+        An assessment item keeps at most MAX_REJECTED_UPLOADS_PER_ASSESSMENT rejections; any further
+        one becomes an orphan item naming the assessment, counted in ``rejected_uploads_overflow``.
+        An item may not exceed 400 KB, and every later write to a full one fails
+        (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html#limits-items).
+        """
         entry = {"reason": reason, "size_bytes": size_bytes, "content_type": content_type, "at": iso(now)}
+        overflow = False
         if assessment_id is not None:
             try:
                 self.table.update_item(
                     Key=self._key(assessment_id),
                     UpdateExpression="SET #rejected.#key = :entry",
-                    ConditionExpression="attribute_exists(PK)",
+                    # size() of a map is its number of entries; a redelivery replaces its own entry.
+                    ConditionExpression=(
+                        "attribute_exists(PK)"
+                        " AND (attribute_exists(#rejected.#key) OR size(#rejected) < :cap)"
+                    ),
                     ExpressionAttributeNames={"#rejected": "rejected_uploads", "#key": object_key},
-                    ExpressionAttributeValues={":entry": entry},
+                    ExpressionAttributeValues={
+                        ":entry": entry,
+                        ":cap": limits.MAX_REJECTED_UPLOADS_PER_ASSESSMENT,
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
                 return True
             except Exception as exc:
                 if _error_code(exc) != _CONDITION_FAILED:
                     raise
+                overflow = _old_item(exc) is not None or self._get_item(assessment_id) is not None
         orphan = {
             "PK": f"ORPHAN_UPLOAD#{object_key}",
             "SK": "UPLOAD",
@@ -384,8 +431,30 @@ class DynamoAssessmentRepository:
         }
         if self.ttl_days:
             orphan["expires_at"] = int(now.timestamp()) + self.ttl_days * 86_400
-        self.table.put_item(Item=orphan)
+        if not overflow or assessment_id is None:
+            self.table.put_item(Item=orphan)
+            return False
+        try:
+            # Only a new overflow item is counted, so a redelivered rejection counts once.
+            self.table.put_item(Item=orphan, ConditionExpression="attribute_not_exists(PK)")
+        except Exception as exc:
+            if _error_code(exc) != _CONDITION_FAILED:
+                raise
+            return False
+        self.table.update_item(
+            Key=self._key(assessment_id),
+            UpdateExpression="ADD rejected_uploads_overflow :one",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":one": 1},
+        )
         return False
+
+    def rejected_uploads_overflow(self, assessment_id: str) -> int:
+        """How many of the assessment's rejections are kept as orphan items (past the per-item cap)."""
+        item = self._get_item(assessment_id)
+        if item is None:
+            raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
+        return int(item.get("rejected_uploads_overflow", 0))
 
     def rejected_uploads(self, assessment_id: str) -> list[RejectedUpload]:
         item = self._get_item(assessment_id)
@@ -560,7 +629,8 @@ class DynamoAssessmentRepository:
                 PhotoRecord(
                     photo_id=upload["photo_id"],
                     filename=upload["filename"],
-                    object_key=key,
+                    # Keyed by photo id; items written before that were keyed by the S3 key.
+                    object_key=upload.get("object_key", key),
                     size_bytes=upload["size_bytes"],
                     sha256="",  # known once the workflow has read the bytes
                     status=PhotoStatus.RECEIVED,

@@ -21,9 +21,15 @@ MAX_TOTAL_CHARS = 6000
 _SENTENCE_END = re.compile(r"(?<=[.!?…。])\s+")
 
 
+# Characters XML 1.0 forbids (https://www.w3.org/TR/xml/#charsets): C0 controls other than tab, LF
+# and CR, surrogates, U+FFFE and U+FFFF. Polly refuses SSML that contains them as not well-formed.
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def to_ssml(text: str) -> str:
     # Escaping &, < and > makes user words (a colour like "Red & <b>") plain text, never markup.
-    return f"<speak>{escape(text)}</speak>"
+    # Intake already refuses control characters in user text; a model's text is cleaned here.
+    return f"<speak>{escape(_NOT_XML_CHAR.sub(' ', text))}</speak>"
 
 
 def split_text(text: str, max_chars: int = 2500, max_total_chars: int = MAX_TOTAL_CHARS) -> list[str]:
