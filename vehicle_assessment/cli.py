@@ -1,7 +1,8 @@
 """`vehicle-assessment`: the local pipeline on one machine.
 
 Exit codes: 0 success; 2 bad input (usage, VIN, photo files, labels); 3 environment not ready
-(weights missing, index empty or built by another encoder); 4 the assessment ran and FAILED
+(weights missing, index empty or built by another encoder, a state file under --data-dir damaged
+or not ours); 4 the assessment ran and FAILED
 (it is stored with the step and reason; see `show ID`).
 """
 
@@ -24,7 +25,12 @@ from vehicle_assessment.domain.models import (
     AssessmentStatus,
 )
 from vehicle_assessment.domain.vin import InvalidVin, check_vin
-from vehicle_assessment.ports import AssessmentNotFound, EncoderUnavailable, IndexMismatch
+from vehicle_assessment.ports import (
+    AssessmentNotFound,
+    EncoderUnavailable,
+    IndexMismatch,
+    StateFileUnusable,
+)
 from vehicle_assessment.report import render_assessment, render_list
 from vehicle_assessment.settings import LocalSettings
 
@@ -340,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AssessmentNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (EncoderUnavailable, IndexMismatch) as exc:
+    except (EncoderUnavailable, IndexMismatch, StateFileUnusable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_READY
 

@@ -9,6 +9,7 @@ Lambda share it (the Lambda keeps its cache in /tmp for the container's life).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from vehicle_assessment.domain.models import VehicleFacts
 from vehicle_assessment.domain.vehicle import parse_vpic_response
 from vehicle_assessment.ports import VinDecoderUnavailable
 from vehicle_assessment.settings import VpicSettings
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vpic_cache (
@@ -62,8 +65,24 @@ class VpicVinDecoder:
         self._session.mount("https://", adapter)
         if settings.enabled:
             self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as db, db:
-                db.execute(_SCHEMA)
+            try:
+                self._create_cache()
+            except sqlite3.DatabaseError as exc:
+                self._rebuild_cache(exc)
+
+    def _create_cache(self) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(_SCHEMA)
+            # A file of another shape (or random bytes) fails here, not halfway through a decode.
+            db.execute("SELECT url, body, fetched_at FROM vpic_cache LIMIT 1").fetchall()
+
+    def _rebuild_cache(self, error: sqlite3.DatabaseError) -> None:
+        """The cache only saves requests: a damaged one is replaced by an empty one, with a warning."""
+        logger.warning(
+            "vPIC cache %s is unusable (%s); replacing it with an empty cache", self._cache_path, error
+        )
+        self._cache_path.unlink(missing_ok=True)
+        self._create_cache()
 
     def close(self) -> None:
         self._session.close()
@@ -83,8 +102,8 @@ class VpicVinDecoder:
         if cached is not None:
             try:
                 return parse_vpic_response(cached, vin)
-            except (ValueError, TypeError):
-                pass  # an unusable cached body is refetched below
+            except (ValueError, TypeError) as exc:
+                logger.warning("cached vPIC answer for %s is unusable (%s); fetching it again", url, exc)
         body = self._fetch(url)
         try:
             facts = parse_vpic_response(body, vin)
@@ -120,8 +139,12 @@ class VpicVinDecoder:
         return sqlite3.connect(self._cache_path, timeout=10)
 
     def _cached(self, url: str) -> dict[str, Any] | None:
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT body FROM vpic_cache WHERE url = ?", (url,)).fetchone()
+        try:
+            with closing(self._connect()) as db:
+                row = db.execute("SELECT body FROM vpic_cache WHERE url = ?", (url,)).fetchone()
+        except sqlite3.DatabaseError as exc:  # damaged since it was opened: a miss, and a fresh cache
+            self._rebuild_cache(exc)
+            return None
         if row is None:
             return None
         try:
@@ -132,8 +155,12 @@ class VpicVinDecoder:
 
     def _store(self, url: str, body: dict[str, Any]) -> None:
         fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
-        with closing(self._connect()) as db, db:
-            db.execute(
-                "INSERT OR REPLACE INTO vpic_cache (url, body, fetched_at) VALUES (?, ?, ?)",
-                (url, json.dumps(body), fetched_at),
-            )
+        row = (url, json.dumps(body), fetched_at)
+        insert = "INSERT OR REPLACE INTO vpic_cache (url, body, fetched_at) VALUES (?, ?, ?)"
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute(insert, row)
+        except sqlite3.DatabaseError as exc:
+            self._rebuild_cache(exc)
+            with closing(self._connect()) as db, db:
+                db.execute(insert, row)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
 from vehicle_assessment.domain.models import Assessment
 from vehicle_assessment.ports import AssessmentNotFound
 
@@ -19,21 +22,32 @@ CREATE TABLE IF NOT EXISTS assessments (
 );
 CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DESC);
 """
+_COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
+_REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
 
 
 class SqliteAssessmentRepository:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # Checked before WAL mode is switched on, which would rewrite a foreign file's header.
+        with state_file_errors(path, "assessment database", _REMEDY), closing(sqlite3.connect(path)) as conn:
+            check_schema(conn, _COLUMNS)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         # One short-lived connection per call: safe across threads, and WAL lets readers
-        # (`show`, `list`) run while an assessment is being written.
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        # (`show`, `list`) run while an assessment is being written. A damaged or foreign file
+        # becomes StateFileUnusable naming it, whichever statement finds out.
+        with (
+            state_file_errors(self.path, "assessment database", _REMEDY),
+            closing(sqlite3.connect(self.path, timeout=30)) as conn,
+            conn,
+        ):
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
 
     def save(self, assessment: Assessment) -> None:
         with self._connect() as conn:
