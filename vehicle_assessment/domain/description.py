@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.models import (
     Assessment,
     Description,
@@ -81,8 +82,7 @@ _SEVERITY_ES = {"minor": "leve", "moderate": "moderado", "severe": "grave"}
 
 
 def _usd(amount: float, language: str) -> str:
-    whole = f"{round(amount):,}"
-    return f"{whole.replace(',', '.')} USD" if language == "es" else f"${whole}"
+    return figures.usd(amount, language)
 
 
 def _miles(miles: int, language: str) -> str:
@@ -142,11 +142,11 @@ def _damage_phrase(request: DescriptionRequest, language: str) -> str:
 def _value_phrase(request: DescriptionRequest, language: str) -> str | None:
     if request.adjusted_value_usd is None or request.undamaged_value_usd is None:
         return None
-    pct = round(request.combined_depreciation * 100)
+    pct = figures.percent(request.combined_depreciation, language)
     adjusted, base = _usd(request.adjusted_value_usd, language), _usd(request.undamaged_value_usd, language)
     if language == "es":
-        return f"Valor estimado: {adjusted} (sin daños {base}, menos {pct} % por daños)."
-    return f"Estimated value: {adjusted} (undamaged {base}, less {pct}% for damage)."
+        return f"Valor estimado: {adjusted} (sin daños {base}, menos {pct} por daños)."
+    return f"Estimated value: {adjusted} (undamaged {base}, less {pct} for damage)."
 
 
 def _caveats(request: DescriptionRequest, language: str) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
 from vehicle_assessment.domain.rules import IntakeSettings
@@ -164,11 +165,12 @@ def _geometry_checks(width: int, height: int, settings: IntakeSettings) -> list[
 
     ratio = long / short
     if ratio > settings.max_aspect_ratio:
+        shown, limit = figures.compared(ratio, settings.max_aspect_ratio, places=1)
         aspect = _check(
             "aspect_ratio",
             QualityLevel.REJECT,
             ratio,
-            f"extreme aspect ratio: {ratio:.1f}:1 exceeds the {settings.max_aspect_ratio:.1f}:1 limit",
+            f"extreme aspect ratio: {shown}:1 exceeds the {limit}:1 limit",
         )
     else:
         aspect = _check("aspect_ratio", QualityLevel.PASS, ratio, None)
@@ -194,22 +196,33 @@ def laplacian_variance(gray: np.ndarray) -> float:
     return float(laplacian.var())
 
 
+def _below(value: float, limit: float) -> str:
+    """ "39.96 is below 40.0": one decimal unless the comparison needs more to read true."""
+    shown, shown_limit = figures.compared(value, limit, places=1)
+    return f"{shown} is below {shown_limit}"
+
+
+def _above(value: float, limit: float) -> str:
+    shown, shown_limit = figures.compared(value, limit, places=1)
+    return f"{shown} is above {shown_limit}"
+
+
 def _sharpness_check(sharpness: float, settings: IntakeSettings) -> QualityCheck:
     if sharpness < settings.blur_reject:
         return _check(
             "sharpness",
             QualityLevel.REJECT,
             sharpness,
-            f"too blurry: sharpness {sharpness:.1f} (variance of the Laplacian) is below "
-            f"the {settings.blur_reject:g} reject threshold",
+            "too blurry: sharpness (variance of the Laplacian) "
+            f"{_below(sharpness, settings.blur_reject)}, the reject threshold",
         )
     if sharpness < settings.blur_warn:
         return _check(
             "sharpness",
             QualityLevel.WARN,
             sharpness,
-            f"possibly blurry: sharpness {sharpness:.1f} (variance of the Laplacian) is below "
-            f"the {settings.blur_warn:g} warning threshold",
+            "possibly blurry: sharpness (variance of the Laplacian) "
+            f"{_below(sharpness, settings.blur_warn)}, the warning threshold",
         )
     return _check("sharpness", QualityLevel.PASS, sharpness, None)
 
@@ -218,22 +231,22 @@ def _exposure_check(brightness: float, settings: IntakeSettings) -> QualityCheck
     if brightness < settings.dark_reject:
         level, reason = (
             QualityLevel.REJECT,
-            f"too dark: mean luminance {brightness:.1f} is below {settings.dark_reject:g}",
+            f"too dark: mean luminance {_below(brightness, settings.dark_reject)}",
         )
     elif brightness > settings.bright_reject:
         level, reason = (
             QualityLevel.REJECT,
-            f"overexposed: mean luminance {brightness:.1f} is above {settings.bright_reject:g}",
+            f"overexposed: mean luminance {_above(brightness, settings.bright_reject)}",
         )
     elif brightness < settings.dark_warn:
         level, reason = (
             QualityLevel.WARN,
-            f"dark: mean luminance {brightness:.1f} is below {settings.dark_warn:g}",
+            f"dark: mean luminance {_below(brightness, settings.dark_warn)}",
         )
     elif brightness > settings.bright_warn:
         level, reason = (
             QualityLevel.WARN,
-            f"bright: mean luminance {brightness:.1f} is above {settings.bright_warn:g}",
+            f"bright: mean luminance {_above(brightness, settings.bright_warn)}",
         )
     else:
         level, reason = QualityLevel.PASS, None
@@ -263,9 +276,8 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
     if size == 0:
         raise PhotoRejected("empty file (0 bytes)")
     if size > settings.max_bytes:
-        raise PhotoRejected(
-            f"file too large: {size / _MIB:.1f} MB exceeds {settings.max_bytes / _MIB:.1f} MB"
-        )
+        shown, limit = figures.compared(size / _MIB, settings.max_bytes / _MIB, places=1)
+        raise PhotoRejected(f"file too large: {shown} MB exceeds {limit} MB")
     content_type = sniff_content_type(data)
     if content_type is None:
         raise PhotoRejected("not an image: content is not JPEG, PNG or WebP")
