@@ -9,6 +9,7 @@ in its `QualityReport`, so the caller can record why.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -57,6 +58,31 @@ def _pixel_limit_message(width: int, height: int, limit: int) -> str:
     return f"image too large: {width}x{height} = {width * height:,} pixels exceeds the {limit:,}-pixel limit"
 
 
+# Pillow's bomb warning and error: "Image size (100000000 pixels) exceeds limit of 89478485 pixels, ..."
+_PILLOW_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+
+
+def _bomb_rejection(exc: Exception, settings: IntakeSettings) -> PhotoRejected:
+    """Pillow's own size guard fired: report our documented limit, not Pillow's internal one.
+
+    Pillow refuses in Image.open, before we see the size, from about 89 Mpx (warning) and
+    179 Mpx (error). Its message names its own threshold; the person should read ours.
+    """
+    match = _PILLOW_BOMB.search(str(exc))
+    if match is None:
+        return PhotoRejected(f"image too large: it exceeds the {settings.max_pixels:,}-pixel limit")
+    pixels, pillow_limit = int(match.group(1)), int(match.group(2))
+    if pixels > settings.max_pixels:
+        return PhotoRejected(
+            f"image too large: {pixels:,} pixels exceeds the {settings.max_pixels:,}-pixel limit"
+        )
+    # Only when max_pixels is configured above Pillow's guard: then Pillow's is the limit that held.
+    return PhotoRejected(
+        f"image too large: {pixels:,} pixels exceeds the decoder's {pillow_limit:,}-pixel safety limit "
+        f"(the configured limit is {settings.max_pixels:,})"
+    )
+
+
 def _open_checked(data: bytes, content_type: str, settings: IntakeSettings) -> Image.Image:
     """Open lazily (header only), refuse oversized images, then decode the pixels."""
     pil_format = _PIL_FORMATS[content_type]
@@ -69,7 +95,7 @@ def _open_checked(data: bytes, content_type: str, settings: IntakeSettings) -> I
         try:
             image = Image.open(io.BytesIO(data), formats=[pil_format])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise PhotoRejected(f"image too large: {_one_line(exc)}") from exc
+            raise _bomb_rejection(exc, settings) from exc
         except UnidentifiedImageError as exc:
             raise PhotoRejected(
                 f"truncated or corrupt image: the {pil_format} header cannot be read"
@@ -85,7 +111,7 @@ def _open_checked(data: bytes, content_type: str, settings: IntakeSettings) -> I
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             image.close()
-            raise PhotoRejected(f"image too large: {_one_line(exc)}") from exc
+            raise _bomb_rejection(exc, settings) from exc
         except _DECODE_ERRORS as exc:
             image.close()
             raise PhotoRejected(f"truncated or corrupt image: {_one_line(exc)}") from exc
