@@ -23,3 +23,6 @@ MIN_ESTIMATE_USD = 1.0
 MAX_ESTIMATE_USD = 50_000_000.0
 # A paint colour name ("Oxford White", "Rapid Red Metallic Tinted Clearcoat"); it is spoken aloud.
 MAX_COLOR_CHARS = 40
+# Besides letters, digits and spaces, the only characters a colour may hold: nothing a speech
+# engine would read out as markup, symbols or emoji names.
+COLOR_PUNCTUATION = "-/'.&(),"

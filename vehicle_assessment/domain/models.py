@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vehicle_assessment.domain import limits
 
@@ -269,6 +269,23 @@ class AssessmentInputs(Model):
     estimate_usd: float | None = Field(
         default=None, ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False
     )
+
+    @field_validator("color")
+    @classmethod
+    def _speakable_color(cls, value: str | None) -> str | None:
+        """A colour is read aloud: words only, whitespace collapsed, no markup, symbols or emoji."""
+        if value is None:
+            return None
+        text = " ".join(value.split())
+        odd = sorted({c for c in text if not (c.isalnum() or c == " " or c in limits.COLOR_PUNCTUATION)})
+        if odd:
+            raise ValueError(
+                f"may hold only letters, digits, spaces and {limits.COLOR_PUNCTUATION}; "
+                f"found {''.join(odd)!r}"
+            )
+        if not any(c.isalpha() for c in text):
+            raise ValueError("must name a colour: it holds no letters")
+        return text
 
 
 class Assessment(Model):
