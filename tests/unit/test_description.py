@@ -200,7 +200,7 @@ def test_english_standard_full_text() -> None:
 def test_spanish_standard_full_text() -> None:
     assert text(request(), "es", STANDARD) == (
         "Ford F-150 XLT 2021: Pickup, 4WD, motor de gasolina de 3,5 L y 6 cilindros. Color: Blue. "
-        "Millaje: 48.200 millas. Estado según 4 fotos: abolladura moderado (1), rayón leve (2). "
+        "Millaje: 48.200 millas. Estado según 4 fotos: abolladura moderada (1), rayón leve (2). "
         "Valor estimado: 24.689 USD (sin daños 32.918 USD, menos 25 % por daños)."
     )
 

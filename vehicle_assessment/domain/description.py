@@ -77,8 +77,21 @@ _FUEL_ES = {
     "electric": "eléctrico",
     "flexible fuel vehicle (ffv)": "combustible flexible",
 }
-_DAMAGE_ES = {"scratch": "rayón", "dent": "abolladura", "broken": "rotura"}
-_SEVERITY_ES = {"minor": "leve", "moderate": "moderado", "severe": "grave"}
+# "broken" is the label's adjective; the sentence needs a noun ("severe breakage").
+_DAMAGE_EN = {"broken": "breakage"}
+# Spanish adjectives agree with the noun's gender: "rayón moderado", "abolladura moderada".
+_DAMAGE_ES = {"scratch": ("rayón", "m"), "dent": ("abolladura", "f"), "broken": ("rotura", "f")}
+_SEVERITY_ES = {
+    "minor": {"m": "leve", "f": "leve"},
+    "moderate": {"m": "moderado", "f": "moderada"},
+    "severe": {"m": "grave", "f": "grave"},
+}
+
+
+def _damage_es(damage_type: str, severity: str) -> str:
+    noun, gender = _DAMAGE_ES.get(damage_type, (damage_type, "m"))
+    adjective = _SEVERITY_ES.get(severity, {}).get(gender, severity)
+    return f"{noun} {adjective}"
 
 
 def _usd(amount: float, language: str) -> str:
@@ -127,11 +140,9 @@ def _damage_phrase(request: DescriptionRequest, language: str) -> str:
     for key, count in request.damage_summary.items():
         damage_type, severity = key.split("/")
         if language == "es":
-            items.append(
-                f"{_DAMAGE_ES.get(damage_type, damage_type)} {_SEVERITY_ES.get(severity, severity)} ({count})"
-            )
+            items.append(f"{_damage_es(damage_type, severity)} ({count})")
         else:
-            items.append(f"{severity} {damage_type} ({count})")
+            items.append(f"{severity} {_DAMAGE_EN.get(damage_type, damage_type)} ({count})")
     if language == "es":
         found = ", ".join(items) if items else "sin daños detectados"
         return f"Estado según {n} foto{'s' if n != 1 else ''}: {found}."
