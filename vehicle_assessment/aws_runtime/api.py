@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vehicle_assessment import pipeline
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
@@ -23,6 +23,7 @@ from vehicle_assessment.domain.models import (
     AudioRecord,
     Description,
     DescriptionStyle,
+    speakable_color,
 )
 from vehicle_assessment.domain.vin import normalise_vin
 from vehicle_assessment.ports import Describer, ObjectStore, Speaker
@@ -49,6 +50,12 @@ class CreateAssessmentRequest(ApiModel):
     expected_photos: int | None = Field(
         default=None, ge=1, le=limits.MAX_EXPECTED_PHOTOS, description="defaults to the service's"
     )
+
+    @field_validator("color")
+    @classmethod
+    def _speakable_color(cls, value: str | None) -> str | None:
+        # AssessmentInputs' rule, checked here too so a bad colour is a 400, not a 500 later.
+        return speakable_color(value)
 
 
 class PresignedUpload(ApiModel):

@@ -260,6 +260,24 @@ class AssessmentStatus(StrEnum):
     INCOMPLETE = "INCOMPLETE"
 
 
+def speakable_color(value: str | None) -> str | None:
+    """A colour is read aloud: words only, whitespace collapsed, no markup, symbols or emoji.
+
+    Raises ValueError (a pydantic validator's error) with the reason.
+    """
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    odd = sorted({c for c in text if not (c.isalnum() or c == " " or c in limits.COLOR_PUNCTUATION)})
+    if odd:
+        raise ValueError(
+            f"may hold only letters, digits, spaces and {limits.COLOR_PUNCTUATION}; found {''.join(odd)!r}"
+        )
+    if not any(c.isalpha() for c in text):
+        raise ValueError("must name a colour: it holds no letters")
+    return text
+
+
 class AssessmentInputs(Model):
     """What the yard says about the vehicle; every entry path validates through this model."""
 
@@ -273,19 +291,7 @@ class AssessmentInputs(Model):
     @field_validator("color")
     @classmethod
     def _speakable_color(cls, value: str | None) -> str | None:
-        """A colour is read aloud: words only, whitespace collapsed, no markup, symbols or emoji."""
-        if value is None:
-            return None
-        text = " ".join(value.split())
-        odd = sorted({c for c in text if not (c.isalnum() or c == " " or c in limits.COLOR_PUNCTUATION)})
-        if odd:
-            raise ValueError(
-                f"may hold only letters, digits, spaces and {limits.COLOR_PUNCTUATION}; "
-                f"found {''.join(odd)!r}"
-            )
-        if not any(c.isalpha() for c in text):
-            raise ValueError("must name a colour: it holds no letters")
-        return text
+        return speakable_color(value)
 
 
 class Assessment(Model):
