@@ -321,8 +321,12 @@ def _build_and_report(
     if encoder.identity.untrained:
         warnings.append(UNTRAINED_ENCODER_WARNING)
     with tqdm(total=len(photos), desc="indexing", unit="photo", disable=args.json, file=sys.stderr) as bar:
+
+        def advance(done: int) -> None:
+            bar.update(done)
+
         report = build_index(
-            photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=bar.update
+            photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=advance
         )
     report.skipped[:0] = skipped
     summary = {
@@ -337,7 +341,7 @@ def _build_and_report(
     if args.json:
         _emit_json(summary)
         return EXIT_OK
-    for warning in summary["warnings"]:
+    for warning in warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     print(
         f"index {summary['index']}: {summary['total']} reference photos "

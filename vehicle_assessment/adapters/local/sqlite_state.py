@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +25,7 @@ def state_file_errors(path: Path, what: str, remedy: str) -> Iterator[None]:
         raise StateFileUnusable(f"{path} is not a usable {what} ({detail}); {remedy}") from exc
 
 
-def check_schema(conn: sqlite3.Connection, expected: dict[str, Iterable[str]]) -> None:
+def check_schema(conn: sqlite3.Connection, expected: Mapping[str, Iterable[str]]) -> None:
     """Raise sqlite3.DatabaseError if the file holds other tables than ours, or ours with other columns.
 
     `CREATE TABLE IF NOT EXISTS` succeeds on a file that already holds a table of the same name
