@@ -3,7 +3,7 @@
 Exit codes: 0 success; 2 bad input (usage, VIN, photo files, labels); 3 environment not ready
 (weights missing, index empty or built by another encoder, a state file under --data-dir damaged
 or not ours); 4 the assessment ran and FAILED
-(it is stored with the step and reason; see `show ID`).
+(it is stored with the step and reason; see `show ID`); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -104,3 +104,16 @@ def test_damaged_vpic_cache_is_replaced_with_a_warning(tmp_path: Path, caplog) -
     conn.close()
     with pytest.raises(VinDecoderUnavailable):
         decoder.decode("1FTMW1T88MFA00001", None)
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_vpic_cache_that_cannot_be_recreated_is_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    cache = tmp_path / "vpic-cache.sqlite3"
+    cache.mkdir()  # a directory where the cache file should be: neither opened nor removable
+    (cache / "keep").write_text("x")
+    settings = VpicSettings(base_url="http://127.0.0.1:9/api", retries=0, connect_timeout_s=0.5)
+    with caplog.at_level(logging.WARNING, logger="vehicle_assessment.adapters.vpic"):
+        decoder = VpicVinDecoder(settings, cache)
+    assert "decoding without a cache" in caplog.text
+    with pytest.raises(VinDecoderUnavailable, match="unreachable"):
+        decoder.decode("1FTMW1T88MFA00001", None)

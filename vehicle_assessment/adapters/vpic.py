@@ -48,6 +48,7 @@ class VpicVinDecoder:
     def __init__(self, settings: VpicSettings, cache_path: Path) -> None:
         self._settings = settings
         self._cache_path = Path(cache_path)
+        self._cache_enabled = True
         self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
         self._session = requests.Session()
         retry = Retry(
@@ -81,8 +82,14 @@ class VpicVinDecoder:
         logger.warning(
             "vPIC cache %s is unusable (%s); replacing it with an empty cache", self._cache_path, error
         )
-        self._cache_path.unlink(missing_ok=True)
-        self._create_cache()
+        try:
+            self._cache_path.unlink(missing_ok=True)
+            self._create_cache()
+        except (OSError, sqlite3.DatabaseError) as exc:  # e.g. the path is a directory, or read-only
+            logger.warning(
+                "vPIC cache %s cannot be recreated (%s); decoding without a cache", self._cache_path, exc
+            )
+            self._cache_enabled = False
 
     def close(self) -> None:
         self._session.close()
@@ -139,6 +146,8 @@ class VpicVinDecoder:
         return sqlite3.connect(self._cache_path, timeout=10)
 
     def _cached(self, url: str) -> dict[str, Any] | None:
+        if not self._cache_enabled:
+            return None
         try:
             with closing(self._connect()) as db:
                 row = db.execute("SELECT body FROM vpic_cache WHERE url = ?", (url,)).fetchone()
@@ -157,10 +166,17 @@ class VpicVinDecoder:
         fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
         row = (url, json.dumps(body), fetched_at)
         insert = "INSERT OR REPLACE INTO vpic_cache (url, body, fetched_at) VALUES (?, ?, ?)"
-        try:
-            with closing(self._connect()) as db, db:
-                db.execute(insert, row)
-        except sqlite3.DatabaseError as exc:
-            self._rebuild_cache(exc)
-            with closing(self._connect()) as db, db:
-                db.execute(insert, row)
+        for attempt in (1, 2):
+            if not self._cache_enabled:
+                return
+            try:
+                with closing(self._connect()) as db, db:
+                    db.execute(insert, row)
+                return
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2:
+                    logger.warning(
+                        "vPIC cache %s still unusable (%s); answer not cached", self._cache_path, exc
+                    )
+                    return
+                self._rebuild_cache(exc)
