@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -124,7 +125,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool)
     After the command they default to SUPPRESS, so an option given before the command is kept
     unless it is given again after it (then the later one wins).
     """
-    unset: dict = {"default": argparse.SUPPRESS} if after_command else {}
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
     title = "global options" if after_command else None
     general = parser.add_argument_group(title) if title else parser
     general.add_argument(
@@ -158,7 +159,7 @@ def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the epilog's layout and shows each option's default where it has one."""
+    """Keeps the epilog's line breaks (the exit-code and limits tables)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
