@@ -1,9 +1,11 @@
 """`vehicle-assessment`: the local pipeline on one machine.
 
 Exit codes: 0 success; 2 bad input (usage, VIN, photo files, labels); 3 environment not ready
-(weights missing, index empty or built by another encoder); 4 the assessment ran and FAILED
-(it is stored with the step and reason; see `show ID`); 5 the assessment ran but no photo could be
-assessed (all rejected or copies): it is stored as NEEDS_PHOTOS, with no damage figure.
+(weights missing, index empty or built by another encoder, a state file under --data-dir damaged
+or not ours); 4 the assessment ran and FAILED
+(it is stored with the step and reason; see `show ID`); 5 the assessment ran but no photo could
+be assessed (all rejected or copies): it is stored as NEEDS_PHOTOS, with no damage figure;
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
+from vehicle_assessment.domain import figures, limits
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
     Assessment,
@@ -25,21 +29,55 @@ from vehicle_assessment.domain.models import (
     AssessmentStatus,
 )
 from vehicle_assessment.domain.vin import InvalidVin, check_vin
-from vehicle_assessment.ports import AssessmentNotFound, EncoderUnavailable, IndexMismatch
+from vehicle_assessment.ports import (
+    AssessmentNotFound,
+    EncoderUnavailable,
+    ImageEncoder,
+    IndexMismatch,
+    StateFileUnusable,
+    WritableReferenceIndex,
+)
 from vehicle_assessment.report import render_assessment, render_list
 from vehicle_assessment.settings import LocalSettings
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_READY, EXIT_FAILED = 0, 2, 3, 4
 EXIT_NEEDS_PHOTOS = 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
-EXIT_CODES_HELP = f"""exit codes:
-  {EXIT_OK}  success
-  {EXIT_BAD_INPUT}  bad input (usage, VIN, photo files, labels)
-  {EXIT_NOT_READY}  environment not ready (weights missing, index empty or built by another encoder)
-  {EXIT_FAILED}  the assessment ran and FAILED (stored with the step and reason; see `show ID`)
-  {EXIT_NEEDS_PHOTOS}  the assessment ran but no photo could be assessed (all rejected or copies):
-     stored as NEEDS_PHOTOS with no damage figure; take new photos
-"""
+DEFAULT_LIST_LIMIT = 50
+
+# What each input may be; the bounds come from domain/limits.py, which AssessmentInputs enforces.
+_INPUT_OPTIONS = {"vin": "--vin", "color": "--color", "mileage": "--mileage", "estimate_usd": "--estimate"}
+_INPUT_BOUNDS = {
+    "mileage": f"a whole number of miles from 0 to {limits.MAX_MILEAGE_MILES:,}",
+    "estimate_usd": (
+        f"an amount in US dollars from {figures.usd(limits.MIN_ESTIMATE_USD)} "
+        f"to {figures.usd(limits.MAX_ESTIMATE_USD)}"
+    ),
+    "color": (
+        f"a colour name of 1 to {limits.MAX_COLOR_CHARS} characters: letters, digits, spaces "
+        f"and {limits.COLOR_PUNCTUATION}"
+    ),
+}
+
+EPILOG = f"""exit codes:
+  {EXIT_OK:<4} success
+  {EXIT_BAD_INPUT:<4} bad input (usage, VIN, photo files, labels, a value out of its bounds)
+  {EXIT_NOT_READY:<4} environment not ready (weights missing, index empty or built by another encoder,
+       a state file under --data-dir damaged or not ours)
+  {EXIT_FAILED:<4} the assessment ran and FAILED (stored with the step and reason; see `show ID`)
+  {EXIT_NEEDS_PHOTOS:<4} the assessment ran but no photo could be assessed (all rejected or copies):
+       stored as NEEDS_PHOTOS with no damage figure; take new photos
+  {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C); `index build` keeps what it finished and resumes on rerun
+
+limits:
+  --mileage   {_INPUT_BOUNDS["mileage"]}
+  --estimate  {_INPUT_BOUNDS["estimate_usd"]}
+  --color     {_INPUT_BOUNDS["color"]}
+  photos      JPEG, PNG or WebP; at most {limits.MAX_PHOTO_BYTES // (1024 * 1024)} MiB and \
+{limits.MAX_PHOTO_PIXELS:,} pixels each
+
+Global options (--data-dir, --verbose, the encoder options) may also follow the command."""
 
 
 class CliError(Exception):
@@ -48,55 +86,109 @@ class CliError(Exception):
         self.code = code
 
 
-def _non_negative_int(text: str) -> int:
+def _miles(text: str) -> int:
+    # Only the format is checked here; the bounds are AssessmentInputs' (see _input_error).
     try:
-        value = int(text.replace(",", "").replace("_", ""))
+        return int(text.replace(",", "").replace("_", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number of miles, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
 
 
-def _positive_usd(text: str) -> float:
+def _usd_amount(text: str) -> float:
     try:
-        value = float(text.replace(",", "").lstrip("$"))
+        return float(text.replace(",", "").lstrip("$"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an amount in US dollars, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive amount, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _input_error(exc: ValidationError) -> str:
+    """One line naming the option, its bound and what was given."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "input"
+    option = _INPUT_OPTIONS.get(field, field)
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    bound = _INPUT_BOUNDS.get(field)
+    text = f"{option} must be {bound}" if bound else f"{option}: {reason}"
+    if bound and error["type"] == "value_error":  # the colour's own reason says what is wrong
+        text += f" ({reason})"
+    return f"{text}; got {error.get('input')!r}"
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """The options every command shares, before the command or (after_command) after it.
+
+    After the command they default to SUPPRESS, so an option given before the command is kept
+    unless it is given again after it (then the later one wins).
+    """
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
+    title = "global options" if after_command else None
+    general = parser.add_argument_group(title) if title else parser
+    general.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where local state lives (default: VDA_DATA_DIR or .local-data)",
+        **unset,
+    )
+    general.add_argument("-v", "--verbose", action="store_true", help="log progress and details", **unset)
+    enc = parser.add_argument_group("encoder (defaults: VDA_ENCODER__* or ViT-L-14 laion2b_s32b_b82k)")
+    enc.add_argument("--model", help="open_clip architecture or hf-hub:org/repo", **unset)
+    enc.add_argument("--pretrained", help="open_clip pretrained tag or local checkpoint path", **unset)
+    enc.add_argument("--cache-dir", type=Path, help="where pretrained weights are cached", **unset)
+    enc.add_argument(
+        "--untrained", action="store_true", help="use random weights (verdicts not meaningful)", **unset
+    )
+    enc.add_argument(
+        "--fallback-untrained",
+        metavar="MODEL",
+        help="if the weights cannot be loaded, use MODEL with random weights instead of failing",
+        **unset,
+    )
+
+
+def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name, help=help_text, description=help_text, epilog=EPILOG, formatter_class=_HelpFormatter
+    )
+    _add_global_options(parser, after_command=True)
+    return parser
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks (the exit-code and limits tables)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vehicle-assessment",
         description=__doc__.split("\n")[0],
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--data-dir", type=Path, help="where local state lives (VDA_DATA_DIR)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
-    enc = parser.add_argument_group("encoder (defaults: VDA_ENCODER__* or ViT-L-14 laion2b_s32b_b82k)")
-    enc.add_argument("--model", help="open_clip architecture or hf-hub:org/repo")
-    enc.add_argument("--pretrained", help="open_clip pretrained tag or local checkpoint path")
-    enc.add_argument("--cache-dir", type=Path, help="where pretrained weights are cached")
-    enc.add_argument("--untrained", action="store_true", help="use random weights (verdicts not meaningful)")
-    enc.add_argument(
-        "--fallback-untrained",
-        metavar="MODEL",
-        help="if the weights cannot be loaded, use MODEL with random weights instead of failing",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    _add_global_options(parser, after_command=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
-    index = commands.add_parser("index", help="manage the reference index")
-    index_commands = index.add_subparsers(dest="index_command", required=True)
-    build = index_commands.add_parser("build", help="embed labelled reference photos (resumable)")
-    build.add_argument("photo_dir", type=Path)
+    index = _add_command(commands, "index", "manage the reference index")
+    index_commands = index.add_subparsers(
+        dest="index_command", required=True, metavar="INDEX_COMMAND", help="what to do with the index"
+    )
+    build = _add_command(index_commands, "build", "embed labelled reference photos (resumable)")
+    build.add_argument("photo_dir", type=Path, help="folder the labels' paths are relative to")
     build.add_argument(
         "--labels", type=Path, required=True, help="labels.csv (path,damaged,damage_type,severity)"
     )
-    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="photos embedded at a time (default: 32)"
+    )
     build.add_argument(
         "--target",
         choices=["local", "aws"],
@@ -104,26 +196,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: the in-process index under --data-dir; aws: the OpenSearch Serverless index through "
         "the SageMaker endpoint (AWS_REGION, SAGEMAKER and OPENSEARCH as for the analyse-photo Lambda)",
     )
-    build.add_argument("--json", action="store_true")
+    build.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    assess = commands.add_parser("assess", help="assess a vehicle from its photos")
-    assess.add_argument("--vin", required=True)
-    assess.add_argument("--color")
-    assess.add_argument("--mileage", type=_non_negative_int, help="odometer, miles")
-    assess.add_argument("--estimate", type=_positive_usd, help="your undamaged value estimate, USD")
+    assess = _add_command(commands, "assess", "assess a vehicle from its photos")
+    assess.add_argument("--vin", required=True, help="the 17-character vehicle identification number")
+    assess.add_argument("--color", help=f"paint colour, spoken in the audio: {_INPUT_BOUNDS['color']}")
+    assess.add_argument("--mileage", type=_miles, help=f"odometer: {_INPUT_BOUNDS['mileage']}")
+    assess.add_argument(
+        "--estimate", type=_usd_amount, help=f"your undamaged value estimate: {_INPUT_BOUNDS['estimate_usd']}"
+    )
     assess.add_argument("--json", action="store_true", help="print the stored record as JSON")
-    assess.add_argument("photos", nargs="+", type=Path)
+    assess.add_argument("photos", nargs="+", type=Path, help="photo files (JPEG, PNG or WebP)")
 
-    show = commands.add_parser("show", help="print a stored assessment")
-    show.add_argument("assessment_id")
-    show.add_argument("--json", action="store_true")
+    show = _add_command(commands, "show", "print a stored assessment")
+    show.add_argument("assessment_id", help="the id `assess` or `list` printed")
+    show.add_argument("--json", action="store_true", help="print the stored record as JSON")
 
-    listing = commands.add_parser("list", help="list assessments of a vehicle, newest first")
-    listing.add_argument("--vin", required=True)
-    listing.add_argument("--json", action="store_true")
+    listing = _add_command(commands, "list", "list assessments of a vehicle, newest first")
+    listing.add_argument("--vin", required=True, help="the vehicle's VIN")
+    listing.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=DEFAULT_LIST_LIMIT,
+        help=f"assessments per page (default: {DEFAULT_LIST_LIMIT})",
+    )
+    listing.add_argument("--next", metavar="TOKEN", help="the next page: the token the previous page printed")
+    listing.add_argument(
+        "--json", action="store_true", help="print {vin, assessments, next_token} as JSON (records in full)"
+    )
 
-    evaluate = commands.add_parser(
-        "evaluate", help="leave-one-out evaluation of the reference index (metrics, report, plots)"
+    evaluate = _add_command(
+        commands, "evaluate", "leave-one-out evaluation of the reference index (metrics, report, plots)"
     )
     evaluate.add_argument("--out", type=Path, help="report folder (default: DATA_DIR/evaluation)")
     evaluate.add_argument("--k", type=int, help="neighbours that vote (default: VDA_RULES__VERDICT__K)")
@@ -166,11 +269,9 @@ def _assessment_json(assessment: Assessment) -> dict:
 
 
 def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
-    from tqdm import tqdm
-
     from vehicle_assessment.adapters.local.openclip_encoder import load_encoder
     from vehicle_assessment.adapters.local.wiring import open_index
-    from vehicle_assessment.indexing import build_index, read_labels
+    from vehicle_assessment.indexing import read_labels
 
     if not args.photo_dir.is_dir():
         raise CliError(f"{args.photo_dir} is not a directory", EXIT_BAD_INPUT)
@@ -193,32 +294,60 @@ def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
     else:
         encoder, index = load_encoder(settings.encoder), open_index(settings)
         where = str(settings.index_path)
+    try:
+        before = index.count()
+        return _build_and_report(args, settings, photos, skipped, encoder, index, where)
+    except KeyboardInterrupt:
+        # Each finished batch is committed on its own, so what was done is kept; rerunning skips it.
+        kept = index.count()
+        print(
+            f"interrupted: {kept - before} photos indexed by this run were kept ({kept} in {where}); "
+            "rerun the same command to resume where it stopped",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    finally:
+        index.close()
+
+
+def _build_and_report(
+    args: argparse.Namespace,
+    settings: LocalSettings,
+    photos: list,
+    skipped: list,
+    encoder: ImageEncoder,
+    index: WritableReferenceIndex,
+    where: str,
+) -> int:
+    from tqdm import tqdm
+
+    from vehicle_assessment.indexing import build_index
+
     warnings = list(getattr(encoder, "warnings", []))
     if encoder.identity.untrained:
         warnings.append(UNTRAINED_ENCODER_WARNING)
-    try:
-        with tqdm(
-            total=len(photos), desc="indexing", unit="photo", disable=args.json, file=sys.stderr
-        ) as bar:
-            report = build_index(
-                photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=bar.update
-            )
-        report.skipped[:0] = skipped
-        summary = {
-            "index": where,
-            "encoder": encoder.identity.model_dump(mode="json"),
-            "added": report.added,
-            "already_indexed": report.already_indexed,
-            "total": index.count(),
-            "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
-            "warnings": warnings,
-        }
-    finally:
-        index.close()
+    with tqdm(total=len(photos), desc="indexing", unit="photo", disable=args.json, file=sys.stderr) as bar:
+
+        def advance(done: int) -> None:
+            bar.update(done)
+
+        report = build_index(
+            photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=advance
+        )
+    report.skipped[:0] = skipped
+    summary = {
+        "index": where,
+        "encoder": encoder.identity.model_dump(mode="json"),
+        "added": report.added,
+        "already_indexed": report.already_indexed,
+        "total": index.count(),
+        "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
+        "warnings": warnings,
+    }
     if args.json:
         _emit_json(summary)
         return EXIT_OK
-    for warning in summary["warnings"]:
+    for warning in warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     print(
         f"index {summary['index']}: {summary['total']} reference photos "
@@ -235,6 +364,10 @@ def _read_photos(paths: Sequence[Path]):
 
     uploads = []
     for path in paths:
+        if path.is_dir():
+            raise CliError(
+                f"photo {path} is a directory: pass the photo files (e.g. {path / '*.jpg'})", EXIT_BAD_INPUT
+            )
         if not path.is_file():
             raise CliError(f"photo {path} not found", EXIT_BAD_INPUT)
         uploads.append(PhotoUpload(filename=path.name, data=path.read_bytes()))
@@ -250,7 +383,7 @@ def cmd_assess(args: argparse.Namespace, settings: LocalSettings) -> int:
             vin=args.vin, color=args.color, mileage=args.mileage, estimate_usd=args.estimate
         )
     except ValidationError as exc:
-        raise CliError(exc.errors()[0]["msg"], EXIT_BAD_INPUT) from exc
+        raise CliError(_input_error(exc), EXIT_BAD_INPUT) from exc
     check_vin(inputs.vin, date.today())  # refuse a bad VIN before loading any model
     uploads = _read_photos(args.photos)
     ports = build_local_ports(settings)
@@ -294,11 +427,22 @@ def cmd_list(args: argparse.Namespace, settings: LocalSettings) -> int:
     from vehicle_assessment.adapters.local.wiring import open_repository
     from vehicle_assessment.domain.vin import normalise_vin
 
-    assessments = open_repository(settings).list_by_vin(normalise_vin(args.vin))
+    vin = normalise_vin(args.vin)
+    try:
+        assessments, next_token = open_repository(settings).page_by_vin(vin, args.limit, args.next)
+    except ValueError as exc:  # a token this command did not print
+        raise CliError(f"--next: {exc}", EXIT_BAD_INPUT) from exc
     if args.json:
-        _emit_json([_assessment_json(a) for a in assessments])
-    else:
-        print(render_list(assessments))
+        _emit_json(
+            {"vin": vin, "assessments": [_assessment_json(a) for a in assessments], "next_token": next_token}
+        )
+        return EXIT_OK
+    print(render_list(assessments))
+    if next_token:
+        print(
+            f"showing {len(assessments)} of more; next page: "
+            f"vehicle-assessment list --vin {vin} --limit {args.limit} --next {next_token}"
+        )
     return EXIT_OK
 
 
@@ -365,9 +509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AssessmentNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (EncoderUnavailable, IndexMismatch) as exc:
+    except (EncoderUnavailable, IndexMismatch, StateFileUnusable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_READY
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

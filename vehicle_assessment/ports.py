@@ -50,6 +50,10 @@ class IndexMismatch(PortError):
     """The reference index was built by another encoder than the one querying it."""
 
 
+class StateFileUnusable(PortError):
+    """A local state file is damaged, truncated or not ours; the message names it and the remedy."""
+
+
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 

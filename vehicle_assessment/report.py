@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.description import display_make
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
@@ -20,7 +21,7 @@ _BANNER = "!" * 78
 
 
 def _money(amount: float | None) -> str:
-    return "unknown" if amount is None else f"${amount:,.0f}"
+    return "unknown" if amount is None else figures.usd(amount)
 
 
 def _vehicle_lines(a: Assessment) -> list[str]:
@@ -68,14 +69,18 @@ def _photo_lines(photo: PhotoRecord) -> list[str]:
         return [head, f"       {photo.status.value}: {photo.reason or 'not analysed'}"]
     v = photo.verdict
     call = f"DAMAGED: {v.severity.value} {v.damage_type.value}" if v.damaged else "no damage found"
-    lines = [head, f"       {call}  (confidence {v.confidence:.2f}, damaged share {v.damaged_share:.2f})"]
     if v.needs_review:
-        lines.append(f"       NEEDS REVIEW: {v.review_reason}")
+        # The reason states the confidence as precisely as its comparison needs; repeating it
+        # here at two places would show the same figure rounded two ways ("0.70" and "0.695").
+        lines = [head, f"       {call}", f"       NEEDS REVIEW: {v.review_reason}"]
+    else:
+        shares = f"confidence {figures.ratio(v.confidence)}, damaged share {figures.ratio(v.damaged_share)}"
+        lines = [head, f"       {call}  ({shares})"]
     if photo.quality and photo.quality.reasons:
         lines.append(f"       quality {photo.quality.level.value}: {'; '.join(photo.quality.reasons)}")
     for n in v.neighbours[:3]:
         label = f"{n.label.severity.value} {n.label.damage_type.value}" if n.label.damaged else "undamaged"
-        lines.append(f"       ~ {n.similarity:.3f}  {label:<18} {n.source}")
+        lines.append(f"       ~ {figures.ratio(n.similarity, 3)}  {label:<18} {n.source}")
     return lines
 
 
@@ -106,10 +111,11 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
             f"  ({val.undamaged.method.value}: {val.undamaged.reason})",
             "  per photo: "
             + ", ".join(
-                f"{p.photo_id} {p.severity.value} {p.rate:.0%}{'' if p.counted else ' (not counted)'}"
+                f"{p.photo_id} {p.severity.value} {figures.percent(p.rate)}"
+                + ("" if p.counted else " (not counted)")
                 for p in val.photos
             ),
-            f"  combined depreciation: {val.combined_depreciation:.1%}  ({val.rule})",
+            f"  combined depreciation: {figures.percent(val.combined_depreciation)}  ({val.rule})",
             f"  adjusted value: {_money(val.adjusted_value_usd)}",
             *[f"  note: {n}" for n in val.notes],
         ]

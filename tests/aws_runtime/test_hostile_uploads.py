@@ -213,7 +213,8 @@ BAD_METADATA = [
     ({"expected-photos": "21"}, "expected-photos 21 is outside"),
     ({"expected-photos": "\u00b2"}, "is not a whole number"),  # a superscript two: isdigit() says yes
     ({"color": "red\x00"}, "color"),
-    ({"color": "red\x1b[31m"}, "control"),
+    ({"color": "red\x1b[31m"}, "may hold only letters"),
+    ({"color": "Red & <b>"}, "found '<>'"),
     ({"color": "x" * (limits.MAX_COLOR_CHARS + 1)}, "color"),
 ]
 
@@ -270,7 +271,7 @@ def test_bad_metadata_is_recorded_and_opens_nothing(
     [
         ({"mileage": " 42000 ", "estimate-usd": "12500.50"}, {"mileage": 42000, "estimate_usd": 12500.5}),
         ({"color": " Deep\tBlue\n"}, {"color": "Deep Blue"}),
-        ({"Colour": "Red & <b>"}, {"color": "Red & <b>"}),
+        ({"Colour": "Black & Gold"}, {"color": "Black & Gold"}),
     ],
 )
 def test_good_metadata_opens_the_assessment(

@@ -90,7 +90,7 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     code, out, _ = run_cli(capsys, "--data-dir", str(data), "show", assessment_id, "--json")
     assert code == EXIT_OK and json.loads(out)["assessment_id"] == assessment_id
     code, out, _ = run_cli(capsys, "--data-dir", str(data), "list", "--vin", VIN.lower(), "--json")
-    assert code == EXIT_OK and len(json.loads(out)) == 2
+    assert code == EXIT_OK and len(json.loads(out)["assessments"]) == 2
     code, out, _ = run_cli(capsys, "--data-dir", str(data), "list", "--vin", VIN)
     assert code == EXIT_OK and assessment_id in out
 
@@ -101,7 +101,7 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
         (["--vin", "1FTMW1T88MFA0000O", *QUERIES], "invalid VIN"),
         (["--vin", "1FTMW1T88MFA0001", *QUERIES], "invalid VIN"),
         (["--vin", "1FTMW1T89MFA00001", *QUERIES], "check digit"),
-        (["--vin", VIN, "--mileage", "-5", *QUERIES], "must not be negative"),
+        (["--vin", VIN, "--mileage", "-5", *QUERIES], "--mileage must be a whole number of miles from 0"),
         (["--vin", VIN, "--mileage", "lots", *QUERIES], "whole number"),
         (["--vin", VIN, "--estimate", "free", *QUERIES], "US dollars"),
         (["--vin", VIN, "missing-photo.jpg"], "not found"),

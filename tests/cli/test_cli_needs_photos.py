@@ -9,7 +9,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from vehicle_assessment.cli import EXIT_CODES_HELP, EXIT_NEEDS_PHOTOS, EXIT_OK, build_parser
+from vehicle_assessment.cli import EPILOG, EXIT_NEEDS_PHOTOS, EXIT_OK, build_parser
 
 from ..conftest import run_cli
 
@@ -55,5 +55,5 @@ def test_all_photos_rejected_exits_needs_photos(tmp_path, capsys, tiny_model_nam
 
 
 def test_the_exit_codes_are_in_the_help() -> None:
-    assert f"{EXIT_NEEDS_PHOTOS}  the assessment ran but no photo could be assessed" in EXIT_CODES_HELP
-    assert build_parser().epilog == EXIT_CODES_HELP
+    assert f"{EXIT_NEEDS_PHOTOS:<4} the assessment ran but no photo could be assessed" in EPILOG
+    assert build_parser().epilog == EPILOG

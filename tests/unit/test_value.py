@@ -51,7 +51,7 @@ def test_mileage_over_expected_lowers_value() -> None:
     # expected 4 x 12,000 = 48,000; 12,000 over: -6% -> 19,652 x 0.94 = 18,472.88
     result = estimate_undamaged_value(facts(), 60_000, None, TODAY, CURVE)
     assert result.amount_usd == 18_473.0
-    assert "60,000 miles against 48,000 expected: -6.0%" in result.reason
+    assert "60,000 miles against 48,000 expected: -6%" in result.reason
 
 
 def test_mileage_under_expected_raises_value() -> None:

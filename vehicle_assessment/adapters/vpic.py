@@ -281,6 +281,7 @@ class VpicVinDecoder:
     def __init__(self, settings: VpicSettings, cache_path: Path) -> None:
         self._settings = settings
         self._cache_path = Path(cache_path)
+        self._cache_enabled = True
         self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
         self._session = requests.Session()
         retry = Retry(
@@ -298,8 +299,30 @@ class VpicVinDecoder:
         self._session.mount("https://", adapter)
         if settings.enabled:
             self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as db, db:
-                db.execute(_SCHEMA)
+            try:
+                self._create_cache()
+            except sqlite3.DatabaseError as exc:
+                self._rebuild_cache(exc)
+
+    def _create_cache(self) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(_SCHEMA)
+            # A file of another shape (or random bytes) fails here, not halfway through a decode.
+            db.execute("SELECT url, body, fetched_at FROM vpic_cache LIMIT 1").fetchall()
+
+    def _rebuild_cache(self, error: sqlite3.DatabaseError) -> None:
+        """The cache only saves requests: a damaged one is replaced by an empty one, with a warning."""
+        logger.warning(
+            "vPIC cache %s is unusable (%s); replacing it with an empty cache", self._cache_path, error
+        )
+        try:
+            self._cache_path.unlink(missing_ok=True)
+            self._create_cache()
+        except (OSError, sqlite3.DatabaseError) as exc:  # e.g. the path is a directory, or read-only
+            logger.warning(
+                "vPIC cache %s cannot be recreated (%s); decoding without a cache", self._cache_path, exc
+            )
+            self._cache_enabled = False
 
     def close(self) -> None:
         self._session.close()
@@ -357,22 +380,42 @@ class VpicVinDecoder:
 
     def _from_cache(self, url: str, vin: str) -> VehicleFacts | None:
         """The facts of a cached answer; an unusable one (e.g. for another VIN) is dropped and refetched."""
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT body FROM vpic_cache WHERE url = ?", (url,)).fetchone()
+        if not self._cache_enabled:
+            return None
+        try:
+            with closing(self._connect()) as db:
+                row = db.execute("SELECT body FROM vpic_cache WHERE url = ?", (url,)).fetchone()
+        except sqlite3.DatabaseError as exc:  # damaged since it was opened: a miss, and a fresh cache
+            self._rebuild_cache(exc)
+            return None
         if row is None:
             return None
         try:
             return parse_vpic_response(json.loads(row[0]), vin)
         except (ValueError, TypeError) as exc:  # json's JSONDecodeError is a ValueError
             logger.warning("dropping the cached vPIC answer for %s and asking again: %s", url, _one_line(exc))
-        with closing(self._connect()) as db, db:
-            db.execute("DELETE FROM vpic_cache WHERE url = ?", (url,))
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute("DELETE FROM vpic_cache WHERE url = ?", (url,))
+        except sqlite3.DatabaseError as exc:
+            self._rebuild_cache(exc)
         return None
 
     def _store(self, url: str, body: dict[str, Any]) -> None:
         fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
-        with closing(self._connect()) as db, db:
-            db.execute(
-                "INSERT OR REPLACE INTO vpic_cache (url, body, fetched_at) VALUES (?, ?, ?)",
-                (url, json.dumps(body), fetched_at),
-            )
+        row = (url, json.dumps(body), fetched_at)
+        insert = "INSERT OR REPLACE INTO vpic_cache (url, body, fetched_at) VALUES (?, ?, ?)"
+        for attempt in (1, 2):
+            if not self._cache_enabled:
+                return
+            try:
+                with closing(self._connect()) as db, db:
+                    db.execute(insert, row)
+                return
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2:
+                    logger.warning(
+                        "vPIC cache %s still unusable (%s); answer not cached", self._cache_path, exc
+                    )
+                    return
+                self._rebuild_cache(exc)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from vehicle_assessment import pipeline
@@ -26,6 +26,7 @@ from vehicle_assessment.domain.models import (
     Description,
     DescriptionStyle,
     StorableFloat,
+    speakable_color,
 )
 from vehicle_assessment.domain.vin import normalise_vin
 from vehicle_assessment.ports import Describer, ObjectStore, Speaker
@@ -68,6 +69,12 @@ class CreateAssessmentRequest(ApiRequest):
     expected_photos: int | None = Field(
         default=None, ge=1, le=limits.MAX_EXPECTED_PHOTOS, description="defaults to the service's"
     )
+
+    @field_validator("color")
+    @classmethod
+    def _speakable_color(cls, value: str | None) -> str | None:
+        # AssessmentInputs' rule, checked here too so a bad colour is a 400, not a 500 later.
+        return speakable_color(value)
 
 
 class PresignedUpload(ApiModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.models import (
     Assessment,
     Description,
@@ -80,13 +81,25 @@ _FUEL_ES = {
     "electric": "eléctrico",
     "flexible fuel vehicle (ffv)": "combustible flexible",
 }
-_DAMAGE_ES = {"scratch": "rayón", "dent": "abolladura", "broken": "rotura"}
-_SEVERITY_ES = {"minor": "leve", "moderate": "moderado", "severe": "grave"}
+# "broken" is the label's adjective; the sentence needs a noun ("severe breakage").
+_DAMAGE_EN = {"broken": "breakage"}
+# Spanish adjectives agree with the noun's gender: "rayón moderado", "abolladura moderada".
+_DAMAGE_ES = {"scratch": ("rayón", "m"), "dent": ("abolladura", "f"), "broken": ("rotura", "f")}
+_SEVERITY_ES = {
+    "minor": {"m": "leve", "f": "leve"},
+    "moderate": {"m": "moderado", "f": "moderada"},
+    "severe": {"m": "grave", "f": "grave"},
+}
+
+
+def _damage_es(damage_type: str, severity: str) -> str:
+    noun, gender = _DAMAGE_ES.get(damage_type, (damage_type, "m"))
+    adjective = _SEVERITY_ES.get(severity, {}).get(gender, severity)
+    return f"{noun} {adjective}"
 
 
 def _usd(amount: float, language: str) -> str:
-    whole = f"{round(amount):,}"
-    return f"{whole.replace(',', '.')} USD" if language == "es" else f"${whole}"
+    return figures.usd(amount, language)
 
 
 def _miles(miles: int, language: str) -> str:
@@ -131,11 +144,9 @@ def _damage_phrase(request: DescriptionRequest, language: str) -> str:
     for key, count in request.damage_summary.items():
         damage_type, severity = key.split("/")
         if language == "es":
-            items.append(
-                f"{_DAMAGE_ES.get(damage_type, damage_type)} {_SEVERITY_ES.get(severity, severity)} ({count})"
-            )
+            items.append(f"{_damage_es(damage_type, severity)} ({count})")
         else:
-            items.append(f"{severity} {damage_type} ({count})")
+            items.append(f"{severity} {_DAMAGE_EN.get(damage_type, damage_type)} ({count})")
     if language == "es":
         found = ", ".join(items) if items else "sin daños detectados"
         return f"Estado según {n} foto{'s' if n != 1 else ''}: {found}."
@@ -146,11 +157,11 @@ def _damage_phrase(request: DescriptionRequest, language: str) -> str:
 def _value_phrase(request: DescriptionRequest, language: str) -> str | None:
     if request.adjusted_value_usd is None or request.undamaged_value_usd is None:
         return None
-    pct = round(request.combined_depreciation * 100)
+    pct = figures.percent(request.combined_depreciation, language)
     adjusted, base = _usd(request.adjusted_value_usd, language), _usd(request.undamaged_value_usd, language)
     if language == "es":
-        return f"Valor estimado: {adjusted} (sin daños {base}, menos {pct} % por daños)."
-    return f"Estimated value: {adjusted} (undamaged {base}, less {pct}% for damage)."
+        return f"Valor estimado: {adjusted} (sin daños {base}, menos {pct} por daños)."
+    return f"Estimated value: {adjusted} (undamaged {base}, less {pct} for damage)."
 
 
 def _not_assessed_value_phrase(request: DescriptionRequest, language: str) -> str | None:

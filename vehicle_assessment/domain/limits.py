@@ -52,3 +52,7 @@ MAX_REJECTED_UPLOADS_PER_ASSESSMENT = 50
 MAX_STORED_SIGNIFICANT_DIGITS = 38
 MIN_STORED_MAGNITUDE = Decimal("1E-130")
 MAX_STORED_MAGNITUDE = Decimal("9.9999999999999999999999999999999999999E+125")
+
+# Besides letters, digits and spaces, the only characters a colour may hold: nothing a speech
+# engine would read out as markup, symbols or emoji names.
+COLOR_PUNCTUATION = "-/'.&(),"

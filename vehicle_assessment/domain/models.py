@@ -7,8 +7,6 @@ mileage in miles.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -26,21 +24,6 @@ class Model(BaseModel):
 
 
 # --- what callers may type ---------------------------------------------------------------------
-
-# Controls (C0, C1, DEL), surrogates, private use and unassigned code points: not text. XML 1.0 (and
-# so SSML) forbids most of them, and none belongs in a colour that is shown and spoken aloud.
-_NOT_TEXT_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
-_WHITESPACE_RUN = re.compile(r"\s+")
-
-
-def clean_free_text(value: str) -> str:
-    """Whitespace runs (tabs, newlines) become one space, ends are trimmed; other control
-    characters are refused (ValueError), never silently dropped."""
-    cleaned = _WHITESPACE_RUN.sub(" ", value).strip()
-    bad = sorted({f"U+{ord(c):04X}" for c in cleaned if unicodedata.category(c) in _NOT_TEXT_CATEGORIES})
-    if bad:
-        raise ValueError(f"contains control or unassigned characters ({', '.join(bad[:5])})")
-    return cleaned
 
 
 def significant_digits(number: Decimal) -> int:
@@ -368,6 +351,27 @@ class AssessmentStatus(StrEnum):
     INCOMPLETE = "INCOMPLETE"
 
 
+def speakable_color(value: str | None) -> str | None:
+    """A colour is read aloud: words only, whitespace collapsed, no markup, symbols or emoji.
+
+    Control characters (which XML 1.0, and so SSML, forbids), unassigned code points and markup are
+    refused, never silently dropped.
+
+    Raises ValueError (a pydantic validator's error) with the reason.
+    """
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    odd = sorted({c for c in text if not (c.isalnum() or c == " " or c in limits.COLOR_PUNCTUATION)})
+    if odd:
+        raise ValueError(
+            f"may hold only letters, digits, spaces and {limits.COLOR_PUNCTUATION}; found {''.join(odd)!r}"
+        )
+    if not any(c.isalpha() for c in text):
+        raise ValueError("must name a colour: it holds no letters")
+    return text
+
+
 class AssessmentInputs(Model):
     """What the yard says about the vehicle; every entry path validates through this model."""
 
@@ -380,10 +384,10 @@ class AssessmentInputs(Model):
 
     @field_validator("color", mode="before")
     @classmethod
-    def _clean_color(cls, value: Any) -> Any:
+    def _speakable_color(cls, value: Any) -> Any:
         # Every entry path (CLI, API, S3 metadata) comes through here, so the colour that reaches a
-        # description, the SSML and the table is one clean line of text.
-        return clean_free_text(value) if isinstance(value, str) else value
+        # description, the SSML and the table is one clean line of words; the bounds apply after.
+        return speakable_color(value) if isinstance(value, str) else value
 
 
 class Assessment(Model):

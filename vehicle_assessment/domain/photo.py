@@ -9,6 +9,7 @@ in its `QualityReport`, so the caller can record why.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
 from vehicle_assessment.domain.rules import IntakeSettings
@@ -56,6 +58,31 @@ def _pixel_limit_message(width: int, height: int, limit: int) -> str:
     return f"image too large: {width}x{height} = {width * height:,} pixels exceeds the {limit:,}-pixel limit"
 
 
+# Pillow's bomb warning and error: "Image size (100000000 pixels) exceeds limit of 89478485 pixels, ..."
+_PILLOW_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+
+
+def _bomb_rejection(exc: Exception, settings: IntakeSettings) -> PhotoRejected:
+    """Pillow's own size guard fired: report our documented limit, not Pillow's internal one.
+
+    Pillow refuses in Image.open, before we see the size, from about 89 Mpx (warning) and
+    179 Mpx (error). Its message names its own threshold; the person should read ours.
+    """
+    match = _PILLOW_BOMB.search(str(exc))
+    if match is None:
+        return PhotoRejected(f"image too large: it exceeds the {settings.max_pixels:,}-pixel limit")
+    pixels, pillow_limit = int(match.group(1)), int(match.group(2))
+    if pixels > settings.max_pixels:
+        return PhotoRejected(
+            f"image too large: {pixels:,} pixels exceeds the {settings.max_pixels:,}-pixel limit"
+        )
+    # Only when max_pixels is configured above Pillow's guard: then Pillow's is the limit that held.
+    return PhotoRejected(
+        f"image too large: {pixels:,} pixels exceeds the decoder's {pillow_limit:,}-pixel safety limit "
+        f"(the configured limit is {settings.max_pixels:,})"
+    )
+
+
 def _open_checked(data: bytes, content_type: str, settings: IntakeSettings) -> Image.Image:
     """Open lazily (header only), refuse oversized images, then decode the pixels."""
     pil_format = _PIL_FORMATS[content_type]
@@ -68,7 +95,7 @@ def _open_checked(data: bytes, content_type: str, settings: IntakeSettings) -> I
         try:
             image = Image.open(io.BytesIO(data), formats=[pil_format])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise PhotoRejected(f"image too large: {_one_line(exc)}") from exc
+            raise _bomb_rejection(exc, settings) from exc
         except UnidentifiedImageError as exc:
             raise PhotoRejected(
                 f"truncated or corrupt image: the {pil_format} header cannot be read"
@@ -84,7 +111,7 @@ def _open_checked(data: bytes, content_type: str, settings: IntakeSettings) -> I
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             image.close()
-            raise PhotoRejected(f"image too large: {_one_line(exc)}") from exc
+            raise _bomb_rejection(exc, settings) from exc
         except _DECODE_ERRORS as exc:
             image.close()
             raise PhotoRejected(f"truncated or corrupt image: {_one_line(exc)}") from exc
@@ -164,11 +191,12 @@ def _geometry_checks(width: int, height: int, settings: IntakeSettings) -> list[
 
     ratio = long / short
     if ratio > settings.max_aspect_ratio:
+        shown, limit = figures.compared(ratio, settings.max_aspect_ratio, places=1)
         aspect = _check(
             "aspect_ratio",
             QualityLevel.REJECT,
             ratio,
-            f"extreme aspect ratio: {ratio:.1f}:1 exceeds the {settings.max_aspect_ratio:.1f}:1 limit",
+            f"extreme aspect ratio: {shown}:1 exceeds the {limit}:1 limit",
         )
     else:
         aspect = _check("aspect_ratio", QualityLevel.PASS, ratio, None)
@@ -194,22 +222,33 @@ def laplacian_variance(gray: np.ndarray) -> float:
     return float(laplacian.var())
 
 
+def _below(value: float, limit: float) -> str:
+    """ "39.96 is below 40.0": one decimal unless the comparison needs more to read true."""
+    shown, shown_limit = figures.compared(value, limit, places=1)
+    return f"{shown} is below {shown_limit}"
+
+
+def _above(value: float, limit: float) -> str:
+    shown, shown_limit = figures.compared(value, limit, places=1)
+    return f"{shown} is above {shown_limit}"
+
+
 def _sharpness_check(sharpness: float, settings: IntakeSettings) -> QualityCheck:
     if sharpness < settings.blur_reject:
         return _check(
             "sharpness",
             QualityLevel.REJECT,
             sharpness,
-            f"too blurry: sharpness {sharpness:.1f} (variance of the Laplacian) is below "
-            f"the {settings.blur_reject:g} reject threshold",
+            "too blurry: sharpness (variance of the Laplacian) "
+            f"{_below(sharpness, settings.blur_reject)}, the reject threshold",
         )
     if sharpness < settings.blur_warn:
         return _check(
             "sharpness",
             QualityLevel.WARN,
             sharpness,
-            f"possibly blurry: sharpness {sharpness:.1f} (variance of the Laplacian) is below "
-            f"the {settings.blur_warn:g} warning threshold",
+            "possibly blurry: sharpness (variance of the Laplacian) "
+            f"{_below(sharpness, settings.blur_warn)}, the warning threshold",
         )
     return _check("sharpness", QualityLevel.PASS, sharpness, None)
 
@@ -218,22 +257,22 @@ def _exposure_check(brightness: float, settings: IntakeSettings) -> QualityCheck
     if brightness < settings.dark_reject:
         level, reason = (
             QualityLevel.REJECT,
-            f"too dark: mean luminance {brightness:.1f} is below {settings.dark_reject:g}",
+            f"too dark: mean luminance {_below(brightness, settings.dark_reject)}",
         )
     elif brightness > settings.bright_reject:
         level, reason = (
             QualityLevel.REJECT,
-            f"overexposed: mean luminance {brightness:.1f} is above {settings.bright_reject:g}",
+            f"overexposed: mean luminance {_above(brightness, settings.bright_reject)}",
         )
     elif brightness < settings.dark_warn:
         level, reason = (
             QualityLevel.WARN,
-            f"dark: mean luminance {brightness:.1f} is below {settings.dark_warn:g}",
+            f"dark: mean luminance {_below(brightness, settings.dark_warn)}",
         )
     elif brightness > settings.bright_warn:
         level, reason = (
             QualityLevel.WARN,
-            f"bright: mean luminance {brightness:.1f} is above {settings.bright_warn:g}",
+            f"bright: mean luminance {_above(brightness, settings.bright_warn)}",
         )
     else:
         level, reason = QualityLevel.PASS, None
@@ -263,9 +302,8 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
     if size == 0:
         raise PhotoRejected("empty file (0 bytes)")
     if size > settings.max_bytes:
-        raise PhotoRejected(
-            f"file too large: {size / _MIB:.1f} MB exceeds {settings.max_bytes / _MIB:.1f} MB"
-        )
+        shown, limit = figures.compared(size / _MIB, settings.max_bytes / _MIB, places=1)
+        raise PhotoRejected(f"file too large: {shown} MB exceeds {limit} MB")
     content_type = sniff_content_type(data)
     if content_type is None:
         raise PhotoRejected("not an image: content is not JPEG, PNG or WebP")

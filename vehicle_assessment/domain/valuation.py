@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.models import (
     PhotoDepreciation,
     PhotoRecord,
@@ -43,8 +44,8 @@ def combine_depreciation(rates: Sequence[float], settings: ValuationSettings) ->
 def rule_text(settings: ValuationSettings) -> str:
     return (
         "worst photo in full, each further photo at "
-        f"{settings.additional_photo_weight:.0%} of its rate, compounded, capped at "
-        f"{settings.max_total_depreciation:.0%}"
+        f"{figures.percent(settings.additional_photo_weight)} of its rate, compounded, capped at "
+        f"{figures.percent(settings.max_total_depreciation)}"
     )
 
 

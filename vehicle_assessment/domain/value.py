@@ -9,16 +9,17 @@ from __future__ import annotations
 import math
 from datetime import date
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.models import UndamagedValue, ValueMethod, VehicleFacts
 from vehicle_assessment.domain.rules import ValueCurveSettings
 
 
 def _usd(amount: float) -> str:
-    return f"${amount:,.0f}"
+    return figures.usd(amount)
 
 
 def _pct(share: float) -> str:
-    return f"{share * 100:g}%"
+    return figures.percent(share)
 
 
 def _unknown(facts: VehicleFacts | None, today: date) -> UndamagedValue:
@@ -97,7 +98,7 @@ def estimate_undamaged_value(
         clamped = f" (capped at ±{_pct(curve.max_mileage_adjustment)})" if adjustment != raw else ""
         steps.append(
             f"{mileage:,} miles against {expected:,} expected: "
-            f"{adjustment * 100:+.1f}%{clamped} gives {_usd(value)}"
+            f"{'+' if adjustment >= 0 else ''}{_pct(adjustment)}{clamped} gives {_usd(value)}"
         )
         if value < floor:
             # The floor holds whatever the mileage.

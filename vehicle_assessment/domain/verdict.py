@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.models import DamageType, Neighbour, PhotoVerdict, Severity
 from vehicle_assessment.domain.rules import VerdictSettings
 
@@ -38,7 +39,8 @@ def decide_verdict(neighbours: Sequence[Neighbour], settings: VerdictSettings) -
     damaged_weight = sum(_weight(n) for n in voters if n.label.damaged)
     damaged_share = damaged_weight / total
     damaged = damaged_share >= settings.damaged_threshold
-    confidence = damaged_share if damaged else 1.0 - damaged_share
+    # Rounded once, here: the stored figure, the review decision and its reason all use this one.
+    confidence = round(damaged_share if damaged else 1.0 - damaged_share, 6)
 
     damage_type, severity = DamageType.NONE, Severity.NONE
     if damaged:
@@ -56,15 +58,16 @@ def decide_verdict(neighbours: Sequence[Neighbour], settings: VerdictSettings) -
         )
 
     needs_review = confidence < settings.confidence_threshold
+    shown_confidence, shown_threshold = figures.compared(confidence, settings.confidence_threshold)
     return PhotoVerdict(
         damaged=damaged,
         damage_type=damage_type,
         severity=severity,
         damaged_share=round(damaged_share, 6),
-        confidence=round(confidence, 6),
+        confidence=confidence,
         needs_review=needs_review,
         review_reason=(
-            f"confidence {confidence:.2f} is below the {settings.confidence_threshold:.2f} threshold"
+            f"confidence {shown_confidence} is below the {shown_threshold} threshold"
             if needs_review
             else None
         ),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
 from vehicle_assessment.domain.models import Assessment
 from vehicle_assessment.ports import AssessmentNotFound
 
@@ -19,21 +24,32 @@ CREATE TABLE IF NOT EXISTS assessments (
 );
 CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DESC);
 """
+_COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
+_REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
 
 
 class SqliteAssessmentRepository:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # Checked before WAL mode is switched on, which would rewrite a foreign file's header.
+        with state_file_errors(path, "assessment database", _REMEDY), closing(sqlite3.connect(path)) as conn:
+            check_schema(conn, _COLUMNS)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         # One short-lived connection per call: safe across threads, and WAL lets readers
-        # (`show`, `list`) run while an assessment is being written.
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        # (`show`, `list`) run while an assessment is being written. A damaged or foreign file
+        # becomes StateFileUnusable naming it, whichever statement finds out.
+        with (
+            state_file_errors(self.path, "assessment database", _REMEDY),
+            closing(sqlite3.connect(self.path, timeout=30)) as conn,
+            conn,
+        ):
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
 
     def save(self, assessment: Assessment) -> None:
         with self._connect() as conn:
@@ -62,9 +78,39 @@ class SqliteAssessmentRepository:
         return Assessment.model_validate_json(row[0])
 
     def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]:
+        return self.page_by_vin(vin, limit)[0]
+
+    def page_by_vin(
+        self, vin: str, limit: int, next_token: str | None = None
+    ) -> tuple[list[Assessment], str | None]:
+        """One page, newest first, and the token of the next page (None on the last page).
+
+        Keyset paging on (created_at, assessment_id): a page never repeats or skips a row when
+        assessments are added between pages. Raises ValueError for a token it did not issue.
+        """
+        after = _decode_token(next_token) if next_token else None
+        query = "SELECT document, created_at, assessment_id FROM assessments WHERE vin = ?"
+        params: list[object] = [vin]
+        if after:
+            query += " AND (created_at < ? OR (created_at = ? AND assessment_id < ?))"
+            params += [after[0], after[0], after[1]]
+        query += " ORDER BY created_at DESC, assessment_id DESC LIMIT ?"
         with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT document FROM assessments WHERE vin = ? ORDER BY created_at DESC LIMIT ?",
-                (vin, limit),
-            ).fetchall()
-        return [Assessment.model_validate_json(row[0]) for row in rows]
+            rows = conn.execute(query, (*params, limit + 1)).fetchall()
+        page = rows[:limit]
+        token = _encode_token(page[-1][1], page[-1][2]) if len(rows) > limit else None
+        return [Assessment.model_validate_json(row[0]) for row in page], token
+
+
+def _encode_token(created_at: str, assessment_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, assessment_id]).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[str, str]:
+    try:
+        created_at, assessment_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise ValueError(f"{token!r} is not a page token printed by `list`") from exc
+    if not (isinstance(created_at, str) and isinstance(assessment_id, str)):
+        raise ValueError(f"{token!r} is not a page token printed by `list`")
+    return created_at, assessment_id

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
+from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
 from vehicle_assessment.domain.models import (
     DamageType,
     EncoderIdentity,
@@ -20,7 +23,7 @@ from vehicle_assessment.domain.models import (
     ReferenceLabel,
     Severity,
 )
-from vehicle_assessment.ports import IndexMismatch, ReferenceItem
+from vehicle_assessment.ports import IndexMismatch, ReferenceItem, StateFileUnusable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,6 +37,11 @@ CREATE TABLE IF NOT EXISTS reference_photos (
     vector BLOB NOT NULL
 );
 """
+_COLUMNS = {
+    "meta": ("key", "value"),
+    "reference_photos": ("id", "source", "sha256", "damaged", "damage_type", "severity", "vector"),
+}
+_REMEDY = "move it aside and rebuild the index with `vehicle-assessment index build`"
 
 
 def top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,22 +74,40 @@ class LocalVectorIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._conn = sqlite3.connect(path)
-        self._conn.executescript(_SCHEMA)
+        try:
+            with self._state_errors():
+                check_schema(self._conn, _COLUMNS)
+                self._conn.executescript(_SCHEMA)
+        except StateFileUnusable:
+            self._conn.close()
+            raise
         self._matrix: np.ndarray | None = None
         self._rows: list[tuple[int, str, ReferenceLabel]] = []
 
     def close(self) -> None:
         self._conn.close()
 
+    def _state_errors(self) -> AbstractContextManager[None]:
+        # A truncated, random or foreign file fails on whichever statement first reads it.
+        return state_file_errors(self.path, "reference index", _REMEDY)
+
     @property
     def identity(self) -> EncoderIdentity | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'encoder'").fetchone()
-        return EncoderIdentity.model_validate_json(row[0]) if row else None
+        with self._state_errors():
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'encoder'").fetchone()
+        if row is None:
+            return None
+        try:
+            return EncoderIdentity.model_validate_json(row[0])
+        except ValidationError as exc:
+            raise StateFileUnusable(
+                f"{self.path} is not a usable reference index (its encoder record is unreadable); {_REMEDY}"
+            ) from exc
 
     def bind(self, identity: EncoderIdentity) -> None:
         current = self.identity
         if current is None:
-            with self._conn:
+            with self._state_errors(), self._conn:
                 self._conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('encoder', ?)", (identity.model_dump_json(),)
                 )
@@ -92,10 +118,12 @@ class LocalVectorIndex:
             )
 
     def known_sources(self) -> set[str]:
-        return {row[0] for row in self._conn.execute("SELECT source FROM reference_photos")}
+        with self._state_errors():
+            return {row[0] for row in self._conn.execute("SELECT source FROM reference_photos")}
 
     def count(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM reference_photos").fetchone()[0])
+        with self._state_errors():
+            return int(self._conn.execute("SELECT COUNT(*) FROM reference_photos").fetchone()[0])
 
     def add(self, items: Sequence[ReferenceItem]) -> None:
         identity = self.identity
@@ -120,7 +148,7 @@ class LocalVectorIndex:
                 )
             )
         # One transaction per batch: an interrupted build keeps every finished batch (resumable).
-        with self._conn:
+        with self._state_errors(), self._conn:
             self._conn.executemany(
                 "INSERT INTO reference_photos (source, sha256, damaged, damage_type, severity, vector)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -130,26 +158,34 @@ class LocalVectorIndex:
 
     def _load(self) -> np.ndarray:
         if self._matrix is None:
-            rows = self._conn.execute(
-                "SELECT id, source, damaged, damage_type, severity, vector FROM reference_photos ORDER BY id"
-            ).fetchall()
-            self._rows = [
-                (
-                    row_id,
-                    source,
-                    ReferenceLabel(
-                        damaged=bool(damaged), damage_type=DamageType(dtype), severity=Severity(severity)
-                    ),
-                )
-                for row_id, source, damaged, dtype, severity, _ in rows
-            ]
-            dimension = self.identity.dimension if self.identity else 0
-            self._matrix = (
-                np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
-                if rows
-                else np.zeros((0, dimension), dtype=np.float32)
-            )
+            with self._state_errors():
+                rows = self._conn.execute(
+                    "SELECT id, source, damaged, damage_type, severity, vector FROM reference_photos"
+                    " ORDER BY id"
+                ).fetchall()
+            try:
+                self._matrix = self._decode_rows(rows)
+            except ValueError as exc:  # unknown label values or vectors of the wrong length
+                raise StateFileUnusable(
+                    f"{self.path} is not a usable reference index ({' '.join(str(exc).split())}); {_REMEDY}"
+                ) from exc
         return self._matrix
+
+    def _decode_rows(self, rows: list[tuple]) -> np.ndarray:
+        self._rows = [
+            (
+                row_id,
+                source,
+                ReferenceLabel(
+                    damaged=bool(damaged), damage_type=DamageType(dtype), severity=Severity(severity)
+                ),
+            )
+            for row_id, source, damaged, dtype, severity, _ in rows
+        ]
+        dimension = self.identity.dimension if self.identity else 0
+        if not rows:
+            return np.zeros((0, dimension), dtype=np.float32)
+        return np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
         matrix = self._load()
@@ -175,7 +211,8 @@ class LocalVectorIndex:
     def vectors_and_labels(self) -> tuple[list[StoredReference], np.ndarray]:
         """Every row in id order with its (n, d) unit-vector matrix; read-only, for evaluation."""
         matrix = self._load()
-        sha = dict(self._conn.execute("SELECT id, sha256 FROM reference_photos").fetchall())
+        with self._state_errors():
+            sha = dict(self._conn.execute("SELECT id, sha256 FROM reference_photos").fetchall())
         rows = [
             StoredReference(reference_id=str(row_id), source=source, sha256=sha[row_id], label=label)
             for row_id, source, label in self._rows
