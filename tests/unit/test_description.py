@@ -386,6 +386,22 @@ def test_hybrid_alone_is_still_mentioned() -> None:
     assert "motor híbrido" in text(request(vehicle=hybrid), "es")
 
 
+def test_plug_in_hybrid_and_fuel_cell_are_named_as_such() -> None:
+    phev = vehicle(make="CHEVROLET", model="Volt", powertrain="plug_in_hybrid", engine_displacement_l=1.5)
+    assert "plug-in hybrid gasoline engine" in text(request(vehicle=phev), "en")
+    assert "motor híbrido enchufable de gasolina" in text(request(vehicle=phev), "es")
+    fcev = vehicle(
+        make="TOYOTA",
+        model="Mirai",
+        powertrain="fuel_cell_electric",
+        fuel_type_primary="Hydrogen",
+        engine_displacement_l=None,
+        engine_cylinders=None,
+    )
+    assert "fuel-cell electric drive" in text(request(vehicle=fcev), "en")
+    assert "motor eléctrico de pila de combustible" in text(request(vehicle=fcev), "es")
+
+
 def test_non_hybrid_is_not_called_hybrid() -> None:
     assert "hybrid" not in text(request(), "en")
     assert "híbrido" not in text(request(), "es")

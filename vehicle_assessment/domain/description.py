@@ -16,6 +16,7 @@ from vehicle_assessment.domain.models import (
     DescriptionRequest,
     DescriptionStyle,
     PhotoStatus,
+    Powertrain,
 )
 
 TEMPLATE_LANGUAGES = ("en", "es")
@@ -109,12 +110,15 @@ def _miles(miles: int, language: str) -> str:
 
 def _powertrain(request: DescriptionRequest, language: str) -> str | None:
     v = request.vehicle
+    if v.powertrain == Powertrain.FUEL_CELL_ELECTRIC:
+        return "motor eléctrico de pila de combustible" if language == "es" else "fuel-cell electric drive"
     if v.is_electric:
         return "motor eléctrico" if language == "es" else "electric drive"
+    plug_in = v.powertrain == Powertrain.PLUG_IN_HYBRID
     fuel = v.fuel_type_primary
     if language == "es":
         fuel = _FUEL_ES.get(fuel.lower(), fuel) if fuel else None
-        engine = "motor híbrido" if v.is_hybrid else "motor"
+        engine = ("motor híbrido enchufable" if plug_in else "motor híbrido") if v.is_hybrid else "motor"
         # Spanish writes the decimal comma ("2,5 L"); the dot is its thousands separator.
         litres = f"{v.engine_displacement_l:g}".replace(".", ",") if v.engine_displacement_l else None
         details = [f"{litres} L" if litres else None]
@@ -126,7 +130,7 @@ def _powertrain(request: DescriptionRequest, language: str) -> str | None:
         return text if (fuel or spec or v.is_hybrid) else None
     details = [f"{v.engine_displacement_l:g} L" if v.engine_displacement_l else None]
     details.append(f"{v.engine_cylinders}-cylinder" if v.engine_cylinders else None)
-    details.append("hybrid" if v.is_hybrid else None)
+    details.append(("plug-in hybrid" if plug_in else "hybrid") if v.is_hybrid else None)
     details.append(fuel.lower() if fuel else None)
     spec = " ".join(d for d in details if d)
     return f"{spec} engine" if spec else None
