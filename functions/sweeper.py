@@ -11,10 +11,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, metrics, tracer
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import factory, sweeper
 from vehicle_assessment.aws_runtime.config import SweeperConfig
-from vehicle_assessment.aws_runtime.uploads import StepFunctionsStarter
+from vehicle_assessment.ports import WorkflowRepository
 
 
 @functools.lru_cache(maxsize=1)
@@ -23,7 +23,7 @@ def get_config() -> SweeperConfig:
 
 
 @functools.lru_cache(maxsize=1)
-def get_repository() -> DynamoAssessmentRepository:
+def get_repository() -> WorkflowRepository:
     return factory.build_repository(get_config())
 
 

@@ -16,6 +16,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.observability import logger, metrics, tracer
+from vehicle_assessment.adapters.aws.s3_object_probe import S3ObjectProbe
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import factory, uploads
 from vehicle_assessment.aws_runtime.config import UploadConfig
 
@@ -40,10 +42,8 @@ def get_services() -> uploads.UploadServices:
     config = get_config()
     return uploads.UploadServices(
         repository=factory.build_repository(config),
-        probe=uploads.S3ObjectProbe(factory.aws_client("s3", config), config.bucket_name),
-        starter=uploads.StepFunctionsStarter(
-            factory.aws_client("stepfunctions", config), config.state_machine_arn
-        ),
+        probe=S3ObjectProbe(factory.aws_client("s3", config), config.bucket_name),
+        starter=StepFunctionsStarter(factory.aws_client("stepfunctions", config), config.state_machine_arn),
     )
 
 

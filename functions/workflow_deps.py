@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import functools
 
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.aws_runtime.config import WorkflowConfig
-from vehicle_assessment.ports import Describer, ImageEncoder, ObjectStore, ReferenceIndex, Speaker, VinDecoder
+from vehicle_assessment.ports import (
+    Describer,
+    ImageEncoder,
+    ObjectStore,
+    ReferenceIndex,
+    Speaker,
+    VinDecoder,
+    WorkflowRepository,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -16,7 +23,7 @@ def get_config() -> WorkflowConfig:
 
 
 @functools.lru_cache(maxsize=1)
-def get_repository() -> DynamoAssessmentRepository:
+def get_repository() -> WorkflowRepository:
     return factory.build_repository(get_config())
 
 

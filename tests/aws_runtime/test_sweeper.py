@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.aws_runtime.conftest import NOW, STATE_MACHINE_ARN, VIN, Aws
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime.sweeper import sweep
-from vehicle_assessment.aws_runtime.uploads import StepFunctionsStarter, open_assessment
+from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain.models import AssessmentInputs, AssessmentStatus
 
 

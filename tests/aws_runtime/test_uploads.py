@@ -8,10 +8,10 @@ import pytest
 
 from tests.aws_runtime.conftest import BUCKET, NOW, STATE_MACHINE_ARN, VIN, Aws
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from vehicle_assessment.adapters.aws.s3_object_probe import S3ObjectProbe
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import uploads
 from vehicle_assessment.aws_runtime.uploads import (
-    S3ObjectProbe,
-    StepFunctionsStarter,
     UploadedObject,
     UploadResultKind,
     UploadRules,

@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from vehicle_assessment.domain.models import VehicleFacts
+from vehicle_assessment.domain.text import one_line
 from vehicle_assessment.domain.vehicle import parse_vpic_response
 from vehicle_assessment.ports import VinDecoderUnavailable
 from vehicle_assessment.settings import VpicSettings
@@ -32,11 +33,6 @@ CREATE TABLE IF NOT EXISTS vpic_cache (
     fetched_at TEXT NOT NULL
 )
 """
-
-
-def _one_line(text: object, limit: int = 300) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class VpicVinDecoder:
@@ -89,7 +85,7 @@ class VpicVinDecoder:
         try:
             facts = parse_vpic_response(body, vin)
         except (ValueError, TypeError) as exc:
-            raise VinDecoderUnavailable(f"vPIC answered nonsense for {url}: {_one_line(exc)}") from exc
+            raise VinDecoderUnavailable(f"vPIC answered nonsense for {url}: {one_line(exc, 300)}") from exc
         self._store(url, body)
         return facts
 
@@ -102,7 +98,7 @@ class VpicVinDecoder:
             # requests wraps urllib3's MaxRetryError, whose `reason` names the real cause.
             cause = exc.args[0] if exc.args else exc
             raise VinDecoderUnavailable(
-                f"vPIC unreachable ({type(exc).__name__}: {_one_line(getattr(cause, 'reason', cause), 200)})"
+                f"vPIC unreachable ({type(exc).__name__}: {one_line(getattr(cause, 'reason', cause), 200)})"
             ) from exc
         if response.status_code != 200:
             raise VinDecoderUnavailable(f"vPIC answered HTTP {response.status_code} for {url}")

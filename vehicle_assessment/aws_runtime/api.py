@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vehicle_assessment import pipeline
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import build_description_request
@@ -25,7 +24,7 @@ from vehicle_assessment.domain.models import (
     DescriptionStyle,
 )
 from vehicle_assessment.domain.vin import normalise_vin
-from vehicle_assessment.ports import Describer, ObjectStore, Speaker
+from vehicle_assessment.ports import Describer, ObjectStore, Speaker, WorkflowRepository
 
 
 class Conflict(Exception):
@@ -113,7 +112,7 @@ class RegenerateDescriptionResponse(ApiModel):
 
 @dataclass(frozen=True)
 class ApiServices:
-    repository: DynamoAssessmentRepository
+    repository: WorkflowRepository
     s3_client: Any
     objects: ObjectStore
     describer: Describer | None = None

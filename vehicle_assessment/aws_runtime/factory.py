@@ -18,7 +18,6 @@ from vehicle_assessment.aws_runtime.config import (
 )
 
 if TYPE_CHECKING:
-    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
     from vehicle_assessment.ports import (
         Describer,
         ImageEncoder,
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
         ReferenceIndex,
         Speaker,
         VinDecoder,
+        WorkflowRepository,
     )
 
 
@@ -43,7 +43,7 @@ def aws_client(service: str, config: FunctionConfig) -> Any:
     return make_boto3_client(service, config.aws_region, config.client, boto3_session())
 
 
-def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
+def build_repository(config: FunctionConfig) -> WorkflowRepository:
     from vehicle_assessment.adapters.aws.clients import botocore_config
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 
