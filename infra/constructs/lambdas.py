@@ -143,11 +143,6 @@ def removal(config: InfraConfig) -> RemovalPolicy:
     return RemovalPolicy.DESTROY if config.removal_policy == "destroy" else RemovalPolicy.RETAIN
 
 
-def region_partition(scope: Construct) -> tuple[str, str]:
-    stack = Stack.of(scope)
-    return stack.region, stack.partition
-
-
 def logical_id(construct: Construct) -> str:
     """The logical id cdk-nag prints in finding ids, e.g. ``AwsSolutions-IAM5[Resource::<Id.Arn>/x/*]``."""
     child = construct.node.default_child
