@@ -24,7 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from functions.observability import logger, metrics, tracer
+from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.aws_runtime import api, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig
 from vehicle_assessment.domain.description import UnsupportedLanguage
@@ -183,8 +183,6 @@ def openapi_json() -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_entry(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

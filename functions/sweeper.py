@@ -10,7 +10,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.observability import logger, metrics, tracer
+from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import factory, sweeper
 from vehicle_assessment.aws_runtime.config import SweeperConfig
@@ -35,9 +35,7 @@ def get_starter() -> StepFunctionsStarter | None:
     return StepFunctionsStarter(factory.aws_client("stepfunctions", config), config.state_machine_arn)
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_entry
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = get_config()
     report = sweeper.sweep(

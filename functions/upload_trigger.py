@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.observability import logger, metrics, tracer
+from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.adapters.aws.s3_object_probe import S3ObjectProbe
 from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import factory, uploads
@@ -70,9 +70,7 @@ def record_handler(record: SQSRecord) -> None:
 _PROBLEMS = {uploads.UploadResultKind.REJECTED, uploads.UploadResultKind.ORPHANED}
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_entry
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
