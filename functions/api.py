@@ -11,7 +11,6 @@ state conflict, 500 without details (the stack trace goes to the log, never to t
 
 from __future__ import annotations
 
-import functools
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
+from functions.container_cache import per_container
 from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.aws_runtime import api, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig
@@ -58,12 +58,12 @@ def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, dict[
     return listed
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_config() -> ApiConfig:
     return ApiConfig()
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_services() -> api.ApiServices:
     config = get_config()
     return api.ApiServices(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.container_cache import per_container
 from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import factory, sweeper
@@ -17,17 +17,17 @@ from vehicle_assessment.aws_runtime.config import SweeperConfig
 from vehicle_assessment.ports import WorkflowRepository
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_config() -> SweeperConfig:
     return SweeperConfig()
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_repository() -> WorkflowRepository:
     return factory.build_repository(get_config())
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_starter() -> StepFunctionsStarter | None:
     config = get_config()
     if not config.state_machine_arn:

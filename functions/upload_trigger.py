@@ -6,7 +6,6 @@ Rejections are not failures: they are recorded and counted, and the message is c
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.container_cache import per_container
 from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.adapters.aws.s3_object_probe import S3ObjectProbe
 from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
@@ -32,12 +32,12 @@ _METRIC = {
 }
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_config() -> UploadConfig:
     return UploadConfig()
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_services() -> uploads.UploadServices:
     config = get_config()
     return uploads.UploadServices(
