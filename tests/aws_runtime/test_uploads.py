@@ -22,6 +22,8 @@ from vehicle_assessment.aws_runtime.uploads import (
 )
 from vehicle_assessment.domain.models import AssessmentInputs, AssessmentStatus
 
+pytestmark = pytest.mark.slow  # the upload service end to end on moto (fast: tests/services)
+
 RULES = UploadRules(max_upload_bytes=15 * 1024 * 1024, default_expected_photos=3)
 
 

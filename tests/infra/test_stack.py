@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.infra.cfn import placeholder, resolve_value, resources_of, state_machine_definition
+
+pytestmark = pytest.mark.slow  # synthesizes the CDK app
 
 HANDLERS = {
     "functions.decode_vin.handler",

@@ -41,6 +41,8 @@ from tests.infra.cfn import (
     state_machine_definition,
 )
 
+pytestmark = pytest.mark.slow  # synthesizes the CDK app and runs it end to end on moto
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = [
     REPO_ROOT / "tests/data/photos/damaged_0003_JPEG.jpg",
