@@ -11,10 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import urllib3  # noqa: F401  (see below)
 
 from vehicle_assessment.adapters.memory import InMemoryAssessmentRepository
 from vehicle_assessment.domain.models import Assessment, AssessmentInputs
 from vehicle_assessment.ports import ObjectHead, ObjectNotFound, WorkflowRepository
+
+# urllib3 (imported above) probes for IPv6 with a socket when first imported; boto3 imports it for
+# the moto runs. Imported at collection, before pytest-socket guards each test, no test trips it.
 
 VIN = "1FTMW1T88MFA00001"  # a valid 2021 Ford F-150 VIN (check digit ok)
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
