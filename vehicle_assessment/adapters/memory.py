@@ -23,13 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from vehicle_assessment.domain.models import (
-    Assessment,
-    AssessmentStatus,
-    EncoderIdentity,
-    PhotoRecord,
-    PhotoStatus,
-)
+from vehicle_assessment.adapters.upload_tracking import tracked_assessment
+from vehicle_assessment.domain.models import Assessment, AssessmentStatus, EncoderIdentity, PhotoRecord
 from vehicle_assessment.ports import (
     AssessmentNotFound,
     AwaitingAssessment,
@@ -48,15 +43,6 @@ def _iso(moment: datetime) -> str:
 
 
 @dataclass
-class _Upload:
-    photo_id: str
-    filename: str
-    size_bytes: int
-    content_type: str
-    received_at: str
-
-
-@dataclass
 class _Item:
     """One assessment as the DynamoDB item holds it: the document plus upload tracking."""
 
@@ -66,7 +52,7 @@ class _Item:
     created_at: str
     expected_photos: int
     received_photo_keys: set[str] = field(default_factory=set)
-    uploads: dict[str, _Upload] = field(default_factory=dict)
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # object key -> the upload
     rejected_uploads: dict[str, RejectedUpload] = field(default_factory=dict)
     photo_results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -149,7 +135,13 @@ class InMemoryAssessmentRepository:
             if not countable:
                 return PhotoReceipt.not_counted(object_key, received, item.expected_photos, item.status)
             received.add(object_key)
-            item.uploads[object_key] = _Upload(photo_id, filename, size_bytes, content_type, _iso(now))
+            item.uploads[object_key] = {
+                "photo_id": photo_id,
+                "filename": filename,
+                "size_bytes": size_bytes,
+                "content_type": content_type,
+                "received_at": _iso(now),
+            }
             item.updated_at = _iso(now)
             return PhotoReceipt(UploadOutcome.ACCEPTED, len(received), item.expected_photos, item.status)
 
@@ -248,26 +240,9 @@ class InMemoryAssessmentRepository:
 
     @staticmethod
     def _assessment(item: _Item) -> Assessment:
-        document = dict(item.document)
-        document["status"] = item.status.value
-        document["updated_at"] = item.updated_at
-        photos: dict[str, dict[str, Any]] = {p["photo_id"]: p for p in document.get("photos", [])}
-        for key in sorted(item.uploads):
-            upload = item.uploads[key]
-            photos.setdefault(
-                upload.photo_id,
-                PhotoRecord(
-                    photo_id=upload.photo_id,
-                    filename=upload.filename,
-                    object_key=key,
-                    size_bytes=upload.size_bytes,
-                    sha256="",  # known once the workflow has read the bytes
-                    status=PhotoStatus.RECEIVED,
-                ).model_dump(mode="json"),
-            )
-        photos |= item.photo_results
-        document["photos"] = list(photos.values())
-        return Assessment.model_validate(document)
+        return tracked_assessment(
+            item.document, item.status.value, item.updated_at, item.uploads, item.photo_results
+        )
 
 
 class InMemoryObjectStore:

@@ -45,12 +45,12 @@ from decimal import Decimal
 from typing import Any
 
 from vehicle_assessment.adapters.aws.errors import error_code
+from vehicle_assessment.adapters.upload_tracking import tracked_assessment
 from vehicle_assessment.domain.models import (
     Assessment,
     AssessmentStatus,
     EncoderIdentity,
     PhotoRecord,
-    PhotoStatus,
 )
 from vehicle_assessment.ports import (
     AssessmentNotFound,
@@ -513,25 +513,11 @@ class DynamoAssessmentRepository:
 
     @staticmethod
     def _assessment(item: Mapping[str, Any]) -> Assessment:
-        document = from_dynamo(item["document"])
         # Status transitions (sweeper, workflow start) touch only the top-level attributes.
-        document["status"] = item["status"]
-        document["updated_at"] = item["updated_at"]
-        photos: dict[str, dict[str, Any]] = {p["photo_id"]: p for p in document.get("photos", [])}
-        uploads = from_dynamo(item.get("uploads", {}))
-        for key in sorted(uploads):
-            upload = uploads[key]
-            photos.setdefault(
-                upload["photo_id"],
-                PhotoRecord(
-                    photo_id=upload["photo_id"],
-                    filename=upload["filename"],
-                    object_key=key,
-                    size_bytes=upload["size_bytes"],
-                    sha256="",  # known once the workflow has read the bytes
-                    status=PhotoStatus.RECEIVED,
-                ).model_dump(mode="json"),
-            )
-        photos |= from_dynamo(item.get("photo_results", {}))
-        document["photos"] = list(photos.values())
-        return Assessment.model_validate(document)
+        return tracked_assessment(
+            from_dynamo(item["document"]),
+            item["status"],
+            item["updated_at"],
+            from_dynamo(item.get("uploads", {})),
+            from_dynamo(item.get("photo_results", {})),
+        )
