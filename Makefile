@@ -8,7 +8,7 @@ DEMO_DIR := demo-output
 DEMO_ENV := HF_HUB_OFFLINE=1 VDA_DATA_DIR=$(DEMO_DIR) VDA_ENCODER__FALLBACK_UNTRAINED_MODEL=ViT-B-32
 DEMO_VIN := 1FTMW1T88MFA00001
 
-.PHONY: venv demo test lint clean synth
+.PHONY: venv demo test test-fast lint clean synth
 
 # The demo needs only the runtime; the tests add the AWS SDK, moto, the CDK and linters.
 $(VENV)/.runtime: requirements.txt pyproject.toml
@@ -31,6 +31,11 @@ demo: $(VENV)/.runtime
 
 test: venv node_modules/.installed
 	$(PY) -m pytest
+
+# Seconds, not minutes: no torch, no CDK synth, no moto end-to-end runs (tests marked slow).
+# CI runs everything (make test).
+test-fast: venv
+	$(PY) -m pytest -m "not slow"
 
 # ruff (lint and format) and mypy with the pydantic plugin; files and settings in pyproject.toml.
 lint: venv

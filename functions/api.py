@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -34,7 +33,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from functions.observability import logger, metrics, tracer
+from functions.container_cache import per_container
+from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.aws_runtime import api, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig
 from vehicle_assessment.domain import limits
@@ -83,12 +83,12 @@ def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, dict[
     return listed
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_config() -> ApiConfig:
     return ApiConfig()
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_services() -> api.ApiServices:
     config = get_config()
     return api.ApiServices(
@@ -324,9 +324,7 @@ def openapi_json() -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_entry(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refused = _malformed_body(event)
     if refused is not None:

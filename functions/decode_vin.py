@@ -7,13 +7,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions import workflow_deps as deps
-from functions.observability import logger, metrics, tracer
+from functions.observability import lambda_entry, logger
 from vehicle_assessment.aws_runtime import workflow_steps
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_entry
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = workflow_steps.AssessmentRef.model_validate(event)
     logger.append_keys(assessment_id=state.assessment_id)

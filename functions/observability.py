@@ -1,4 +1,5 @@
-"""The one place the Powertools logger, tracer and metrics are made; every handler imports these.
+"""The one place the Powertools logger, tracer and metrics are made, and the one entry decorator
+(``lambda_entry``) that every handler wears.
 
 Service name and metrics namespace come from POWERTOOLS_SERVICE_NAME and
 POWERTOOLS_METRICS_NAMESPACE, set by the infrastructure (one namespace for all functions).
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
 Handler = Callable[[Any, Any], Any]
+ENTRY_MARK = "__lambda_entry__"
 
 
 class LazyTracer:
@@ -56,3 +58,25 @@ class LazyTracer:
 logger = Logger()
 tracer = LazyTracer()
 metrics = Metrics()
+
+
+def lambda_entry(handler: Handler | None = None, *, correlation_id_path: str | None = None) -> Any:
+    """Logger context, metrics flush and tracing around a handler, in that order (outermost first).
+
+    The same as stacking ``@logger.inject_lambda_context(log_event=False, clear_state=True)``,
+    ``@metrics.log_metrics`` and ``@tracer.capture_lambda_handler(capture_response=False)``: events
+    and responses are never logged or traced (they carry VINs and photo keys), and each invocation
+    starts with a clean set of log keys. ``correlation_id_path``: a JMESPath into the event, e.g.
+    ``correlation_paths.API_GATEWAY_REST``.
+    """
+
+    def decorate(inner: Handler) -> Handler:
+        traced = tracer.capture_lambda_handler(inner, capture_response=False)
+        measured = metrics.log_metrics(traced)
+        entry: Handler = logger.inject_lambda_context(
+            measured, log_event=False, correlation_id_path=correlation_id_path, clear_state=True
+        )
+        entry.__dict__[ENTRY_MARK] = True  # lets a test check that no handler goes without it
+        return entry
+
+    return decorate(handler) if handler is not None else decorate

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.observability import logger, metrics, tracer
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from functions.container_cache import per_container
+from functions.observability import lambda_entry, logger, metrics
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import factory, sweeper
 from vehicle_assessment.aws_runtime.config import SweeperConfig
-from vehicle_assessment.aws_runtime.uploads import StepFunctionsStarter
+from vehicle_assessment.ports import WorkflowRepository
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_config() -> SweeperConfig:
     return SweeperConfig()
 
 
-@functools.lru_cache(maxsize=1)
-def get_repository() -> DynamoAssessmentRepository:
+@per_container
+def get_repository() -> WorkflowRepository:
     return factory.build_repository(get_config())
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_starter() -> StepFunctionsStarter | None:
     config = get_config()
     if not config.state_machine_arn:
@@ -35,9 +35,7 @@ def get_starter() -> StepFunctionsStarter | None:
     return StepFunctionsStarter(factory.aws_client("stepfunctions", config), config.state_machine_arn)
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_entry
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = get_config()
     report = sweeper.sweep(

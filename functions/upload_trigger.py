@@ -8,7 +8,6 @@ event type, something else) or names another bucket is logged, counted and consu
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.observability import logger, metrics, tracer
+from functions.container_cache import per_container
+from functions.observability import lambda_entry, logger, metrics
+from vehicle_assessment.adapters.aws.s3_object_probe import S3ObjectProbe
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import factory, uploads
 from vehicle_assessment.aws_runtime.config import UploadConfig
 
@@ -33,20 +35,18 @@ _METRIC = {
 }
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_config() -> UploadConfig:
     return UploadConfig()
 
 
-@functools.lru_cache(maxsize=1)
+@per_container
 def get_services() -> uploads.UploadServices:
     config = get_config()
     return uploads.UploadServices(
         repository=factory.build_repository(config),
-        probe=uploads.S3ObjectProbe(factory.aws_client("s3", config), config.bucket_name),
-        starter=uploads.StepFunctionsStarter(
-            factory.aws_client("stepfunctions", config), config.state_machine_arn
-        ),
+        probe=S3ObjectProbe(factory.aws_client("s3", config), config.bucket_name),
+        starter=StepFunctionsStarter(factory.aws_client("stepfunctions", config), config.state_machine_arn),
     )
 
 
@@ -94,9 +94,7 @@ _PROBLEMS = {
 }
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_entry
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

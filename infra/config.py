@@ -17,28 +17,29 @@ from vehicle_assessment.adapters.aws.settings import DEFAULT_BEDROCK_MODEL_ID
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.rules import AssessmentRules, VerdictSettings
 
-# CloudWatch Logs accepts only these retention periods (days).
-_RETENTION_DAYS = {
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
+# CloudWatch Logs accepts only these retention periods (days), each named as in CDK's
+# logs.RetentionDays (the names only: this module does not import the CDK).
+LOG_RETENTION_NAMES: dict[int, str] = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
 }
 _RULES = AssessmentRules()
 _VERDICT = _RULES.verdict
@@ -119,8 +120,8 @@ class InfraConfig(BaseModel):
     @field_validator("log_retention_days")
     @classmethod
     def _valid_retention(cls, value: int) -> int:
-        if value not in _RETENTION_DAYS:
-            raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION_DAYS)}")
+        if value not in LOG_RETENTION_NAMES:
+            raise ValueError(f"log_retention_days must be one of {sorted(LOG_RETENTION_NAMES)}")
         return value
 
     @model_validator(mode="after")

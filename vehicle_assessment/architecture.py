@@ -20,7 +20,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "domain": ("domain",),
     "ports": ("ports", "endpoint_protocol"),
     "settings": ("settings",),
-    "adapters.local": ("adapters.local", "adapters.vpic", "adapters.memory"),
+    # Adapter code both runtimes share: the vPIC client, how upload tracking reads back.
+    "adapters.common": ("adapters.vpic", "adapters.upload_tracking"),
+    "adapters.local": ("adapters.local", "adapters.memory"),
     "adapters.aws": ("adapters.aws",),
     "pipeline": ("pipeline", "indexing", "report"),
     "aws_runtime": ("aws_runtime",),
@@ -33,11 +35,21 @@ ALLOWED: dict[str, set[str]] = {
     "domain": set(),
     "ports": {"domain"},
     "settings": {"domain"},
-    "adapters.local": {"domain", "ports", "settings"},
-    "adapters.aws": {"domain", "ports", "settings"},
+    "adapters.common": {"domain", "ports", "settings"},
+    "adapters.local": {"domain", "ports", "settings", "adapters.common"},
+    "adapters.aws": {"domain", "ports", "settings", "adapters.common"},
     "pipeline": {"domain", "ports", "settings"},
-    "aws_runtime": {"domain", "ports", "settings", "adapters.aws", "adapters.local", "pipeline"},
-    "entry": {"domain", "ports", "settings", "adapters.local", "adapters.aws", "pipeline", "aws_runtime"},
+    "aws_runtime": {"domain", "ports", "settings", "adapters.common", "adapters.aws", "pipeline"},
+    "entry": {
+        "domain",
+        "ports",
+        "settings",
+        "adapters.common",
+        "adapters.local",
+        "adapters.aws",
+        "pipeline",
+        "aws_runtime",
+    },
 }
 
 

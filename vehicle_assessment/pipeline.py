@@ -41,6 +41,7 @@ from vehicle_assessment.domain.verdict import decide_verdict
 from vehicle_assessment.domain.vin import check_vin
 from vehicle_assessment.ports import (
     AssessmentRepository,
+    Clock,
     Describer,
     ImageEncoder,
     IndexMismatch,
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
     from vehicle_assessment.domain.photo import IntakeResult
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
@@ -185,10 +184,17 @@ def analyse_assessment_photos(
 ) -> Assessment:
     data = [objects.get(photo.object_key) for photo in assessment.photos]
     photos = analyse_photos(assessment.photos, data, encoder, index, rules)
-    warnings = list(assessment.warnings)
-    if encoder.identity.untrained and UNTRAINED_ENCODER_WARNING not in warnings:
-        warnings.insert(0, UNTRAINED_ENCODER_WARNING)
-    return assessment.model_copy(update={"photos": photos, "encoder": encoder.identity, "warnings": warnings})
+    return note_untrained_encoder(
+        assessment.model_copy(update={"photos": photos, "encoder": encoder.identity})
+    )
+
+
+def note_untrained_encoder(assessment: Assessment) -> Assessment:
+    """Put the untrained-encoder warning first, once, when the assessment's encoder had random weights."""
+    encoder = assessment.encoder
+    if encoder is None or not encoder.untrained or UNTRAINED_ENCODER_WARNING in assessment.warnings:
+        return assessment
+    return assessment.model_copy(update={"warnings": [UNTRAINED_ENCODER_WARNING, *assessment.warnings]})
 
 
 def value_assessment(assessment: Assessment, rules: AssessmentRules, today: date) -> Assessment:

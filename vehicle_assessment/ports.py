@@ -6,17 +6,21 @@ domain and the pipeline only ever see these interfaces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from vehicle_assessment.domain.models import (
     Assessment,
+    AssessmentStatus,
     Description,
     DescriptionRequest,
     DescriptionStyle,
     EncoderIdentity,
     Neighbour,
+    PhotoRecord,
     ReferenceLabel,
     VehicleFacts,
 )
@@ -24,6 +28,10 @@ from vehicle_assessment.domain.models import (
 if TYPE_CHECKING:  # numpy and PIL only for annotations: Lambdas that never touch pixels skip them
     import numpy as np
     from PIL import Image
+
+
+# What "now" is: injected so that tests (and replays) control time.
+Clock = Callable[[], datetime]
 
 
 class PortError(Exception):
@@ -68,6 +76,181 @@ class AssessmentRepository(Protocol):
     def get(self, assessment_id: str) -> Assessment: ...
 
     def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]: ...
+
+
+# --- the workflow's repository: upload counting and status moves on top of the port above -------
+
+
+class UploadOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    UNKNOWN_ASSESSMENT = "unknown_assessment"
+
+
+@dataclass(frozen=True)
+class PhotoReceipt:
+    outcome: UploadOutcome
+    received: int
+    expected: int
+    status: AssessmentStatus | None
+    reason: str | None = None
+
+    @property
+    def completes(self) -> bool:
+        """True for exactly one delivery per assessment: the one that counted the last photo."""
+        return self.outcome == UploadOutcome.ACCEPTED and self.received == self.expected
+
+    @property
+    def ready(self) -> bool:
+        """All photos are in and the workflow has not moved the status on (start may be retried)."""
+        return self.received >= self.expected and self.status == AssessmentStatus.AWAITING_PHOTOS
+
+    @classmethod
+    def not_counted(
+        cls,
+        photo_id: str,
+        object_key: str,
+        counted_as: str | None,
+        received_photo_ids: Iterable[str],
+        expected: int,
+        status: AssessmentStatus,
+    ) -> PhotoReceipt:
+        """Why a photo of an existing assessment was not counted: a redelivery, or a rejection.
+
+        Photos are counted by their canonical id; `counted_as` is the object key under which this
+        photo id was counted, if it was. The same object again is a redelivery (DUPLICATE); another
+        object for the same photo id (another spelling of its key) is a second object, rejected.
+        """
+        received = set(received_photo_ids)
+        if photo_id in received:
+            if counted_as in (None, object_key):
+                return cls(UploadOutcome.DUPLICATE, len(received), expected, status)
+            reason = f"photo {photo_id!r} was already received as {counted_as!r}"
+            return cls(UploadOutcome.REJECTED, len(received), expected, status, reason)
+        if status != AssessmentStatus.AWAITING_PHOTOS:
+            reason = f"assessment is {status.value}, no longer accepting photos"
+        else:
+            reason = f"already has {len(received)} of {expected} photos"
+        return cls(UploadOutcome.REJECTED, len(received), expected, status, reason)
+
+    @classmethod
+    def unknown(cls, assessment_id: str) -> PhotoReceipt:
+        return cls(UploadOutcome.UNKNOWN_ASSESSMENT, 0, 0, None, f"no assessment with id {assessment_id!r}")
+
+
+@dataclass(frozen=True)
+class RejectedUpload:
+    object_key: str
+    reason: str
+    size_bytes: int | None
+    content_type: str | None
+    at: str
+
+
+@dataclass(frozen=True)
+class AwaitingAssessment:
+    assessment_id: str
+    created_at: str
+    received: int
+    expected: int
+
+
+class WorkflowRepository(AssessmentRepository, Protocol):
+    """What the AWS services (uploads, workflow steps, sweeper, API) need beyond plain storage.
+
+    Every write is conditional: a photo is counted once per object key and only while its
+    assessment awaits photos; a status moves only from the states the caller names.
+    """
+
+    def create(self, assessment: Assessment) -> bool:
+        """Store a new assessment; False (and nothing written) if the id already exists."""
+        ...
+
+    def exists(self, assessment_id: str) -> bool: ...
+
+    def record_photo(
+        self,
+        assessment_id: str,
+        object_key: str,
+        size_bytes: int,
+        content_type: str,
+        now: datetime,
+        photo_id: str,
+        filename: str,
+    ) -> PhotoReceipt:
+        """Count one uploaded photo, exactly once, and only while the assessment awaits photos."""
+        ...
+
+    def reject_upload(
+        self,
+        assessment_id: str | None,
+        object_key: str,
+        reason: str,
+        now: datetime,
+        size_bytes: int | None = None,
+        content_type: str | None = None,
+    ) -> bool:
+        """Keep a rejected upload and why: on its assessment, else as an orphan. True if on one."""
+        ...
+
+    def rejected_uploads(self, assessment_id: str) -> list[RejectedUpload]:
+        """Oldest first; raises AssessmentNotFound."""
+        ...
+
+    def rejected_uploads_overflow(self, assessment_id: str) -> int:
+        """Rejections past MAX_REJECTED_UPLOADS_PER_ASSESSMENT, kept as orphans naming the assessment."""
+        ...
+
+    def orphan_upload(self, object_key: str) -> RejectedUpload | None: ...
+
+    def upload_progress(self, assessment_id: str) -> PhotoReceipt:
+        """Raises AssessmentNotFound."""
+        ...
+
+    def mark_status(
+        self,
+        assessment_id: str,
+        new_status: AssessmentStatus,
+        from_statuses: Iterable[AssessmentStatus],
+        now: datetime,
+        only_if_photos_missing: bool = False,
+    ) -> bool:
+        """Move the status on only from the given ones; False when the assessment was elsewhere."""
+        ...
+
+    def awaiting_before(self, cutoff: datetime, limit: int = 100) -> list[AwaitingAssessment]:
+        """Assessments still awaiting photos that were created before ``cutoff``, oldest first."""
+        ...
+
+    def save_photo_result(self, assessment_id: str, record: PhotoRecord, encoder: EncoderIdentity) -> None:
+        """One analysed photo; parallel calls for other photos never overwrite it.
+
+        Raises AssessmentNotFound.
+        """
+        ...
+
+
+# --- the upload service's other ports ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    first_bytes: bytes
+    metadata: dict[str, str]
+    size: int | None
+
+
+class ObjectProbe(Protocol):
+    def head(self, key: str, n_bytes: int) -> ObjectHead:
+        """The first bytes and user metadata of an object; raises ObjectNotFound."""
+        ...
+
+
+class WorkflowStarter(Protocol):
+    def start(self, assessment_id: str) -> bool:
+        """Start the workflow for an assessment (idempotent); False if it had already finished."""
+        ...
 
 
 class ImageEncoder(Protocol):

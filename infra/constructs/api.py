@@ -74,8 +74,21 @@ class Api(Construct):
         bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.handler = self._build_handler(config, code, common_environment, table, bucket)
+        self.rest_api = self._build_rest_api(config)
+        self._add_routes()
+        self._acknowledge_findings()
+
+    def _build_handler(
+        self,
+        config: InfraConfig,
+        code: lambda_.Code,
+        common_environment: Mapping[str, str],
+        table: dynamodb.ITable,
+        bucket: s3.IBucket,
+    ) -> PipelineFunction:
         stack = Stack.of(self)
-        self.handler = PipelineFunction(
+        handler = PipelineFunction(
             self,
             "ApiFn",
             spec=FunctionSpec(
@@ -94,7 +107,7 @@ class Api(Construct):
             config=config,
             common_environment=common_environment,
         )
-        role = self.handler.role
+        role = handler.role
         grant_table(table, role)
         # Presigned POSTs are signed with this role: it must be allowed to put what it signs.
         for prefix, why in (
@@ -108,11 +121,13 @@ class Api(Construct):
             )
         )
         role.add_to_principal_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
+        return handler
 
+    def _build_rest_api(self, config: InfraConfig) -> apigw.RestApi:
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=retention(config), removal_policy=removal(config)
         )
-        self.rest_api = apigw.RestApi(
+        return apigw.RestApi(
             self,
             "RestApi",
             description="Vehicle damage assessment API (IAM-authorised)",
@@ -143,6 +158,9 @@ class Api(Construct):
             ),
             default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
         )
+
+    def _add_routes(self) -> None:
+        """One proxy integration; bodies and parameters validated by the gateway first."""
         api = self.rest_api
         integration = apigw.LambdaIntegration(self.handler.function, proxy=True)
         body_validator = api.add_request_validator(
@@ -188,6 +206,8 @@ class Api(Construct):
             request_parameters={"method.request.path.vin": True, "method.request.querystring.limit": False},
         )
 
+    def _acknowledge_findings(self) -> None:
+        api = self.rest_api
         acknowledge(
             api,
             "AwsSolutions-APIG3",

@@ -36,7 +36,14 @@ class Ingest(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
         self.config = config
-        self.access_logs = s3.Bucket(
+        self.access_logs = self._build_access_logs()
+        self.bucket = self._build_bucket()
+        self.dead_letters, self.queue = self._build_queues()
+        self._notify_queue_of_uploads()
+
+    def _build_access_logs(self) -> s3.Bucket:
+        config = self.config
+        access_logs = s3.Bucket(
             self,
             "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging cannot write to SSE-KMS
@@ -48,11 +55,15 @@ class Ingest(Construct):
             auto_delete_objects=False,
         )
         acknowledge(
-            self.access_logs,
+            access_logs,
             "AwsSolutions-S1",
             "This is the server access log bucket of the upload bucket; logging it to itself would loop.",
         )
-        self.bucket = s3.Bucket(
+        return access_logs
+
+    def _build_bucket(self) -> s3.Bucket:
+        config = self.config
+        return s3.Bucket(
             self,
             "Uploads",
             # SSE-S3: presigned POSTs from browsers need no KMS permission, and S3 → SQS works with
@@ -88,14 +99,17 @@ class Ingest(Construct):
                 ),
             ],
         )
-        self.dead_letters = sqs.Queue(
+
+    def _build_queues(self) -> tuple[sqs.Queue, sqs.Queue]:
+        """The upload events queue and its dead-letter queue."""
+        dead_letters = sqs.Queue(
             self,
             "UploadEventsDlq",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        self.queue = sqs.Queue(
+        queue = sqs.Queue(
             self,
             "UploadEvents",
             # SSE-SQS: S3 may send to it (a queue under the AWS-managed KMS key refuses S3).
@@ -104,10 +118,11 @@ class Ingest(Construct):
             # AWS's guidance for Lambda event sources: at least six times the function timeout.
             visibility_timeout=Duration.seconds(UPLOAD_TIMEOUT.to_seconds() * 6),
             retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dead_letters, max_receive_count=MAX_RECEIVE_COUNT
-            ),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=MAX_RECEIVE_COUNT),
         )
+        return dead_letters, queue
+
+    def _notify_queue_of_uploads(self) -> None:
         for prefix in UPLOAD_PREFIXES:
             self.bucket.add_event_notification(
                 s3.EventType.OBJECT_CREATED,
@@ -136,8 +151,18 @@ class Ingest(Construct):
         table: dynamodb.ITable,
     ) -> None:
         """The upload trigger (SQS) and the scheduled sweeper; they need the state machine."""
+        self.upload_trigger = self._build_upload_trigger(code, common_environment, state_machine, table)
+        self.sweeper = self._build_sweeper(code, common_environment, state_machine, table)
+
+    def _build_upload_trigger(
+        self,
+        code: lambda_.Code,
+        common_environment: dict[str, str],
+        state_machine: sfn.IStateMachine,
+        table: dynamodb.ITable,
+    ) -> PipelineFunction:
         config = self.config
-        self.upload_trigger = PipelineFunction(
+        upload_trigger = PipelineFunction(
             self,
             "UploadTrigger",
             spec=FunctionSpec(
@@ -155,19 +180,19 @@ class Ingest(Construct):
             config=config,
             common_environment=common_environment,
         )
-        grant_table(table, self.upload_trigger.role)
+        grant_table(table, upload_trigger.role)
         # A ranged GetObject (magic bytes and metadata) under the two upload prefixes only.
         for prefix in UPLOAD_PREFIXES:
             grant_objects(
                 self.bucket,
-                self.upload_trigger.role,
+                upload_trigger.role,
                 "s3:GetObject",
                 prefix,
                 f"Reads the first bytes of any photo under {prefix}: keys are per upload, "
                 "the prefix is the boundary.",
             )
-        state_machine.grant_start_execution(self.upload_trigger.role)
-        self.upload_trigger.function.add_event_source(
+        state_machine.grant_start_execution(upload_trigger.role)
+        upload_trigger.function.add_event_source(
             sources.SqsEventSource(
                 self.queue,
                 batch_size=10,
@@ -177,8 +202,17 @@ class Ingest(Construct):
                 max_concurrency=config.upload_max_concurrency,
             )
         )
+        return upload_trigger
 
-        self.sweeper = PipelineFunction(
+    def _build_sweeper(
+        self,
+        code: lambda_.Code,
+        common_environment: dict[str, str],
+        state_machine: sfn.IStateMachine,
+        table: dynamodb.ITable,
+    ) -> PipelineFunction:
+        config = self.config
+        sweeper = PipelineFunction(
             self,
             "Sweeper",
             spec=FunctionSpec(
@@ -195,11 +229,12 @@ class Ingest(Construct):
             config=config,
             common_environment=common_environment,
         )
-        grant_table(table, self.sweeper.role)
-        state_machine.grant_start_execution(self.sweeper.role)
+        grant_table(table, sweeper.role)
+        state_machine.grant_start_execution(sweeper.role)
         events.Rule(
             self,
             "SweepSchedule",
             schedule=events.Schedule.rate(Duration.minutes(config.sweep_rate_minutes)),
-            targets=[targets.LambdaFunction(self.sweeper.function, retry_attempts=2)],
+            targets=[targets.LambdaFunction(sweeper.function, retry_attempts=2)],
         )
+        return sweeper

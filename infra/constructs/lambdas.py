@@ -13,7 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
-from infra.config import InfraConfig
+from infra.config import LOG_RETENTION_NAMES, InfraConfig
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 METRICS_NAMESPACE = "VehicleAssessment"
@@ -109,43 +109,12 @@ class PipelineFunction(Construct):
             self.role.add_to_principal_policy(statement)
 
 
-def _retention_name(days: int) -> str:
-    names = {
-        1: "ONE_DAY",
-        3: "THREE_DAYS",
-        5: "FIVE_DAYS",
-        7: "ONE_WEEK",
-        14: "TWO_WEEKS",
-        30: "ONE_MONTH",
-        60: "TWO_MONTHS",
-        90: "THREE_MONTHS",
-        120: "FOUR_MONTHS",
-        150: "FIVE_MONTHS",
-        180: "SIX_MONTHS",
-        365: "ONE_YEAR",
-        400: "THIRTEEN_MONTHS",
-        545: "EIGHTEEN_MONTHS",
-        731: "TWO_YEARS",
-        1096: "THREE_YEARS",
-        1827: "FIVE_YEARS",
-        2192: "SIX_YEARS",
-        2557: "SEVEN_YEARS",
-        2922: "EIGHT_YEARS",
-    }
-    return names[days]
-
-
 def retention(config: InfraConfig) -> logs.RetentionDays:
-    return getattr(logs.RetentionDays, _retention_name(config.log_retention_days))
+    return getattr(logs.RetentionDays, LOG_RETENTION_NAMES[config.log_retention_days])
 
 
 def removal(config: InfraConfig) -> RemovalPolicy:
     return RemovalPolicy.DESTROY if config.removal_policy == "destroy" else RemovalPolicy.RETAIN
-
-
-def region_partition(scope: Construct) -> tuple[str, str]:
-    stack = Stack.of(scope)
-    return stack.region, stack.partition
 
 
 def logical_id(construct: IConstruct) -> str:

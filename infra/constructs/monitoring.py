@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -18,6 +20,27 @@ from infra.constructs.embedding import VARIANT
 from infra.constructs.lambdas import PipelineFunction, removal
 
 
+@dataclass(frozen=True)
+class _PipelineMetrics:
+    """The metrics both the alarms and the dashboard show."""
+
+    failed: cw.Metric
+    dlq_depth: cw.Metric
+    encoder_invocations: cw.Metric
+    encoder_5xx: cw.Metric
+    encoder_latency_p90: cw.Metric  # ModelLatency is in microseconds.
+
+
+def _endpoint_metric(endpoint_name: str, name: str, statistic: str) -> cw.Metric:
+    return cw.Metric(
+        namespace="AWS/SageMaker",
+        metric_name=name,
+        dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT},
+        statistic=statistic,
+        period=Duration.minutes(5),
+    )
+
+
 class Monitoring(Construct):
     def __init__(
         self,
@@ -31,6 +54,20 @@ class Monitoring(Construct):
         functions: dict[str, PipelineFunction],
     ) -> None:
         super().__init__(scope, construct_id)
+        self.topic = self._build_topic(config)
+        metrics = _PipelineMetrics(
+            failed=state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum"),
+            dlq_depth=dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            encoder_invocations=_endpoint_metric(endpoint_name, "Invocations", "Sum"),
+            encoder_5xx=_endpoint_metric(endpoint_name, "Invocation5XXErrors", "Sum"),
+            encoder_latency_p90=_endpoint_metric(endpoint_name, "ModelLatency", "p90"),
+        )
+        self.alarms = self._build_alarms(metrics)
+        self._build_dashboard(metrics, state_machine, functions)
+
+    def _build_topic(self, config: InfraConfig) -> sns.Topic:
         # A customer managed key: CloudWatch must be allowed to use it, which an AWS-managed key forbids.
         key = kms.Key(
             self,
@@ -40,32 +77,18 @@ class Monitoring(Construct):
             description="Encrypts the alarm topic",
         )
         key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
-        self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
+        topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
         if config.alarm_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
-        action = cw_actions.SnsAction(self.topic)
+            topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        return topic
 
-        def endpoint_metric(name: str, statistic: str) -> cw.Metric:
-            return cw.Metric(
-                namespace="AWS/SageMaker",
-                metric_name=name,
-                dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT},
-                statistic=statistic,
-                period=Duration.minutes(5),
-            )
-
-        failed = state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum")
-        dlq_depth = dead_letters.metric_approximate_number_of_messages_visible(
-            period=Duration.minutes(5), statistic="Maximum"
-        )
-        errors_5xx = endpoint_metric("Invocation5XXErrors", "Sum")
-        # ModelLatency is in microseconds.
-        latency_p90 = endpoint_metric("ModelLatency", "p90")
-        self.alarms = [
+    def _build_alarms(self, metrics: _PipelineMetrics) -> list[cw.Alarm]:
+        """What needs a person; each alarm notifies the topic."""
+        alarms = [
             cw.Alarm(
                 self,
                 "ExecutionsFailed",
-                metric=failed,
+                metric=metrics.failed,
                 threshold=1,
                 evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -75,7 +98,7 @@ class Monitoring(Construct):
             cw.Alarm(
                 self,
                 "UploadDlqNotEmpty",
-                metric=dlq_depth,
+                metric=metrics.dlq_depth,
                 threshold=0,
                 evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -85,7 +108,7 @@ class Monitoring(Construct):
             cw.Alarm(
                 self,
                 "EncoderErrors",
-                metric=errors_5xx,
+                metric=metrics.encoder_5xx,
                 threshold=1,
                 evaluation_periods=2,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -95,7 +118,7 @@ class Monitoring(Construct):
             cw.Alarm(
                 self,
                 "EncoderLatencyP90",
-                metric=latency_p90,
+                metric=metrics.encoder_latency_p90,
                 threshold=2_000_000,
                 evaluation_periods=3,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -103,9 +126,17 @@ class Monitoring(Construct):
                 alarm_description="p90 model latency above 2 s: scale out or check the instance.",
             ),
         ]
-        for alarm in self.alarms:
+        action = cw_actions.SnsAction(self.topic)
+        for alarm in alarms:
             alarm.add_alarm_action(action)
+        return alarms
 
+    def _build_dashboard(
+        self,
+        metrics: _PipelineMetrics,
+        state_machine: sfn.StateMachine,
+        functions: dict[str, PipelineFunction],
+    ) -> None:
         dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(24))
         dashboard.add_widgets(
             cw.GraphWidget(
@@ -113,14 +144,14 @@ class Monitoring(Construct):
                 left=[
                     state_machine.metric_started(period=Duration.minutes(5)),
                     state_machine.metric_succeeded(period=Duration.minutes(5)),
-                    failed,
+                    metrics.failed,
                 ],
             ),
-            cw.GraphWidget(title="Upload DLQ depth", left=[dlq_depth]),
+            cw.GraphWidget(title="Upload DLQ depth", left=[metrics.dlq_depth]),
             cw.GraphWidget(
                 title="Encoder endpoint",
-                left=[endpoint_metric("Invocations", "Sum"), errors_5xx],
-                right=[latency_p90],
+                left=[metrics.encoder_invocations, metrics.encoder_5xx],
+                right=[metrics.encoder_latency_p90],
             ),
         )
         dashboard.add_widgets(

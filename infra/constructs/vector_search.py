@@ -30,6 +30,16 @@ class VectorSearch(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
+        self.collection = self._build_collection()
+        self.collection_endpoint = self.collection.attr_collection_endpoint
+        self._rules: list[tuple[list[str], list[str]]] = []
+        self.index_creator = self._build_index_creator(code)
+        self.grant(self.index_creator.role, CREATE_INDEX)
+        self._loader_arns = list(config.index_loader_principal_arns)
+
+    def _build_collection(self) -> aoss.CfnCollection:
+        """The vector collection and the encryption and network policies it cannot exist without."""
+        config = self.config
         name = config.collection_name
         collection_rule = {"ResourceType": "collection", "Resource": [f"collection/{name}"]}
         encryption = aoss.CfnSecurityPolicy(
@@ -48,7 +58,7 @@ class VectorSearch(Construct):
             type="network",
             policy=json.dumps([{"Rules": [collection_rule], "AllowFromPublic": True}]),
         )
-        self.collection = aoss.CfnCollection(
+        collection = aoss.CfnCollection(
             self,
             "Collection",
             name=name,
@@ -57,12 +67,12 @@ class VectorSearch(Construct):
             standby_replicas="ENABLED" if config.collection_standby_replicas else "DISABLED",
         )
         # AOSS refuses a collection that no encryption policy covers.
-        self.collection.node.add_dependency(encryption)
-        self.collection.node.add_dependency(network)
-        self.collection_endpoint = self.collection.attr_collection_endpoint
-        self._rules: list[tuple[list[str], list[str]]] = []
+        collection.node.add_dependency(encryption)
+        collection.node.add_dependency(network)
+        return collection
 
-        self.index_creator = PipelineFunction(
+    def _build_index_creator(self, code: lambda_.Code) -> PipelineFunction:
+        return PipelineFunction(
             self,
             "IndexCreator",
             spec=FunctionSpec(
@@ -73,11 +83,9 @@ class VectorSearch(Construct):
                 memory_mb=256,
             ),
             code=code,
-            config=config,
+            config=self.config,
             common_environment={},
         )
-        self.grant(self.index_creator.role, CREATE_INDEX)
-        self._loader_arns = list(config.index_loader_principal_arns)
 
     def grant(self, role: iam.IRole, permissions: list[str]) -> None:
         """IAM access to the collection's API plus a data access rule for ``role``."""

@@ -110,6 +110,27 @@ class Workflow(Construct):
         rules_json: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.functions = self._build_functions(
+            config, code, common_environment, table, bucket, embedding, search, encoder_identity, rules_json
+        )
+        self._grant_analyse(bucket, embedding, search)
+        self._grant_describe(config)
+        self._grant_speak(bucket)
+        self.state_machine = self._state_machine(config)
+
+    def _build_functions(
+        self,
+        config: InfraConfig,
+        code: LambdaCode,
+        common_environment: Mapping[str, str],
+        table: dynamodb.ITable,
+        bucket: s3.IBucket,
+        embedding: Embedding,
+        search: VectorSearch,
+        encoder_identity: dict[str, object],
+        rules_json: str,
+    ) -> dict[str, PipelineFunction]:
+        """One function per step, each with the table; the analyse and describe steps get their endpoints."""
         stack = Stack.of(self)
         environment = {"BUCKET_NAME": bucket.bucket_name, "RULES": rules_json}
         step_environment = {
@@ -123,7 +144,7 @@ class Workflow(Construct):
             },
             "describe": {"BEDROCK": stack.to_json_string({"model_id": config.bedrock_model_id})},
         }
-        self.functions: dict[str, PipelineFunction] = {}
+        functions: dict[str, PipelineFunction] = {}
         for key, step in STEPS.items():
             fn = PipelineFunction(
                 self,
@@ -140,8 +161,10 @@ class Workflow(Construct):
                 common_environment=common_environment,
             )
             grant_table(table, fn.role)
-            self.functions[key] = fn
+            functions[key] = fn
+        return functions
 
+    def _grant_analyse(self, bucket: s3.IBucket, embedding: Embedding, search: VectorSearch) -> None:
         analyse = self.functions["analyse"]
         for prefix in ("uploads/", "incoming/"):
             grant_objects(
@@ -154,6 +177,8 @@ class Workflow(Construct):
         embedding.grant_invoke(analyse.role)
         search.grant(analyse.role, READ_INDEX)
 
+    def _grant_describe(self, config: InfraConfig) -> None:
+        stack = Stack.of(self)
         describe = self.functions["describe"]
         describe.add_to_policy(
             iam.PolicyStatement(
@@ -161,6 +186,7 @@ class Workflow(Construct):
             )
         )
 
+    def _grant_speak(self, bucket: s3.IBucket) -> None:
         speak = self.functions["speak"]
         speak.add_to_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
         grant_objects(
@@ -170,8 +196,6 @@ class Workflow(Construct):
             "audio/",
             "Writes one audio file per description under audio/{assessment_id}/.",
         )
-
-        self.state_machine = self._state_machine(config)
 
     def _task(self, key: str, **kwargs: object) -> tasks.LambdaInvoke:
         step = STEPS[key]
@@ -199,6 +223,10 @@ class Workflow(Construct):
         return task
 
     def _state_machine(self, config: InfraConfig) -> sfn.StateMachine:
+        return self._build_machine(config, self._build_chain(config))
+
+    def _build_chain(self, config: InfraConfig) -> sfn.Chain:
+        """Decode → Map(analyse) → value → describe → speak → store; any failure → MarkFailed."""
         failed = sfn.Fail(
             self,
             "AssessmentFailed",
@@ -247,8 +275,9 @@ class Workflow(Construct):
             task = self._task(key)
             on_error(task, key)
             chain = chain.next(task)
-        chain = chain.next(sfn.Succeed(self, "Assessed"))
+        return chain.next(sfn.Succeed(self, "Assessed"))
 
+    def _build_machine(self, config: InfraConfig, chain: sfn.Chain) -> sfn.StateMachine:
         log_group = logs.LogGroup(
             self, "ExecutionLogs", retention=retention(config), removal_policy=removal(config)
         )

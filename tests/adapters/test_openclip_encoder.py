@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from vehicle_assessment.adapters.local.openclip_encoder import OpenClipEncoder
@@ -17,6 +16,13 @@ from vehicle_assessment.settings import EncoderSettings
 from ..conftest import TEST_DATA
 
 pytestmark = pytest.mark.slow
+
+
+def _torch():
+    # Imported when a test runs, not at collection: `make test-fast` deselects these without torch.
+    import torch
+
+    return torch
 
 
 def _photos() -> list[Image.Image]:
@@ -41,7 +47,7 @@ def test_batches_larger_than_batch_size_are_split(tiny_model_name) -> None:
 
 def test_local_checkpoint_path_loads_those_weights(tmp_path, tiny_encoder, tiny_model_name) -> None:
     checkpoint = tmp_path / "open_clip_pytorch_model.bin"
-    torch.save(tiny_encoder._model.state_dict(), checkpoint)
+    _torch().save(tiny_encoder._model.state_dict(), checkpoint)
     loaded = OpenClipEncoder(EncoderSettings(model_name=tiny_model_name, pretrained=str(checkpoint)))
     assert not loaded.identity.untrained
     assert loaded.identity.pretrained == str(checkpoint)
@@ -64,7 +70,7 @@ def _hf_cache_snapshot(cache_dir, org: str, name: str):
 
 def test_hf_hub_name_loads_from_a_local_cache_dir(tmp_path, tiny_encoder) -> None:
     snapshot = _hf_cache_snapshot(tmp_path, "yard", "tiny-clip")
-    torch.save(tiny_encoder._model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
+    _torch().save(tiny_encoder._model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
     encoder = OpenClipEncoder(EncoderSettings(model_name="hf-hub:yard/tiny-clip", cache_dir=tmp_path))
     assert not encoder.identity.untrained
     assert encoder.identity.pretrained == "hf-hub:yard/tiny-clip"
@@ -104,7 +110,7 @@ def test_checkpoint_tag_gives_the_tags_preprocessing_and_identity(tmp_path, tiny
 
     model = open_clip.create_model("ViT-B-32", pretrained=None)
     checkpoint = tmp_path / "open_clip_pytorch_model.bin"
-    torch.save(model.state_dict(), checkpoint)
+    _torch().save(model.state_dict(), checkpoint)
     settings = EncoderSettings(
         model_name="ViT-B-32", pretrained=str(checkpoint), checkpoint_tag="laion2b_s34b_b79k"
     )

@@ -11,7 +11,6 @@ from vehicle_assessment.adapters.aws.polly_speaker import PollySpeaker
 from vehicle_assessment.adapters.aws.sagemaker_encoder import SageMakerEncoder
 from vehicle_assessment.adapters.aws.settings import (
     DEFAULT_BEDROCK_MODEL_ID,
-    AwsAdapterSettings,
     AwsClientSettings,
     BedrockSettings,
     OpenSearchSettings,
@@ -62,11 +61,11 @@ def test_collection_endpoint_with_a_path_is_refused() -> None:
 
 
 def test_defaults() -> None:
-    settings = AwsAdapterSettings(region=REGION)
-    assert settings.bedrock.model_id == DEFAULT_BEDROCK_MODEL_ID
-    assert settings.bedrock.client.retry_mode == "adaptive"
-    assert settings.polly.voices["es"] == PollyVoice("Lupe", "es-US")
-    assert settings.polly.engine == "neural"
+    bedrock, polly = BedrockSettings(), PollySettings()
+    assert bedrock.model_id == DEFAULT_BEDROCK_MODEL_ID
+    assert bedrock.client.retry_mode == "adaptive"
+    assert polly.voices["es"] == PollyVoice("Lupe", "es-US")
+    assert polly.engine == "neural"
     assert PollySettings(voices={"EN": ("Matthew", "en-US")}).voices == {"en": PollyVoice("Matthew", "en-US")}
 
 

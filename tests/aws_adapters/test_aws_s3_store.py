@@ -7,7 +7,7 @@ import pytest
 from moto import mock_aws
 
 from vehicle_assessment.adapters.aws.s3_object_store import S3ObjectStore
-from vehicle_assessment.adapters.aws.settings import AwsClientSettings, S3Settings
+from vehicle_assessment.adapters.aws.settings import AwsClientSettings
 from vehicle_assessment.ports import ObjectNotFound
 
 from .conftest import REGION
@@ -60,14 +60,20 @@ def test_rejects_keys_that_could_escape(key: str) -> None:
             call()
 
 
-def test_from_settings_configures_retries_and_timeouts(s3) -> None:
-    settings = S3Settings(
-        bucket=BUCKET,
+def test_the_factory_configures_retries_and_timeouts(s3) -> None:
+    from vehicle_assessment.aws_runtime import factory
+    from vehicle_assessment.aws_runtime.config import WorkflowConfig
+
+    config = WorkflowConfig(
+        aws_region=REGION,
+        table_name="assessments",
+        bucket_name=BUCKET,
         client=AwsClientSettings(
             retry_mode="adaptive", max_attempts=5, connect_timeout_s=2, read_timeout_s=9
         ),
     )
-    store = S3ObjectStore.from_settings(settings, REGION)
+    store = factory.build_object_store(config)
+    assert isinstance(store, S3ObjectStore) and store.bucket == BUCKET
     config = store.client.meta.config
     assert config.retries == {"mode": "adaptive", "total_max_attempts": 5}
     assert (config.connect_timeout, config.read_timeout) == (2, 9)

@@ -70,16 +70,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _clear_caches() -> None:
     # Handlers cache config and clients per container; each test is a fresh container.
-    from functions import api, sweeper, upload_trigger, workflow_deps
-
     # factory.boto3_session stays: one session (credentials are the fake ones) keeps its parsed
-    # service models, which saves ~0.1 s per client per test.
-    workflow_deps.clear_caches()
-    for module in (api, sweeper, upload_trigger):
-        for name in ("get_config", "get_services", "get_repository", "get_starter"):
-            getter = getattr(module, name, None)
-            if getter is not None:
-                getter.cache_clear()
+    # service models, which saves ~0.1 s per client per test. A handler module not imported yet
+    # has nothing cached, so the registry of imported getters is all there is to clear.
+    from functions.container_cache import reset_all
+
+    reset_all()
 
 
 @dataclass

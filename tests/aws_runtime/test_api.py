@@ -12,6 +12,8 @@ from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.domain.description import TemplateDescriber
 from vehicle_assessment.domain.models import AssessmentStatus, VehicleFacts
 
+pytestmark = pytest.mark.slow  # handler end to end on moto
+
 
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:

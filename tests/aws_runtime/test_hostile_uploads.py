@@ -18,10 +18,9 @@ from functions import upload_trigger
 from tests.aws_runtime.conftest import BUCKET, NOW, VIN, Aws, s3_notification, sqs_event
 from tests.aws_runtime.observed import Observed
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from vehicle_assessment.adapters.aws.s3_object_probe import S3ObjectProbe
 from vehicle_assessment.aws_runtime import api
 from vehicle_assessment.aws_runtime.uploads import (
-    ObjectHead,
-    S3ObjectProbe,
     UploadedObject,
     UploadResultKind,
     UploadRules,
@@ -32,6 +31,7 @@ from vehicle_assessment.aws_runtime.uploads import (
 )
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import AssessmentInputs
+from vehicle_assessment.ports import ObjectHead
 
 GIF = b"GIF89a not a photo we take"
 
@@ -235,7 +235,7 @@ class _MetadataProbe:
 @pytest.fixture
 def metadata_services(aws: Aws, repository) -> Iterator[Any]:
     from tests.aws_runtime.conftest import STATE_MACHINE_ARN
-    from vehicle_assessment.aws_runtime.uploads import StepFunctionsStarter
+    from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 
     def make(metadata: dict[str, str]) -> UploadServices:
         return UploadServices(

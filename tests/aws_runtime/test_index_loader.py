@@ -62,6 +62,7 @@ def test_unconfigured_target_exits_3_naming_what_is_missing(monkeypatch, capsys,
     assert "AWS_REGION" in err and "SAGEMAKER" in err and "OPENSEARCH" in err
 
 
+@pytest.mark.slow  # builds a tiny open_clip model (torch)
 def test_cli_builds_through_whatever_the_aws_target_provides(
     monkeypatch, capsys, tmp_path, tiny_encoder
 ) -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from tests.aws_runtime.conftest import NOW, STATE_MACHINE_ARN, VIN, Aws
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime.sweeper import sweep
-from vehicle_assessment.aws_runtime.uploads import StepFunctionsStarter, open_assessment
+from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain.models import AssessmentInputs, AssessmentStatus
+
+pytestmark = pytest.mark.slow  # the sweeper end to end on moto (fast: tests/services)
 
 
 def _open(repository, assessment_id: str, age: timedelta, expected: int = 2) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from functions import upload_trigger
 from tests.aws_runtime.conftest import BUCKET, NOW, VIN, Aws, s3_notification, sqs_event
 from vehicle_assessment.aws_runtime.uploads import incoming_assessment_id, open_assessment
 from vehicle_assessment.domain.models import AssessmentInputs
+
+pytestmark = pytest.mark.slow  # handler end to end on moto (fast: tests/services)
 
 
 def _queue_s3_notifications(aws: Aws) -> str:

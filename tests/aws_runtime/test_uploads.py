@@ -8,10 +8,10 @@ import pytest
 
 from tests.aws_runtime.conftest import BUCKET, NOW, STATE_MACHINE_ARN, VIN, Aws
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+from vehicle_assessment.adapters.aws.s3_object_probe import S3ObjectProbe
+from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.aws_runtime import uploads
 from vehicle_assessment.aws_runtime.uploads import (
-    S3ObjectProbe,
-    StepFunctionsStarter,
     UploadedObject,
     UploadResultKind,
     UploadRules,
@@ -21,6 +21,8 @@ from vehicle_assessment.aws_runtime.uploads import (
     open_assessment,
 )
 from vehicle_assessment.domain.models import AssessmentInputs, AssessmentStatus
+
+pytestmark = pytest.mark.slow  # the upload service end to end on moto (fast: tests/services)
 
 RULES = UploadRules(max_upload_bytes=15 * 1024 * 1024, default_expected_photos=3)
 

@@ -24,6 +24,8 @@ from vehicle_assessment.domain.models import (
     PhotoStatus,
 )
 
+pytestmark = pytest.mark.slow  # handlers end to end on moto (fast: tests/services)
+
 MAX_STATE_BYTES = 4 * 1024  # far below Step Functions' 256 KB: the state carries ids only
 
 

@@ -6,10 +6,13 @@ import json
 import re
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.infra.cfn import placeholder, resolve_value, resources_of, state_machine_definition
 from vehicle_assessment.domain import limits
+
+pytestmark = pytest.mark.slow  # synthesizes the CDK app
 
 HANDLERS = {
     "functions.decode_vin.handler",

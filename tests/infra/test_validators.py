@@ -14,6 +14,8 @@ import pytest
 from tests.infra.cfn import placeholder, resolve_value, state_machine_definition
 from tests.infra.test_stack import our_functions
 
+pytestmark = pytest.mark.slow  # synthesizes the CDK app and runs cfn-lint and asl-validator
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ASL_VALIDATOR = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
 

@@ -41,6 +41,8 @@ from tests.infra.cfn import (
     state_machine_definition,
 )
 
+pytestmark = pytest.mark.slow  # synthesizes the CDK app and runs it end to end on moto
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = [
     REPO_ROOT / "tests/data/photos/damaged_0003_JPEG.jpg",
@@ -230,7 +232,7 @@ def harness(template_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> I
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
-    from functions import api, sweeper, upload_trigger, workflow_deps
+    from functions import container_cache
     from vehicle_assessment.aws_runtime import factory
     from vehicle_assessment.domain.description import TemplateDescriber
 
@@ -249,11 +251,7 @@ def harness(template_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
 
     def clear_caches() -> None:
-        workflow_deps.clear_caches()
-        for module in (api, sweeper, upload_trigger):
-            for getter in ("get_config", "get_services", "get_repository", "get_starter"):
-                if hasattr(module, getter):
-                    getattr(module, getter).cache_clear()
+        container_cache.reset_all()
 
     clear_caches()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):

@@ -34,6 +34,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from vehicle_assessment.domain.models import PowertrainEvidence, VehicleFacts
+from vehicle_assessment.domain.text import one_line
 from vehicle_assessment.domain.vehicle import classify_powertrain
 from vehicle_assessment.ports import VinDecoderUnavailable
 from vehicle_assessment.settings import VpicSettings
@@ -270,11 +271,6 @@ def parse_vpic_response(body: Any, vin: str) -> VehicleFacts:
     )
 
 
-def _one_line(text: object, limit: int = 300) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 class VpicVinDecoder:
     """Implements the VinDecoder port."""
 
@@ -346,9 +342,9 @@ class VpicVinDecoder:
             facts = parse_vpic_response(body, vin)
         except AnswerNotForThisVin as exc:
             logger.warning("vPIC answer for %s not used: %s", url, exc)
-            raise VinDecoderUnavailable(_one_line(exc)) from exc
+            raise VinDecoderUnavailable(one_line(exc)) from exc
         except (ValueError, TypeError) as exc:
-            raise VinDecoderUnavailable(f"vPIC answered nonsense for {url}: {_one_line(exc)}") from exc
+            raise VinDecoderUnavailable(f"vPIC answered nonsense for {url}: {one_line(exc, 300)}") from exc
         self._store(url, body)
         return facts
 
@@ -361,7 +357,7 @@ class VpicVinDecoder:
             # requests wraps urllib3's MaxRetryError, whose `reason` names the real cause.
             cause = exc.args[0] if exc.args else exc
             raise VinDecoderUnavailable(
-                f"vPIC unreachable ({type(exc).__name__}: {_one_line(getattr(cause, 'reason', cause), 200)})"
+                f"vPIC unreachable ({type(exc).__name__}: {one_line(getattr(cause, 'reason', cause), 200)})"
             ) from exc
         if response.status_code != 200:
             raise VinDecoderUnavailable(f"vPIC answered HTTP {response.status_code} for {url}")
@@ -393,7 +389,9 @@ class VpicVinDecoder:
         try:
             return parse_vpic_response(json.loads(row[0]), vin)
         except (ValueError, TypeError) as exc:  # json's JSONDecodeError is a ValueError
-            logger.warning("dropping the cached vPIC answer for %s and asking again: %s", url, _one_line(exc))
+            logger.warning(
+                "dropping the cached vPIC answer for %s and asking again: %s", url, one_line(exc, 300)
+            )
         try:
             with closing(self._connect()) as db, db:
                 db.execute("DELETE FROM vpic_cache WHERE url = ?", (url,))

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from vehicle_assessment import pipeline
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain import limits, upload_keys
 from vehicle_assessment.domain.description import build_description_request
@@ -29,7 +28,7 @@ from vehicle_assessment.domain.models import (
     speakable_color,
 )
 from vehicle_assessment.domain.vin import normalise_vin
-from vehicle_assessment.ports import Describer, ObjectStore, Speaker
+from vehicle_assessment.ports import Describer, ObjectStore, Speaker, WorkflowRepository
 
 
 class Conflict(Exception):
@@ -148,7 +147,7 @@ class RegenerateDescriptionResponse(ApiModel):
 
 @dataclass(frozen=True)
 class ApiServices:
-    repository: DynamoAssessmentRepository
+    repository: WorkflowRepository
     s3_client: Any
     objects: ObjectStore
     describer: Describer | None = None

@@ -18,7 +18,8 @@ from vehicle_assessment.aws_runtime.config import (
 )
 
 if TYPE_CHECKING:
-    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+    from vehicle_assessment.adapters.aws.settings import OpenSearchSettings, SageMakerEncoderSettings
+    from vehicle_assessment.domain.models import EncoderIdentity
     from vehicle_assessment.ports import (
         Describer,
         ImageEncoder,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
         ReferenceIndex,
         Speaker,
         VinDecoder,
+        WorkflowRepository,
+        WritableReferenceIndex,
     )
 
 
@@ -43,7 +46,7 @@ def aws_client(service: str, config: FunctionConfig) -> Any:
     return make_boto3_client(service, config.aws_region, config.client, boto3_session())
 
 
-def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
+def build_repository(config: FunctionConfig) -> WorkflowRepository:
     from vehicle_assessment.adapters.aws.clients import botocore_config
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 
@@ -67,23 +70,35 @@ def build_vin_decoder(config: WorkflowConfig) -> VinDecoder:
     return VpicVinDecoder(config.vpic, Path(config.vpic_cache_path))
 
 
+def sagemaker_encoder(settings: SageMakerEncoderSettings, region: str) -> ImageEncoder:
+    """The encoder endpoint; the analyse step and ``index build --target aws`` both use this."""
+    from vehicle_assessment.adapters.aws.sagemaker_encoder import SageMakerEncoder
+
+    return SageMakerEncoder.from_settings(settings, region, boto3_session())
+
+
+def opensearch_index(
+    settings: OpenSearchSettings, region: str, identity: EncoderIdentity | None
+) -> WritableReferenceIndex:
+    """The reference index, signed with this container's credentials; ``identity``: its encoder."""
+    from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex
+
+    return OpenSearchReferenceIndex.from_settings(
+        settings, region, identity, boto3_session().get_credentials()
+    )
+
+
 def build_encoder(config: WorkflowConfig) -> ImageEncoder:
     if config.sagemaker is None:
         raise ValueError("SAGEMAKER is not configured: the analyse step needs the encoder endpoint")
-    from vehicle_assessment.adapters.aws.sagemaker_encoder import SageMakerEncoder
-
-    return SageMakerEncoder.from_settings(config.sagemaker, config.aws_region, boto3_session())
+    return sagemaker_encoder(config.sagemaker, config.aws_region)
 
 
 def build_reference_index(config: WorkflowConfig) -> ReferenceIndex:
     if config.opensearch is None:
         raise ValueError("OPENSEARCH is not configured: the analyse step needs the reference index")
-    from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex
-
     identity = config.sagemaker.identity if config.sagemaker else None
-    return OpenSearchReferenceIndex.from_settings(
-        config.opensearch, config.aws_region, identity, boto3_session().get_credentials()
-    )
+    return opensearch_index(config.opensearch, config.aws_region, identity)
 
 
 def build_describer(config: ApiConfig | WorkflowConfig) -> Describer:

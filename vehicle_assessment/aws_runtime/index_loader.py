@@ -23,12 +23,7 @@ class IndexLoaderConfig(BaseSettings):
 
 
 def build_aws_index_target(config: IndexLoaderConfig) -> tuple[ImageEncoder, WritableReferenceIndex]:
-    from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex
-    from vehicle_assessment.adapters.aws.sagemaker_encoder import SageMakerEncoder
-
-    session = factory.boto3_session()
-    encoder = SageMakerEncoder.from_settings(config.sagemaker, config.aws_region, session)
-    index = OpenSearchReferenceIndex.from_settings(
-        config.opensearch, config.aws_region, config.sagemaker.identity, session.get_credentials()
-    )
+    """The analyse step's encoder and index, built by the same factory (one session, same clients)."""
+    encoder = factory.sagemaker_encoder(config.sagemaker, config.aws_region)
+    index = factory.opensearch_index(config.opensearch, config.aws_region, config.sagemaker.identity)
     return encoder, index

@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
-from vehicle_assessment.aws_runtime.uploads import WorkflowStarter
 from vehicle_assessment.domain.models import AssessmentStatus
+from vehicle_assessment.ports import WorkflowRepository, WorkflowStarter
 
 
 @dataclass
@@ -31,7 +30,7 @@ class SweepReport:
 
 
 def sweep(
-    repository: DynamoAssessmentRepository,
+    repository: WorkflowRepository,
     timeout: timedelta,
     now: datetime,
     limit: int = 200,

@@ -33,18 +33,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository, UploadOutcome
 from vehicle_assessment.domain import limits, upload_keys
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import Assessment, AssessmentInputs, AssessmentStatus
 from vehicle_assessment.domain.vin import InvalidVin
 from vehicle_assessment.pipeline import new_assessment
-from vehicle_assessment.ports import ObjectNotFound
+from vehicle_assessment.ports import (
+    ObjectNotFound,
+    ObjectProbe,
+    UploadOutcome,
+    WorkflowRepository,
+    WorkflowStarter,
+)
 
 # Enough bytes for every signature sniff_content_type knows (WebP needs 12).
 SNIFF_BYTES = 16
@@ -155,81 +160,9 @@ def parse_s3_notification(body: str | Mapping[str, Any]) -> list[UploadedObject]
     return read_queue_message(body).uploads
 
 
-# --- ports of this service -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ObjectHead:
-    first_bytes: bytes
-    metadata: dict[str, str]
-    size: int | None
-
-
-class ObjectProbe(Protocol):
-    def head(self, key: str, n_bytes: int) -> ObjectHead:
-        """The first bytes and user metadata of an object; raises ObjectNotFound."""
-        ...
-
-
-class WorkflowStarter(Protocol):
-    def start(self, assessment_id: str) -> bool:
-        """Start the workflow for an assessment (idempotent); False if it had already finished."""
-        ...
-
-
-def _client_error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, Mapping) else None
-
-
-class S3ObjectProbe:
-    """A ranged GetObject: the magic bytes and metadata without reading a 15 MB photo."""
-
-    def __init__(self, client: Any, bucket: str) -> None:
-        self.client = client
-        self.bucket = bucket
-
-    def head(self, key: str, n_bytes: int) -> ObjectHead:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{n_bytes - 1}")
-        except Exception as exc:
-            code = _client_error_code(exc)
-            if code in {"NoSuchKey", "404", "NotFound"}:
-                raise ObjectNotFound(f"no object at s3://{self.bucket}/{key}") from exc
-            if code == "InvalidRange":  # a 0-byte object has no byte 0
-                return ObjectHead(b"", {}, 0)
-            raise
-        with response["Body"] as body:
-            data = body.read()
-        # "bytes 0-15/12345": the total after the slash is the object's size now.
-        total = response.get("ContentRange", "").rpartition("/")[2]
-        return ObjectHead(data, dict(response.get("Metadata", {})), int(total) if total.isdigit() else None)
-
-
-class StepFunctionsStarter:
-    def __init__(self, client: Any, state_machine_arn: str) -> None:
-        self.client = client
-        self.state_machine_arn = state_machine_arn
-
-    def start(self, assessment_id: str) -> bool:
-        try:
-            self.client.start_execution(
-                stateMachineArn=self.state_machine_arn,
-                # The name makes the start idempotent: one execution per assessment, ever.
-                name=assessment_id,
-                input=json.dumps({"assessment_id": assessment_id}),
-            )
-        except Exception as exc:
-            # A running execution of that name answers success; a finished one raises this.
-            if _client_error_code(exc) == "ExecutionAlreadyExists":
-                return False
-            raise
-        return True
-
-
 @dataclass(frozen=True)
 class UploadServices:
-    repository: DynamoAssessmentRepository
+    repository: WorkflowRepository
     probe: ObjectProbe
     starter: WorkflowStarter
 
@@ -338,7 +271,7 @@ def _validation_reason(exc: ValidationError) -> str:
 
 
 def _open_incoming(
-    repo: DynamoAssessmentRepository,
+    repo: WorkflowRepository,
     assessment_id: str,
     vin: str,
     metadata: Mapping[str, str],

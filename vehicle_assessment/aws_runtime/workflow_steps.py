@@ -23,29 +23,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vehicle_assessment import pipeline
-from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
-from vehicle_assessment.domain.models import (
-    UNTRAINED_ENCODER_WARNING,
-    AssessmentStatus,
-    PhotoStatus,
-)
+from vehicle_assessment.domain.models import AssessmentStatus, PhotoStatus
 from vehicle_assessment.domain.rules import AssessmentRules
+from vehicle_assessment.domain.text import one_line
 from vehicle_assessment.ports import (
+    Clock,
     Describer,
     ImageEncoder,
     ObjectStore,
     ReferenceIndex,
     Speaker,
     VinDecoder,
+    WorkflowRepository,
 )
 
-Clock = Callable[[], datetime]
 _MAX_REASON = 1000
 
 
@@ -103,7 +98,7 @@ class AssessmentResult(AssessmentRef):
 
 def decode_vin(
     state: AssessmentRef,
-    repository: DynamoAssessmentRepository,
+    repository: WorkflowRepository,
     decoder: VinDecoder,
     clock: Clock = pipeline.utc_now,
 ) -> PhotoBatch:
@@ -131,7 +126,7 @@ def decode_vin(
 
 def analyse_photo(
     state: PhotoTask,
-    repository: DynamoAssessmentRepository,
+    repository: WorkflowRepository,
     objects: ObjectStore,
     encoder: ImageEncoder,
     index: ReferenceIndex,
@@ -167,20 +162,15 @@ def analyse_photo(
 
 def value(
     state: AssessmentRef,
-    repository: DynamoAssessmentRepository,
+    repository: WorkflowRepository,
     rules: AssessmentRules,
     clock: Clock = pipeline.utc_now,
 ) -> AssessmentRef:
     now = clock()
     assessment = repository.get(state.assessment_id)
-    warnings = list(assessment.warnings)
-    # analyse_assessment_photos adds this in local mode; here the photos were analysed one by one.
-    if assessment.encoder and assessment.encoder.untrained and UNTRAINED_ENCODER_WARNING not in warnings:
-        warnings.insert(0, UNTRAINED_ENCODER_WARNING)
+    # Local mode notes this when it analyses all photos; here they were analysed one by one.
     analysed = {p.photo_id: p for p in assessment.photos}
-    assessment = pipeline.value_assessment(
-        assessment.model_copy(update={"warnings": warnings}), rules, now.date()
-    )
+    assessment = pipeline.value_assessment(pipeline.note_untrained_encoder(assessment), rules, now.date())
     # Copies are resolved here, not in the Map: its iterations run concurrently and each knows only
     # its own photo's digest. Every read merges `photo_results` over the document's photos, so a
     # photo this step marks DUPLICATE is written back to its own result path too.
@@ -197,7 +187,7 @@ def value(
 
 def describe(
     state: AssessmentRef,
-    repository: DynamoAssessmentRepository,
+    repository: WorkflowRepository,
     describer: Describer,
     rules: AssessmentRules,
     clock: Clock = pipeline.utc_now,
@@ -210,7 +200,7 @@ def describe(
 
 def speak(
     state: AssessmentRef,
-    repository: DynamoAssessmentRepository,
+    repository: WorkflowRepository,
     speaker: Speaker,
     objects: ObjectStore,
     clock: Clock = pipeline.utc_now,
@@ -222,7 +212,7 @@ def speak(
 
 
 def store(
-    state: AssessmentRef, repository: DynamoAssessmentRepository, clock: Clock = pipeline.utc_now
+    state: AssessmentRef, repository: WorkflowRepository, clock: Clock = pipeline.utc_now
 ) -> AssessmentResult:
     """The last step: COMPLETED (or NEEDS_PHOTOS when no photo could be assessed), with the reasons a
     person should look at it. Both end the execution successfully: the state machine needs no Choice."""
@@ -247,12 +237,11 @@ def failure_reason(error: StepError | None) -> str:
             reason = f"{cause.get('errorType') or error.error}: {cause['errorMessage']}"
         else:
             reason = f"{error.error}: {error.cause}"
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 1] + "…"
+    return one_line(reason, _MAX_REASON)
 
 
 def mark_failed(
-    state: FailureInput, repository: DynamoAssessmentRepository, clock: Clock = pipeline.utc_now
+    state: FailureInput, repository: WorkflowRepository, clock: Clock = pipeline.utc_now
 ) -> AssessmentResult:
     assessment = repository.get(state.assessment_id)
     failed = pipeline.mark_failed(

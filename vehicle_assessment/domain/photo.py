@@ -22,6 +22,7 @@ from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
 from vehicle_assessment.domain.rules import IntakeSettings
+from vehicle_assessment.domain.text import one_line
 
 _MIB = 1024 * 1024
 # Quality is measured on a copy of bounded size so thresholds mean the same for any camera.
@@ -50,8 +51,7 @@ class IntakeResult:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return one_line(exc) or type(exc).__name__
 
 
 def _pixel_limit_message(width: int, height: int, limit: int) -> str:

@@ -61,7 +61,7 @@ def _failure_code(exc: Exception) -> str:
     if isinstance(exc, _NoText):
         return exc.code
     if isinstance(exc, ClientError):
-        return error_code(exc)
+        return error_code(exc) or "Unknown"
     return type(exc).__name__  # BotoCoreError: ReadTimeoutError, EndpointConnectionError...
 
 

@@ -8,7 +8,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vehicle_assessment.adapters.aws.errors import error_code
 from vehicle_assessment.adapters.aws.settings import AwsClientSettings
+from vehicle_assessment.domain.text import one_line
+
+__all__ = ["botocore_config", "error_code", "make_boto3_client", "one_line_reason"]
 
 
 def botocore_config(settings: AwsClientSettings) -> Config:
@@ -30,10 +34,6 @@ def make_boto3_client(
     return new_client(service, region_name=region, config=botocore_config(settings))
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code") or "Unknown")
-
-
 def one_line_reason(exc: BaseException, limit: int = 300) -> str:
     """`Code: message` on one line, short enough for a log line or an assessment record."""
     if isinstance(exc, ClientError):
@@ -43,5 +43,4 @@ def one_line_reason(exc: BaseException, limit: int = 300) -> str:
         text = f"{type(exc).__name__}: {exc}"
     else:
         text = str(exc)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(text, limit)

@@ -1,4 +1,4 @@
-"""DynamoDB assessment repository: the AssessmentRepository port plus upload tracking.
+"""DynamoDB assessment repository: the WorkflowRepository port (storage plus upload tracking).
 
 Single-table design (one item per assessment, plus orphan-upload items)::
 
@@ -44,22 +44,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
+from vehicle_assessment.adapters.aws.errors import error_code
+from vehicle_assessment.adapters.upload_tracking import tracked_assessment
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import (
     Assessment,
     AssessmentStatus,
     EncoderIdentity,
     PhotoRecord,
-    PhotoStatus,
     significant_digits,
 )
-from vehicle_assessment.ports import AssessmentNotFound
+from vehicle_assessment.ports import (
+    AssessmentNotFound,
+    AwaitingAssessment,
+    PhotoReceipt,
+    RejectedUpload,
+    UploadOutcome,
+)
+
+# The port's value types, importable from here as before.
+__all__ = [
+    "AwaitingAssessment",
+    "DynamoAssessmentRepository",
+    "PhotoReceipt",
+    "RejectedUpload",
+    "UploadOutcome",
+    "from_dynamo",
+    "table_definition",
+    "to_dynamo",
+]
 
 META = "META"
 GSI1 = "GSI1"
@@ -153,13 +170,6 @@ def from_dynamo(value: Any) -> Any:
     return value
 
 
-def _error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        return response.get("Error", {}).get("Code")
-    return None
-
-
 def _old_item(exc: Exception) -> dict[str, Any] | None:
     """The item as it was when a condition failed (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""
     raw = getattr(exc, "response", {}).get("Item")
@@ -172,57 +182,11 @@ def _old_item(exc: Exception) -> dict[str, Any] | None:
     return {k: deserializer.deserialize(v) for k, v in raw.items()}
 
 
-# --- results --------------------------------------------------------------------------------
-
-
-class UploadOutcome(StrEnum):
-    ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-    UNKNOWN_ASSESSMENT = "unknown_assessment"
-
-
-@dataclass(frozen=True)
-class PhotoReceipt:
-    outcome: UploadOutcome
-    received: int
-    expected: int
-    status: AssessmentStatus | None
-    reason: str | None = None
-
-    @property
-    def completes(self) -> bool:
-        """True for exactly one delivery per assessment: the one that counted the last photo."""
-        return self.outcome == UploadOutcome.ACCEPTED and self.received == self.expected
-
-    @property
-    def ready(self) -> bool:
-        """All photos are in and the workflow has not moved the status on (start may be retried)."""
-        return self.received >= self.expected and self.status == AssessmentStatus.AWAITING_PHOTOS
-
-
-@dataclass(frozen=True)
-class RejectedUpload:
-    object_key: str
-    reason: str
-    size_bytes: int | None
-    content_type: str | None
-    at: str
-
-
-@dataclass(frozen=True)
-class AwaitingAssessment:
-    assessment_id: str
-    created_at: str
-    received: int
-    expected: int
-
-
 # --- the repository -------------------------------------------------------------------------
 
 
 class DynamoAssessmentRepository:
-    """Implements AssessmentRepository on a boto3 ``Table`` resource (injected)."""
+    """Implements WorkflowRepository on a boto3 ``Table`` resource (injected)."""
 
     def __init__(self, table: Any, ttl_days: int | None = None) -> None:
         self.table = table
@@ -246,7 +210,7 @@ class DynamoAssessmentRepository:
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(PK)")
         except Exception as exc:
-            if _error_code(exc) == _CONDITION_FAILED:
+            if error_code(exc) == _CONDITION_FAILED:
                 return False
             raise
         return True
@@ -344,7 +308,7 @@ class DynamoAssessmentRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
-            if _error_code(exc) != _CONDITION_FAILED:
+            if error_code(exc) != _CONDITION_FAILED:
                 raise
             return self._why_not_counted(assessment_id, object_key, photo_id, _old_item(exc))
         new = response["Attributes"]
@@ -362,24 +326,16 @@ class DynamoAssessmentRepository:
             # Either the item does not exist, or the answer lacked it: read once to be sure.
             old = self._get_item(assessment_id)
         if old is None:
-            return PhotoReceipt(
-                UploadOutcome.UNKNOWN_ASSESSMENT, 0, 0, None, f"no assessment with id {assessment_id!r}"
-            )
-        received = set(old.get("received_photo_keys", ()))
-        expected = int(old["expected_photos"])
-        status = AssessmentStatus(old["status"])
-        if photo_id in received:
-            counted_key = old.get("uploads", {}).get(photo_id, {}).get("object_key", object_key)
-            if counted_key == object_key:
-                return PhotoReceipt(UploadOutcome.DUPLICATE, len(received), expected, status)
-            # Another spelling of a photo already counted: a second object, kept as a rejection.
-            reason = f"photo {photo_id!r} was already received as {counted_key!r}"
-            return PhotoReceipt(UploadOutcome.REJECTED, len(received), expected, status, reason)
-        if status != AssessmentStatus.AWAITING_PHOTOS:
-            reason = f"assessment is {status.value}, no longer accepting photos"
-        else:
-            reason = f"already has {len(received)} of {expected} photos"
-        return PhotoReceipt(UploadOutcome.REJECTED, len(received), expected, status, reason)
+            return PhotoReceipt.unknown(assessment_id)
+        counted_as = old.get("uploads", {}).get(photo_id, {}).get("object_key")
+        return PhotoReceipt.not_counted(
+            photo_id,
+            object_key,
+            counted_as,
+            old.get("received_photo_keys", ()),
+            int(old["expected_photos"]),
+            AssessmentStatus(old["status"]),
+        )
 
     def reject_upload(
         self,
@@ -418,7 +374,7 @@ class DynamoAssessmentRepository:
                 )
                 return True
             except Exception as exc:
-                if _error_code(exc) != _CONDITION_FAILED:
+                if error_code(exc) != _CONDITION_FAILED:
                     raise
                 overflow = _old_item(exc) is not None or self._get_item(assessment_id) is not None
         orphan = {
@@ -438,7 +394,7 @@ class DynamoAssessmentRepository:
             # Only a new overflow item is counted, so a redelivered rejection counts once.
             self.table.put_item(Item=orphan, ConditionExpression="attribute_not_exists(PK)")
         except Exception as exc:
-            if _error_code(exc) != _CONDITION_FAILED:
+            if error_code(exc) != _CONDITION_FAILED:
                 raise
             return False
         self.table.update_item(
@@ -521,7 +477,7 @@ class DynamoAssessmentRepository:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            if _error_code(exc) == _CONDITION_FAILED:
+            if error_code(exc) == _CONDITION_FAILED:
                 return False
             raise
         return True
@@ -552,6 +508,14 @@ class DynamoAssessmentRepository:
 
     def save_photo_result(self, assessment_id: str, record: PhotoRecord, encoder: EncoderIdentity) -> None:
         """One analysed photo from one Map iteration: its own path, so iterations never collide."""
+        try:
+            self._update_photo_result(assessment_id, record, encoder)
+        except Exception as exc:
+            if error_code(exc) == _CONDITION_FAILED:
+                raise AssessmentNotFound(f"no assessment with id {assessment_id!r}") from exc
+            raise
+
+    def _update_photo_result(self, assessment_id: str, record: PhotoRecord, encoder: EncoderIdentity) -> None:
         self.table.update_item(
             Key=self._key(assessment_id),
             UpdateExpression="SET #results.#pid = :record, #document.#encoder = :encoder",
@@ -616,26 +580,11 @@ class DynamoAssessmentRepository:
 
     @staticmethod
     def _assessment(item: Mapping[str, Any]) -> Assessment:
-        document = from_dynamo(item["document"])
         # Status transitions (sweeper, workflow start) touch only the top-level attributes.
-        document["status"] = item["status"]
-        document["updated_at"] = item["updated_at"]
-        photos: dict[str, dict[str, Any]] = {p["photo_id"]: p for p in document.get("photos", [])}
-        uploads = from_dynamo(item.get("uploads", {}))
-        for key in sorted(uploads):
-            upload = uploads[key]
-            photos.setdefault(
-                upload["photo_id"],
-                PhotoRecord(
-                    photo_id=upload["photo_id"],
-                    filename=upload["filename"],
-                    # Keyed by photo id; items written before that were keyed by the S3 key.
-                    object_key=upload.get("object_key", key),
-                    size_bytes=upload["size_bytes"],
-                    sha256="",  # known once the workflow has read the bytes
-                    status=PhotoStatus.RECEIVED,
-                ).model_dump(mode="json"),
-            )
-        photos |= from_dynamo(item.get("photo_results", {}))
-        document["photos"] = list(photos.values())
-        return Assessment.model_validate(document)
+        return tracked_assessment(
+            from_dynamo(item["document"]),
+            item["status"],
+            item["updated_at"],
+            from_dynamo(item.get("uploads", {})),
+            from_dynamo(item.get("photo_results", {})),
+        )

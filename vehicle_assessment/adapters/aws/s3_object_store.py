@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from vehicle_assessment.adapters.aws.clients import error_code, make_boto3_client
-from vehicle_assessment.adapters.aws.settings import S3Settings
+from vehicle_assessment.adapters.aws.clients import error_code
 from vehicle_assessment.ports import ObjectNotFound
 
 # GetObject says NoSuchKey; HeadObject has no body, so only the status ("404"/"NotFound") remains.
@@ -27,12 +25,6 @@ class S3ObjectStore:
     def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
-
-    @classmethod
-    def from_settings(
-        cls, settings: S3Settings, region: str, session: boto3.Session | None = None
-    ) -> S3ObjectStore:
-        return cls(make_boto3_client("s3", region, settings.client, session), settings.bucket)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         key = _check_key(key)

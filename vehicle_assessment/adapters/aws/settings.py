@@ -28,11 +28,6 @@ class AwsClientSettings(AwsSettingsModel):
     read_timeout_s: float = Field(default=30.0, gt=0)
 
 
-class S3Settings(AwsSettingsModel):
-    bucket: str = Field(min_length=3, max_length=63)
-    client: AwsClientSettings = Field(default_factory=AwsClientSettings)
-
-
 class SageMakerEncoderSettings(AwsSettingsModel):
     endpoint_name: str = Field(min_length=1, max_length=63)
     identity: EncoderIdentity = Field(description="the encoder the endpoint must serve")
@@ -111,14 +106,3 @@ class PollySettings(AwsSettingsModel):
     @classmethod
     def _lower_case_languages(cls, voices: dict[str, PollyVoice]) -> dict[str, PollyVoice]:
         return {language.lower(): voice for language, voice in voices.items()}
-
-
-class AwsAdapterSettings(AwsSettingsModel):
-    """Everything the AWS adapters need; each part is optional so a function builds only its own."""
-
-    region: str = Field(min_length=1)
-    s3: S3Settings | None = None
-    sagemaker: SageMakerEncoderSettings | None = None
-    opensearch: OpenSearchSettings | None = None
-    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
-    polly: PollySettings = Field(default_factory=PollySettings)

@@ -1,0 +1,224 @@
+"""The WorkflowRepository contract, run against the in-memory and the DynamoDB (moto) implementations."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from tests.services.conftest import NOW, VIN, awaiting, record
+from vehicle_assessment.adapters.memory import InMemoryAssessmentRepository
+from vehicle_assessment.domain.models import (
+    AssessmentStatus,
+    EncoderIdentity,
+    PhotoStatus,
+    UndamagedValue,
+    Valuation,
+    ValueMethod,
+)
+from vehicle_assessment.ports import AssessmentNotFound, UploadOutcome, WorkflowRepository
+
+IDENTITY = EncoderIdentity(model_name="fake-clip", pretrained=None, untrained=True, dimension=4)
+
+
+def test_create_once_then_save_and_read_back(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    assessment = awaiting("a-1")
+    assert repo.create(assessment)
+    assert not repo.create(assessment.model_copy(update={"expected_photos": 9}))
+    assert repo.get("a-1") == assessment and repo.exists("a-1") and not repo.exists("nope")
+    valued = assessment.model_copy(
+        update={
+            "status": AssessmentStatus.COMPLETED,
+            "valuation": Valuation(
+                undamaged=UndamagedValue(
+                    amount_usd=20_000.5, method=ValueMethod.USER_ESTIMATE, reason="given"
+                ),
+                photos=[],
+                combined_depreciation=0.1,
+                adjusted_value_usd=18_000.45,
+                rule="r",
+                provisional=False,
+            ),
+        }
+    )
+    repo.save(valued)
+    assert repo.get("a-1") == valued
+    with pytest.raises(AssessmentNotFound):
+        repo.get("nope")
+
+
+def test_save_keeps_the_upload_tracking(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("k-1"))
+    record(repo, "k-1", 1)
+    repo.reject_upload("k-1", "uploads/k-1/x.jpg", "not an image", NOW, 5, None)
+    repo.save(repo.get("k-1").model_copy(update={"warnings": ["checked"]}))
+    assert repo.upload_progress("k-1").received == 1
+    assert [r.reason for r in repo.rejected_uploads("k-1")] == ["not an image"]
+    assert record(repo, "k-1", 1).outcome == UploadOutcome.DUPLICATE
+
+
+def test_history_per_vin_is_newest_first_and_limited(workflow_repository: WorkflowRepository) -> None:
+    for i in range(4):
+        workflow_repository.create(awaiting(f"h-{i}", NOW + timedelta(minutes=i)))
+    found = workflow_repository.list_by_vin(VIN, limit=3)
+    assert [a.assessment_id for a in found] == ["h-3", "h-2", "h-1"]
+    assert workflow_repository.list_by_vin("OTHERVIN000000000") == []
+
+
+def test_duplicates_and_reordering_count_each_key_once(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("d-1"))
+    outcomes = [record(repo, "d-1", n) for n in (2, 2, 3, 2, 1, 3)]
+    accepted, duplicate = UploadOutcome.ACCEPTED, UploadOutcome.DUPLICATE
+    assert [o.outcome for o in outcomes] == [accepted, duplicate, accepted, duplicate, accepted, duplicate]
+    assert [o.completes for o in outcomes] == [False, False, False, False, True, False]
+    assert outcomes[-1].ready  # all in, still AWAITING_PHOTOS: a redelivery may retry the start
+    photos = repo.get("d-1").photos
+    assert [p.photo_id for p in photos] == ["1", "2", "3"]
+    assert all(p.status == PhotoStatus.RECEIVED and p.sha256 == "" for p in photos)
+    assert photos[0].object_key == "uploads/d-1/1.jpg" and photos[0].size_bytes == 1000
+
+
+def test_extra_photo_is_rejected_with_the_count(workflow_repository: WorkflowRepository) -> None:
+    workflow_repository.create(awaiting("x-1"))
+    for n in (1, 2, 3):
+        record(workflow_repository, "x-1", n)
+    extra = record(workflow_repository, "x-1", 4)
+    assert (extra.outcome, extra.reason) == (UploadOutcome.REJECTED, "already has 3 of 3 photos")
+    assert (extra.received, extra.expected) == (3, 3)
+
+
+def test_last_slot_race_has_exactly_one_winner(workflow_repository: WorkflowRepository) -> None:
+    workflow_repository.create(awaiting("r-1"))
+    record(workflow_repository, "r-1", 1)
+    record(workflow_repository, "r-1", 2)
+    first, second = record(workflow_repository, "r-1", "3a"), record(workflow_repository, "r-1", "3b")
+    assert (first.completes, second.completes) == (True, False)
+    assert second.outcome == UploadOutcome.REJECTED
+
+
+def test_unknown_and_finished_assessments_do_not_count(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    unknown = record(repo, "ghost", 1)
+    assert (unknown.outcome, unknown.reason) == (
+        UploadOutcome.UNKNOWN_ASSESSMENT,
+        "no assessment with id 'ghost'",
+    )
+    repo.create(awaiting("f-1"))
+    assert repo.mark_status("f-1", AssessmentStatus.INCOMPLETE, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+    late = record(repo, "f-1", 1)
+    assert late.outcome == UploadOutcome.REJECTED
+    assert late.reason == "assessment is INCOMPLETE, no longer accepting photos"
+
+
+def test_status_moves_only_from_the_allowed_states(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("s-1"))
+    later = NOW + timedelta(minutes=1)
+    assert repo.mark_status("s-1", AssessmentStatus.PROCESSING, {AssessmentStatus.AWAITING_PHOTOS}, later)
+    assert not repo.mark_status("s-1", AssessmentStatus.INCOMPLETE, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+    stored = repo.get("s-1")
+    assert (stored.status, stored.updated_at) == (AssessmentStatus.PROCESSING, later)
+    assert not repo.mark_status("ghost", AssessmentStatus.PROCESSING, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+
+
+def test_only_if_photos_missing_spares_a_full_assessment(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("p-1", expected=1))
+    record(repo, "p-1", 1)
+    awaiting_only = {AssessmentStatus.AWAITING_PHOTOS}
+    assert not repo.mark_status(
+        "p-1", AssessmentStatus.INCOMPLETE, awaiting_only, NOW, only_if_photos_missing=True
+    )
+    repo.create(awaiting("p-2", expected=2))
+    record(repo, "p-2", 1)
+    assert repo.mark_status(
+        "p-2", AssessmentStatus.INCOMPLETE, awaiting_only, NOW, only_if_photos_missing=True
+    )
+
+
+def test_awaiting_before_lists_only_old_awaiting_ones_oldest_first(
+    workflow_repository: WorkflowRepository,
+) -> None:
+    repo = workflow_repository
+    for name, age_h in (("w-old", 5), ("w-older", 9), ("w-new", 0), ("w-done", 7), ("w-mid", 3)):
+        repo.create(awaiting(name, NOW - timedelta(hours=age_h), expected=2))
+    record(repo, "w-mid", 1)
+    repo.mark_status("w-done", AssessmentStatus.COMPLETED, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+    found = repo.awaiting_before(NOW - timedelta(hours=1))
+    assert [a.assessment_id for a in found] == ["w-older", "w-old", "w-mid"]
+    assert (found[2].received, found[2].expected) == (1, 2)
+    assert [a.assessment_id for a in repo.awaiting_before(NOW, limit=2)] == ["w-older", "w-old"]
+    # Saving the document as PROCESSING takes it out as well.
+    repo.save(repo.get("w-older").model_copy(update={"status": AssessmentStatus.PROCESSING}))
+    assert [a.assessment_id for a in repo.awaiting_before(NOW, limit=1)] == ["w-old"]
+
+
+def test_rejections_are_kept_on_the_assessment_or_as_orphans(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("j-1"))
+    assert repo.reject_upload(
+        "j-1", "uploads/j-1/2.jpg", "too large", NOW + timedelta(seconds=1), 99, "image/png"
+    )
+    assert repo.reject_upload("j-1", "uploads/j-1/1.jpg", "not an image", NOW, 10, None)
+    assert not repo.reject_upload("ghost", "uploads/ghost/1.jpg", "no assessment", NOW, 10, "image/jpeg")
+    assert not repo.reject_upload(None, "elsewhere/1.jpg", "bad layout", NOW)
+    rejected = repo.rejected_uploads("j-1")
+    assert [(r.object_key, r.reason, r.size_bytes, r.content_type) for r in rejected] == [
+        ("uploads/j-1/1.jpg", "not an image", 10, None),
+        ("uploads/j-1/2.jpg", "too large", 99, "image/png"),
+    ]
+    orphan = repo.orphan_upload("uploads/ghost/1.jpg")
+    assert orphan is not None and (orphan.reason, orphan.size_bytes) == ("no assessment", 10)
+    assert repo.orphan_upload("uploads/j-1/1.jpg") is None
+    with pytest.raises(AssessmentNotFound):
+        repo.rejected_uploads("ghost")
+    with pytest.raises(AssessmentNotFound):
+        repo.upload_progress("ghost")
+
+
+def test_photo_results_land_on_their_photo_and_set_the_encoder(
+    workflow_repository: WorkflowRepository,
+) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("e-1", expected=2))
+    record(repo, "e-1", 1)
+    record(repo, "e-1", 2)
+    [first, second] = repo.get("e-1").photos
+    analysed = first.model_copy(update={"status": PhotoStatus.ANALYSED, "sha256": "ab" * 32})
+    repo.save_photo_result("e-1", analysed, IDENTITY)
+    stored = repo.get("e-1")
+    assert stored.photos == [analysed, second] and stored.encoder == IDENTITY
+    with pytest.raises(AssessmentNotFound):
+        repo.save_photo_result("ghost", analysed, IDENTITY)
+
+
+def test_what_is_read_is_a_copy(workflow_repository: WorkflowRepository) -> None:
+    workflow_repository.create(awaiting("c-1"))
+    first = workflow_repository.get("c-1")
+    first.warnings.append("changed after reading")
+    assert workflow_repository.get("c-1").warnings == []
+
+
+def test_in_memory_counting_is_atomic_under_threads() -> None:
+    """Many deliveries at once: each key counts once and exactly one delivery completes."""
+    repo = InMemoryAssessmentRepository()
+    repo.create(awaiting("t-1", expected=5))
+    receipts = []
+    barrier = threading.Barrier(20)
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        receipts.append(record(repo, "t-1", n % 8))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.completes for r in receipts) == 1
+    assert sum(r.outcome == UploadOutcome.ACCEPTED for r in receipts) == 5
+    assert repo.upload_progress("t-1").received == 5

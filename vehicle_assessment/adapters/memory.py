@@ -1,0 +1,283 @@
+"""In-memory adapters: the WorkflowRepository and an ObjectStore held in dicts.
+
+For fast tests of the AWS services without moto, and for a single-process local mode that wants
+the upload-counting workflow without DynamoDB. The repository keeps the DynamoDB adapter's
+semantics (``adapters/aws/dynamodb.py``), checked by one contract test run against both:
+
+* every conditional write checks and writes under one lock, as DynamoDB applies writes to an item
+  one at a time: of two photos racing for the last slot exactly one is counted;
+* photos are counted by their canonical photo id (a set), never by a counter, so redeliveries and
+  other spellings of one photo's key count once;
+* an assessment keeps at most MAX_REJECTED_UPLOADS_PER_ASSESSMENT rejections; further ones become
+  orphans naming it, counted in ``rejected_uploads_overflow``;
+* the stored assessment goes through JSON like the DynamoDB document, so what is read back is a
+  copy, never the caller's object;
+* on read, the status and ``updated_at`` of the last status move win over the document's, and the
+  uploads and photo results are merged into ``photos``.
+
+Not kept: the TTL (nothing expires) and durability (a process's lifetime).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vehicle_assessment.adapters.upload_tracking import tracked_assessment
+from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.models import Assessment, AssessmentStatus, EncoderIdentity, PhotoRecord
+from vehicle_assessment.ports import (
+    AssessmentNotFound,
+    AwaitingAssessment,
+    ObjectNotFound,
+    PhotoReceipt,
+    RejectedUpload,
+    UploadOutcome,
+)
+
+
+def _iso(moment: datetime) -> str:
+    """The DynamoDB adapter's fixed-width UTC form: string order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class _Item:
+    """One assessment as the DynamoDB item holds it: the document plus upload tracking."""
+
+    document: dict[str, Any]  # Assessment.model_dump(mode="json")
+    status: AssessmentStatus
+    updated_at: str
+    created_at: str
+    expected_photos: int
+    received_photo_keys: set[str] = field(default_factory=set)  # canonical photo ids, as DynamoDB's
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # photo id -> the upload
+    rejected_uploads: dict[str, RejectedUpload] = field(default_factory=dict)
+    rejected_uploads_overflow: int = 0
+    photo_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def store(self, assessment: Assessment) -> None:
+        self.document = assessment.model_dump(mode="json")
+        self.status = assessment.status
+        self.updated_at = _iso(assessment.updated_at)
+        self.created_at = _iso(assessment.created_at)
+        self.expected_photos = assessment.expected_photos
+
+    @property
+    def index_key(self) -> str:
+        """The GSI sort key: creation time, then id."""
+        return f"{self.created_at}#{self.document['assessment_id']}"
+
+
+class InMemoryAssessmentRepository:
+    """Implements WorkflowRepository in a dict; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, _Item] = {}
+        self._orphans: dict[str, RejectedUpload] = {}
+        self._lock = threading.Lock()
+
+    # -- AssessmentRepository ----------------------------------------------------------------
+
+    def create(self, assessment: Assessment) -> bool:
+        with self._lock:
+            if assessment.assessment_id in self._items:
+                return False
+            self._items[assessment.assessment_id] = self._new_item(assessment)
+            return True
+
+    def save(self, assessment: Assessment) -> None:
+        """Upsert the document and status; upload tracking is never overwritten."""
+        with self._lock:
+            item = self._items.get(assessment.assessment_id)
+            if item is None:
+                self._items[assessment.assessment_id] = self._new_item(assessment)
+            else:
+                item.store(assessment)
+
+    def get(self, assessment_id: str) -> Assessment:
+        with self._lock:
+            return self._assessment(self._item(assessment_id))
+
+    def exists(self, assessment_id: str) -> bool:
+        with self._lock:
+            return assessment_id in self._items
+
+    def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]:
+        with self._lock:
+            found = sorted(
+                (item for item in self._items.values() if item.document["vin"] == vin),
+                key=lambda item: item.index_key,
+                reverse=True,  # newest first
+            )
+            return [self._assessment(item) for item in found[:limit]]
+
+    # -- upload tracking ---------------------------------------------------------------------
+
+    def record_photo(
+        self,
+        assessment_id: str,
+        object_key: str,
+        size_bytes: int,
+        content_type: str,
+        now: datetime,
+        photo_id: str,
+        filename: str,
+    ) -> PhotoReceipt:
+        with self._lock:
+            item = self._items.get(assessment_id)
+            if item is None:
+                return PhotoReceipt.unknown(assessment_id)
+            received = item.received_photo_keys
+            countable = item.status == AssessmentStatus.AWAITING_PHOTOS and (
+                not received or (photo_id not in received and len(received) < item.expected_photos)
+            )
+            if not countable:
+                counted_as = item.uploads.get(photo_id, {}).get("object_key")
+                return PhotoReceipt.not_counted(
+                    photo_id, object_key, counted_as, received, item.expected_photos, item.status
+                )
+            received.add(photo_id)
+            item.uploads[photo_id] = {
+                "photo_id": photo_id,
+                "object_key": object_key,
+                "filename": filename,
+                "size_bytes": size_bytes,
+                "content_type": content_type,
+                "received_at": _iso(now),
+            }
+            item.updated_at = _iso(now)
+            return PhotoReceipt(UploadOutcome.ACCEPTED, len(received), item.expected_photos, item.status)
+
+    def reject_upload(
+        self,
+        assessment_id: str | None,
+        object_key: str,
+        reason: str,
+        now: datetime,
+        size_bytes: int | None = None,
+        content_type: str | None = None,
+    ) -> bool:
+        rejected = RejectedUpload(object_key, reason, size_bytes, content_type, _iso(now))
+        with self._lock:
+            item = self._items.get(assessment_id) if assessment_id is not None else None
+            if item is None:
+                self._orphans[object_key] = rejected
+                return False
+            kept = item.rejected_uploads
+            if object_key in kept or len(kept) < limits.MAX_REJECTED_UPLOADS_PER_ASSESSMENT:
+                kept[object_key] = rejected
+                return True
+            if object_key not in self._orphans:  # a redelivered rejection counts once
+                item.rejected_uploads_overflow += 1
+            self._orphans[object_key] = rejected
+            return False
+
+    def rejected_uploads_overflow(self, assessment_id: str) -> int:
+        with self._lock:
+            return self._item(assessment_id).rejected_uploads_overflow
+
+    def rejected_uploads(self, assessment_id: str) -> list[RejectedUpload]:
+        with self._lock:
+            entries = self._item(assessment_id).rejected_uploads.values()
+            return sorted(entries, key=lambda r: (r.at, r.object_key))
+
+    def orphan_upload(self, object_key: str) -> RejectedUpload | None:
+        with self._lock:
+            return self._orphans.get(object_key)
+
+    def upload_progress(self, assessment_id: str) -> PhotoReceipt:
+        with self._lock:
+            item = self._item(assessment_id)
+            return PhotoReceipt(
+                UploadOutcome.ACCEPTED, len(item.received_photo_keys), item.expected_photos, item.status
+            )
+
+    def mark_status(
+        self,
+        assessment_id: str,
+        new_status: AssessmentStatus,
+        from_statuses: Iterable[AssessmentStatus],
+        now: datetime,
+        only_if_photos_missing: bool = False,
+    ) -> bool:
+        with self._lock:
+            item = self._items.get(assessment_id)
+            if item is None or item.status not in set(from_statuses):
+                return False
+            if only_if_photos_missing and len(item.received_photo_keys) >= item.expected_photos:
+                return False
+            item.status = new_status
+            item.updated_at = _iso(now)
+            return True
+
+    def awaiting_before(self, cutoff: datetime, limit: int = 100) -> list[AwaitingAssessment]:
+        bound = _iso(cutoff)
+        with self._lock:
+            awaiting = sorted(
+                (
+                    item
+                    for item in self._items.values()
+                    if item.status == AssessmentStatus.AWAITING_PHOTOS and item.index_key < bound
+                ),
+                key=lambda item: item.index_key,
+            )
+            return [
+                AwaitingAssessment(
+                    assessment_id=item.document["assessment_id"],
+                    created_at=item.created_at,
+                    received=len(item.received_photo_keys),
+                    expected=item.expected_photos,
+                )
+                for item in awaiting[:limit]
+            ]
+
+    def save_photo_result(self, assessment_id: str, record: PhotoRecord, encoder: EncoderIdentity) -> None:
+        with self._lock:
+            item = self._item(assessment_id)
+            item.photo_results[record.photo_id] = record.model_dump(mode="json")
+            item.document["encoder"] = encoder.model_dump(mode="json")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_item(assessment: Assessment) -> _Item:
+        item = _Item(document={}, status=assessment.status, updated_at="", created_at="", expected_photos=0)
+        item.store(assessment)
+        return item
+
+    def _item(self, assessment_id: str) -> _Item:
+        item = self._items.get(assessment_id)
+        if item is None:
+            raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
+        return item
+
+    @staticmethod
+    def _assessment(item: _Item) -> Assessment:
+        return tracked_assessment(
+            item.document, item.status.value, item.updated_at, item.uploads, item.photo_results
+        )
+
+
+class InMemoryObjectStore:
+    """Implements ObjectStore in a dict (bytes and content type per key)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[key] = (bytes(data), content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.objects[key][0]
+        except KeyError:
+            raise ObjectNotFound(f"no object at {key!r}") from None
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects

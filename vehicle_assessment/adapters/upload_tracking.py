@@ -1,0 +1,48 @@
+"""How a stored assessment and the upload tracking kept beside it read back as one Assessment.
+
+Shared by the DynamoDB and the in-memory WorkflowRepository, so both read the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vehicle_assessment.domain.models import Assessment, PhotoRecord, PhotoStatus
+
+
+def tracked_assessment(
+    document: Mapping[str, Any],
+    status: str,
+    updated_at: str,
+    uploads: Mapping[str, Mapping[str, Any]],
+    photo_results: Mapping[str, Mapping[str, Any]],
+) -> Assessment:
+    """The document (``Assessment.model_dump(mode="json")``) with what was written beside it.
+
+    ``status`` and ``updated_at`` are the last status move's (the sweeper and the workflow start
+    touch only those); ``uploads`` (photo id -> photo_id, object_key, filename, size_bytes; items
+    written before photos were keyed by id are keyed by object key and lack it) become RECEIVED
+    photos unless the document has them already; ``photo_results`` (photo_id -> PhotoRecord as
+    JSON), one per analysed photo, win over both.
+    """
+    merged = dict(document)
+    merged["status"] = status
+    merged["updated_at"] = updated_at
+    photos: dict[str, Mapping[str, Any]] = {p["photo_id"]: p for p in merged.get("photos", [])}
+    for key in sorted(uploads):
+        upload = uploads[key]
+        photos.setdefault(
+            upload["photo_id"],
+            PhotoRecord(
+                photo_id=upload["photo_id"],
+                filename=upload["filename"],
+                object_key=upload.get("object_key", key),
+                size_bytes=upload["size_bytes"],
+                sha256="",  # known once the workflow has read the bytes
+                status=PhotoStatus.RECEIVED,
+            ).model_dump(mode="json"),
+        )
+    photos |= photo_results
+    merged["photos"] = list(photos.values())
+    return Assessment.model_validate(merged)
