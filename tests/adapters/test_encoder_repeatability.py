@@ -132,3 +132,28 @@ def test_demo_assess_in_two_processes_gives_the_same_value(tmp_path: Path) -> No
     assert runs[0]["status"] == "COMPLETED"
     assert all(p["status"] == "analysed" for p in runs[0]["photos"]), runs[0]["photos"]
     assert outcome(runs[0]) == outcome(runs[1])
+
+
+def test_an_index_of_other_weights_under_the_same_name_is_refused(
+    sample_index_path: Path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the fingerprint, an index of one untrained draw answered queries of another."""
+    from vehicle_assessment import pipeline
+    from vehicle_assessment.adapters.local import openclip_encoder
+    from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
+    from vehicle_assessment.domain.rules import AssessmentRules
+    from vehicle_assessment.ports import IndexMismatch
+
+    monkeypatch.setattr(openclip_encoder, "UNTRAINED_SEED_PREFIX", "another-seed/")
+    other_draw = openclip_encoder.OpenClipEncoder(tiny_encoder.settings)
+    assert other_draw.identity.without_fingerprint() == tiny_encoder.identity.without_fingerprint()
+
+    index = LocalVectorIndex(sample_index_path)
+    try:
+        with pytest.raises(IndexMismatch, match="rebuild"):
+            index.bind(other_draw.identity)  # what `index build` does first
+        with pytest.raises(IndexMismatch, match="rebuild"):
+            pipeline.analyse_photos([], [], other_draw, index, AssessmentRules())  # what `assess` does
+        index.bind(tiny_encoder.identity)  # the weights that built it are still welcome
+    finally:
+        index.close()
