@@ -292,9 +292,13 @@ def test_an_empty_index_created_from_the_stack_config_is_claimed_by_the_served_w
     fake.on("POST", f"/{INDEX}/_search", _count_answer(0))
     fake.on("PUT", f"/{INDEX}/_mapping", (200, {"acknowledged": True}))
     index = OpenSearchReferenceIndex(client, INDEX, configured)
+    reader = OpenSearchReferenceIndex(client, INDEX, configured)  # e.g. a warm analyse Lambda
+    assert reader.identity == configured
 
     index.bind(identity)
 
+    fake.on("GET", f"/{INDEX}/_mapping", mapping_answer(identity))
+    assert reader.identity == identity  # an unfingerprinted identity is not cached
     [put] = fake.sent("PUT", f"/{INDEX}/_mapping")
     assert put.json() == {"_meta": {"encoder": identity.model_dump(mode="json")}}
     assert index.identity == identity

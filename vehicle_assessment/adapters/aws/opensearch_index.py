@@ -206,7 +206,7 @@ class OpenSearchReferenceIndex:
         except TransportError as exc:
             raise ReferenceIndexError(f"reading the mapping of {self.index_name} failed: {exc}") from exc
         # The answer is keyed by index name: {"<index>": {"mappings": {...}}}.
-        entry = response.get(self.index_name) or next(iter(response.values()), {})
+        entry: dict[str, Any] = response.get(self.index_name) or next(iter(response.values()), {})
         return entry.get("mappings", {})
 
     def close(self) -> None:
@@ -214,17 +214,23 @@ class OpenSearchReferenceIndex:
 
     @property
     def identity(self) -> EncoderIdentity | None:
-        # An index's encoder never changes, so one read per instance (per Lambda container) is enough.
-        if self._identity is None:
-            mapping = self._read_mapping()
-            encoder = (mapping or {}).get("_meta", {}).get("encoder")
-            if encoder is not None:
-                vector = mapping.get("properties", {}).get(VECTOR_FIELD, {})
-                self._space_type = (vector.get("method") or {}).get("space_type") or vector.get(
-                    "space_type", DEFAULT_SPACE_TYPE
-                )
-                self._identity = EncoderIdentity.model_validate(encoder)
-        return self._identity
+        # A fingerprinted identity never changes, so one read per instance (per Lambda container) is
+        # enough. One without is re-read: the stack-created index gets its fingerprint from the first
+        # `index build`, and a warm container must then see it rather than refuse every assessment.
+        if self._identity is not None:
+            return self._identity
+        mapping = self._read_mapping() or {}
+        encoder = mapping.get("_meta", {}).get("encoder")
+        if encoder is None:
+            return None
+        vector = mapping.get("properties", {}).get(VECTOR_FIELD, {})
+        self._space_type = (vector.get("method") or {}).get("space_type") or vector.get(
+            "space_type", DEFAULT_SPACE_TYPE
+        )
+        identity = EncoderIdentity.model_validate(encoder)
+        if identity.weights_fingerprint is not None:
+            self._identity = identity
+        return identity
 
     def create_index(self, identity: EncoderIdentity | None = None) -> bool:
         """Create the index for `identity`; False when it already exists (safe to call every time)."""
