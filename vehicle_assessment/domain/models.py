@@ -54,16 +54,16 @@ class Neighbour(Model):
 class EncoderIdentity(Model):
     """Which model made an embedding; an index only answers queries from the same model.
 
-    Names alone do not tell weights apart (two untrained models, or a re-exported checkpoint, share a
-    name), so an encoder also reports `weights_fingerprint`, a sha256 over the weights it actually
-    loaded. None only in records written before fingerprints existed, and in deployment settings that
-    name a model without pinning its weights (see `conforms_to`).
+    `weights_fingerprint` is a sha256 over the weights the encoder actually loaded, so two models of
+    one name (two untrained draws, another checkpoint) are told apart; records written before it
+    existed lack it.
     """
 
     model_name: str
     pretrained: str | None
     untrained: bool
     dimension: int
+    # None also in deployment settings that name a model without pinning its weights (`conforms_to`).
     weights_fingerprint: str | None = None
 
     def describe(self) -> str:
