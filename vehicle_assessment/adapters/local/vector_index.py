@@ -107,11 +107,12 @@ class LocalVectorIndex:
                 raise IndexMismatch(
                     f"the index at {self.path} holds vectors of {current.describe()}: it was built "
                     "before weights were fingerprinted, so nothing shows they came from "
-                    f"{identity.describe()}; rebuild the index"
+                    f"{identity.describe()}; rebuild the index (delete {self.path}, run `index build`)"
                 )
         raise IndexMismatch(
             f"the index at {self.path} holds vectors of {current.describe()}, "
-            f"not {identity.describe()}; rebuild it with the same encoder settings"
+            f"not {identity.describe()}; rebuild it with the same encoder settings "
+            f"(delete {self.path}, run `index build`)"
         )
 
     def known_sources(self) -> set[str]:
