@@ -7,8 +7,12 @@ Request  (``Content-Type: application/json``)::
 
 Response (``application/json``)::
 
-    {"model": {"model_name": ..., "pretrained": ..., "untrained": false, "dimension": 768},
+    {"model": {"model_name": ..., "pretrained": ..., "untrained": false, "dimension": 768,
+               "weights_fingerprint": "<sha256 hex of the loaded weights>"},
      "embeddings": [[...768 floats, L2-normalised...], ...]}
+
+The fingerprint (see ``openclip_encoder.weights_fingerprint``) lets the runtime check the reference
+index against the weights the endpoint really serves, not just their name.
 
 Images travel as lossless PNG of the intake's embedding copy, so the endpoint embeds exactly the
 pixels local mode embeds.

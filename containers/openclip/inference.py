@@ -89,7 +89,8 @@ class ModelSpec(BaseModel):
     * ``architecture_config`` registers an extra open_clip architecture JSON (its file stem must be
       ``model_name``), for custom architectures such as the tests' tiny model.
     * ``pretrained_label`` overrides the ``pretrained`` the endpoint reports in its identity; the
-      runtime refuses an endpoint whose identity differs from the configured one.
+      runtime refuses an endpoint whose identity differs from the configured one. The identity's
+      ``weights_fingerprint`` is always that of the weights actually loaded (no label overrides it).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,9 @@ from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.domain.models import DamageType, EncoderIdentity, ReferenceLabel, Severity
 from vehicle_assessment.ports import IndexMismatch, ReferenceItem
 
-IDENTITY = EncoderIdentity(model_name="m", pretrained=None, untrained=True, dimension=16)
+IDENTITY = EncoderIdentity(
+    model_name="m", pretrained=None, untrained=True, dimension=16, weights_fingerprint="a" * 64
+)
 LABELS = [
     ReferenceLabel(damaged=False, damage_type=DamageType.NONE, severity=Severity.NONE),
     ReferenceLabel(damaged=True, damage_type=DamageType.DENT, severity=Severity.MODERATE),
@@ -82,3 +86,41 @@ def test_index_rejects_bad_vectors_and_empty_search(tmp_path) -> None:
     index.add(_items(np.random.default_rng(2), 3))
     with pytest.raises(IndexMismatch, match="dimension"):
         index.search(np.ones(8, dtype=np.float32), 3)
+
+
+def test_same_name_other_weights_is_refused(tmp_path) -> None:
+    """Two untrained models of one name used to look alike; their fingerprints do not."""
+    index = LocalVectorIndex(tmp_path / "index.sqlite3")
+    index.bind(IDENTITY)
+    index.add(_items(np.random.default_rng(1), 2))
+    other_weights = IDENTITY.model_copy(update={"weights_fingerprint": "b" * 64})
+    with pytest.raises(IndexMismatch, match=r"weights aaaaaaaaaaaa.*not .*weights bbbbbbbbbbbb.*rebuild"):
+        index.bind(other_weights)
+    with pytest.raises(IndexMismatch, match="no weights fingerprint"):
+        index.bind(IDENTITY.without_fingerprint())
+    assert index.identity == IDENTITY
+
+
+def _legacy_index(path, rows: int) -> LocalVectorIndex:
+    """An index as written before fingerprints: its meta row has no weights_fingerprint key."""
+    index = LocalVectorIndex(path)
+    legacy = IDENTITY.model_dump(exclude={"weights_fingerprint"})
+    with index._conn:
+        index._conn.execute("INSERT INTO meta (key, value) VALUES ('encoder', ?)", (json.dumps(legacy),))
+    if rows:
+        index.add(_items(np.random.default_rng(3), rows))
+    return index
+
+
+def test_legacy_index_with_vectors_is_refused_whatever_the_name_says(tmp_path) -> None:
+    index = _legacy_index(tmp_path / "index.sqlite3", rows=3)
+    assert index.identity == IDENTITY.without_fingerprint()
+    with pytest.raises(IndexMismatch, match=r"before weights were fingerprinted.*rebuild the index"):
+        index.bind(IDENTITY)
+    assert index.identity == IDENTITY.without_fingerprint()  # nothing rewritten
+
+
+def test_empty_legacy_index_is_claimed_by_the_fingerprinted_encoder(tmp_path) -> None:
+    path = tmp_path / "index.sqlite3"
+    _legacy_index(path, rows=0).bind(IDENTITY)
+    assert LocalVectorIndex(path).identity == IDENTITY

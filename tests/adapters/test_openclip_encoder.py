@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vehicle_assessment.adapters.local.openclip_encoder import OpenClipEncoder
+from vehicle_assessment.adapters.local import openclip_encoder
+from vehicle_assessment.adapters.local.openclip_encoder import OpenClipEncoder, weights_fingerprint
 from vehicle_assessment.domain.models import UNTRAINED_ENCODER_WARNING
 from vehicle_assessment.ports import EncoderUnavailable
 from vehicle_assessment.settings import EncoderSettings
@@ -51,6 +52,8 @@ def test_local_checkpoint_path_loads_those_weights(tmp_path, tiny_encoder, tiny_
     loaded = OpenClipEncoder(EncoderSettings(model_name=tiny_model_name, pretrained=str(checkpoint)))
     assert not loaded.identity.untrained
     assert loaded.identity.pretrained == str(checkpoint)
+    # The fingerprint names the weights, however they were had.
+    assert loaded.identity.weights_fingerprint == tiny_encoder.identity.weights_fingerprint
     np.testing.assert_allclose(loaded.embed(_photos()), tiny_encoder.embed(_photos()), atol=1e-5)
 
 
@@ -74,6 +77,7 @@ def test_hf_hub_name_loads_from_a_local_cache_dir(tmp_path, tiny_encoder) -> Non
     encoder = OpenClipEncoder(EncoderSettings(model_name="hf-hub:yard/tiny-clip", cache_dir=tmp_path))
     assert not encoder.identity.untrained
     assert encoder.identity.pretrained == "hf-hub:yard/tiny-clip"
+    assert encoder.identity.weights_fingerprint == tiny_encoder.identity.weights_fingerprint
     np.testing.assert_allclose(encoder.embed(_photos()), tiny_encoder.embed(_photos()), atol=1e-5)
 
 
@@ -134,3 +138,45 @@ def test_the_production_tag_uses_its_own_normalisation() -> None:
     )
     preprocessing = _checkpoint_preprocessing(open_clip, settings)
     assert preprocessing["image_mean"] == (0.5, 0.5, 0.5) and preprocessing["image_std"] == (0.5, 0.5, 0.5)
+
+
+def test_untrained_weights_are_seeded_without_disturbing_the_callers_rng(
+    tiny_model_name, monkeypatch
+) -> None:
+    import torch
+
+    settings = EncoderSettings(model_name=tiny_model_name, untrained=True)
+    torch.manual_seed(1234)
+    state = torch.random.get_rng_state()
+    first, second = OpenClipEncoder(settings), OpenClipEncoder(settings)
+    assert torch.equal(torch.random.get_rng_state(), state), "the caller's RNG state is restored"
+    first_weights, second_weights = first._model.state_dict(), second._model.state_dict()
+    assert all(torch.equal(first_weights[name], second_weights[name]) for name in first_weights)
+    assert first.identity == second.identity and first.identity.weights_fingerprint
+    assert "weights " + first.identity.weights_fingerprint[:12] in first.identity.describe()
+
+    # Another seed is another model, and the identity says so although the name is the same.
+    monkeypatch.setattr(openclip_encoder, "UNTRAINED_SEED_PREFIX", "another-seed/")
+    reseeded = OpenClipEncoder(settings)
+    assert reseeded.identity.model_name == first.identity.model_name
+    assert reseeded.identity.weights_fingerprint != first.identity.weights_fingerprint
+
+
+def test_fingerprint_sees_a_perturbed_tensor_and_ignores_precision_moves(tiny_encoder) -> None:
+    state = {name: tensor.clone() for name, tensor in tiny_encoder._model.state_dict().items()}
+    original = weights_fingerprint(state)
+    assert original == tiny_encoder.identity.weights_fingerprint
+    assert weights_fingerprint(dict(reversed(list(state.items())))) == original  # order-independent
+    # The largest tensor is only sampled: a change to all of it (a fine-tune, another init) shows.
+    largest = max(state, key=lambda name: state[name].numel())
+    assert state[largest].numel() > openclip_encoder.FINGERPRINT_SAMPLE_ELEMENTS
+    perturbed = {**state, largest: state[largest] + 1e-3}
+    assert weights_fingerprint(perturbed) != original
+    # A small tensor is hashed whole: one changed element shows.
+    small = next(name for name in state if 1 < state[name].numel() < 1000)
+    nudged = state[small].clone()
+    nudged.view(-1)[-1] += 1e-6
+    assert weights_fingerprint({**state, small: nudged}) != original
+    # Same values under another name are other weights, too.
+    renamed = {("renamed." + name if name == small else name): tensor for name, tensor in state.items()}
+    assert weights_fingerprint(renamed) != original

@@ -50,8 +50,13 @@ def stub(aws_credentials: None):
 
 @pytest.fixture
 def identity() -> EncoderIdentity:
+    """An encoder as it reports itself: the weights fingerprint included."""
     return EncoderIdentity(
-        model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", untrained=False, dimension=4
+        model_name="ViT-B-32",
+        pretrained="laion2b_s34b_b79k",
+        untrained=False,
+        dimension=4,
+        weights_fingerprint="f1" * 32,
     )
 
 

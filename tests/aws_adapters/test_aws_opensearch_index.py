@@ -186,6 +186,7 @@ def test_create_index_sends_a_faiss_innerproduct_knn_mapping(fake_aoss, identity
                     "pretrained": "laion2b_s34b_b79k",
                     "untrained": False,
                     "dimension": 4,
+                    "weights_fingerprint": "f1" * 32,
                 }
             },
             "properties": {
@@ -261,6 +262,60 @@ def test_bind_refuses_an_index_without_encoder_meta(fake_aoss, identity) -> None
     )
     with pytest.raises(IndexMismatch, match="records no encoder"):
         OpenSearchReferenceIndex(client, INDEX, identity).bind(identity)
+
+
+def _count_answer(total: int) -> Answer:
+    return 200, {"hits": {"total": {"value": total, "relation": "eq"}, "hits": []}}
+
+
+def test_bind_refuses_an_index_of_other_weights_under_the_same_name(fake_aoss, identity) -> None:
+    """Same model name, tag and dimension, other weights (e.g. another untrained draw): refused."""
+    fake, client = fake_aoss
+    stored = identity.model_copy(update={"weights_fingerprint": "0a" * 32})
+    fake.on("GET", f"/{INDEX}/_mapping", mapping_answer(stored))
+    configured = identity.without_fingerprint()  # the stack's config names the model only
+
+    with pytest.raises(IndexMismatch, match=r"weights 0a0a0a0a0a0a, not .*weights f1f1f1f1f1f1.*rebuild"):
+        OpenSearchReferenceIndex(client, INDEX, configured).bind(identity)
+    with pytest.raises(IndexMismatch, match="no weights fingerprint"):
+        OpenSearchReferenceIndex(client, INDEX, configured).bind(identity.without_fingerprint())
+    assert not fake.sent("PUT", f"/{INDEX}/_mapping")
+
+
+def test_an_empty_index_created_from_the_stack_config_is_claimed_by_the_served_weights(
+    fake_aoss, identity
+) -> None:
+    """The custom resource creates the index before any endpoint has loaded weights: no fingerprint."""
+    fake, client = fake_aoss
+    configured = identity.without_fingerprint()
+    fake.on("GET", f"/{INDEX}/_mapping", mapping_answer(configured))
+    fake.on("POST", f"/{INDEX}/_search", _count_answer(0))
+    fake.on("PUT", f"/{INDEX}/_mapping", (200, {"acknowledged": True}))
+    index = OpenSearchReferenceIndex(client, INDEX, configured)
+    reader = OpenSearchReferenceIndex(client, INDEX, configured)  # e.g. a warm analyse Lambda
+    assert reader.identity == configured
+
+    index.bind(identity)
+
+    fake.on("GET", f"/{INDEX}/_mapping", mapping_answer(identity))
+    assert reader.identity == identity  # an unfingerprinted identity is not cached
+    [put] = fake.sent("PUT", f"/{INDEX}/_mapping")
+    assert put.json() == {"_meta": {"encoder": identity.model_dump(mode="json")}}
+    assert index.identity == identity
+    index.bind(identity)  # now recorded: no second claim
+    assert len(fake.sent("PUT", f"/{INDEX}/_mapping")) == 1
+
+
+def test_a_legacy_index_holding_vectors_is_refused_whatever_the_name_says(fake_aoss, identity) -> None:
+    fake, client = fake_aoss
+    legacy = identity.model_dump(mode="json", exclude={"weights_fingerprint"})  # written before the field
+    mappings = index_body(identity)["mappings"] | {"_meta": {"encoder": legacy}}
+    fake.on("GET", f"/{INDEX}/_mapping", (200, {INDEX: {"mappings": mappings}}))
+    fake.on("POST", f"/{INDEX}/_search", _count_answer(854))
+
+    with pytest.raises(IndexMismatch, match=r"before weights were fingerprinted.*rebuild"):
+        OpenSearchReferenceIndex(client, INDEX, identity.without_fingerprint()).bind(identity)
+    assert not fake.sent("PUT", f"/{INDEX}/_mapping")
 
 
 # --- bulk indexing ------------------------------------------------------------------------------

@@ -9,7 +9,11 @@ from botocore.response import StreamingBody
 from PIL import Image
 
 from vehicle_assessment import endpoint_protocol
-from vehicle_assessment.adapters.aws.sagemaker_encoder import EncoderIdentityMismatch, SageMakerEncoder
+from vehicle_assessment.adapters.aws.sagemaker_encoder import (
+    PROBE_IMAGE_SIZE,
+    EncoderIdentityMismatch,
+    SageMakerEncoder,
+)
 from vehicle_assessment.domain.models import EncoderIdentity
 from vehicle_assessment.ports import EncoderUnavailable, IndexMismatch
 
@@ -139,3 +143,47 @@ def test_malformed_answers_are_refused(stub, identity, payload, match) -> None:
 
     with pytest.raises(EncoderUnavailable, match=match):
         SageMakerEncoder(client, ENDPOINT, identity).embed(images(1))
+
+
+# --- identity: the weights fingerprint the endpoint reports ---------------------------------------
+
+
+def test_unpinned_configuration_learns_the_served_fingerprint_with_one_probe(stub, identity) -> None:
+    """The stack's configuration names the model only; the endpoint's answer says which weights."""
+    client, stubber = stub("sagemaker-runtime")
+    probe = [Image.new("RGB", PROBE_IMAGE_SIZE)]
+    stubber.add_response("invoke_endpoint", answer(identity, [[1, 0, 0, 0]]), expected_params(probe))
+    stubber.add_response("invoke_endpoint", answer(identity, [[0, 1, 0, 0]]), expected_params(images(1)))
+    encoder = SageMakerEncoder(client, ENDPOINT, identity.without_fingerprint())
+
+    assert encoder.identity == identity  # one probe...
+    assert encoder.identity == identity  # ...once
+    encoder.embed(images(1))
+    stubber.assert_no_pending_responses()
+    assert encoder.configured_identity == identity.without_fingerprint()
+
+
+def test_an_endpoint_reporting_no_fingerprint_is_refused(stub, identity) -> None:
+    client, stubber = stub("sagemaker-runtime")
+    stubber.add_response("invoke_endpoint", answer(identity.without_fingerprint(), [[1, 0, 0, 0]]))
+
+    with pytest.raises(EncoderIdentityMismatch, match=r"without a weights fingerprint.*redeploy"):
+        _ = SageMakerEncoder(client, ENDPOINT, identity.without_fingerprint()).identity
+
+
+def test_other_weights_under_the_configured_name_are_refused(stub, identity) -> None:
+    client, stubber = stub("sagemaker-runtime")
+    other_weights = identity.model_copy(update={"weights_fingerprint": "0b" * 32})
+    stubber.add_response("invoke_endpoint", answer(other_weights, [[1, 0, 0, 0]]))
+    stubber.add_response("invoke_endpoint", answer(identity, [[1, 0, 0, 0]]))
+    stubber.add_response("invoke_endpoint", answer(other_weights, [[1, 0, 0, 0]]))
+
+    # Pinned in the configuration: refused at once.
+    with pytest.raises(EncoderIdentityMismatch, match=r"serves .*weights 0b0b0b0b0b0b, but"):
+        SageMakerEncoder(client, ENDPOINT, identity).embed(images(1))
+    # Not pinned: the first answer fixes the weights; a redeployment with others is refused.
+    encoder = SageMakerEncoder(client, ENDPOINT, identity.without_fingerprint())
+    encoder.embed(images(1))
+    with pytest.raises(EncoderIdentityMismatch, match=r"now serves .*weights 0b0b0b0b0b0b"):
+        encoder.embed(images(1))
+    assert encoder.identity == identity

@@ -49,7 +49,7 @@ def test_target_is_built_from_the_lambda_style_environment(monkeypatch) -> None:
     _configure(monkeypatch)
     config = index_loader.IndexLoaderConfig()
     encoder, index = index_loader.build_aws_index_target(config)  # builds clients; sends nothing
-    assert isinstance(encoder, SageMakerEncoder) and encoder.identity == IDENTITY
+    assert isinstance(encoder, SageMakerEncoder) and encoder.configured_identity == IDENTITY
     assert isinstance(index, OpenSearchReferenceIndex) and index.index_name == "reference-photos"
     index.close()
 

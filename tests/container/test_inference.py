@@ -54,20 +54,27 @@ def _request(images: list[Image.Image] | None = None) -> bytes:
 def test_model_fn_loads_the_checkpoint_and_reports_the_configured_identity(
     served_model, tiny_encoder
 ) -> None:
+    # The same weights as the local encoder, hence the same fingerprint: the index check agrees.
     assert served_model.identity == EncoderIdentity(
-        model_name=TINY_MODEL, pretrained="tiny-weights-v1", untrained=False, dimension=64
+        model_name=TINY_MODEL,
+        pretrained="tiny-weights-v1",
+        untrained=False,
+        dimension=64,
+        weights_fingerprint=tiny_encoder.identity.weights_fingerprint,
     )
     photos = _photos()
     np.testing.assert_allclose(served_model.encoder.embed(photos), tiny_encoder.embed(photos), atol=1e-5)
 
 
-def test_prepared_untrained_model_dir_loads_and_says_untrained(tmp_path, tiny_model_name) -> None:
+def test_prepared_untrained_model_dir_loads_and_says_untrained(tmp_path, tiny_encoder) -> None:
     prepare_model_dir.prepare_model_dir(
         tmp_path, TINY_MODEL, architecture_config=TINY_CONFIG, untrained=True, pretrained="ignored-tag"
     )
     model = inference.model_fn(tmp_path, device="cpu")
     assert model.identity.untrained and model.identity.pretrained is None
     assert model.identity.dimension == 64
+    # Seeded: the endpoint's untrained model is the local one, so a local index serves it too.
+    assert model.identity == tiny_encoder.identity
 
 
 def test_prepared_checkpoint_model_dir_reports_the_file_as_written(tmp_path, tiny_encoder) -> None:
@@ -109,7 +116,11 @@ def test_baked_tag_layout_loads_offline_with_the_tags_preprocessing(
     model = inference.model_fn(write_model_dir(tmp_path, spec), device="cpu")
 
     assert model.identity == EncoderIdentity(
-        model_name=TINY_MODEL, pretrained="tiny_tag", untrained=False, dimension=64
+        model_name=TINY_MODEL,
+        pretrained="tiny_tag",
+        untrained=False,
+        dimension=64,
+        weights_fingerprint=tiny_encoder.identity.weights_fingerprint,
     )
     assert tuple(model.encoder._model.visual.preprocess_cfg["mean"]) == (0.5, 0.5, 0.5)
 
@@ -201,6 +212,7 @@ def test_predict_fn_outputs_unit_rows_and_output_fn_round_trips(served_model) ->
             inference.output_fn(prediction, accept)
         )
         assert response.model == served_model.identity
+        assert response.model.weights_fingerprint  # on the wire: the runtime's index check needs it
         np.testing.assert_allclose(response.as_array(), prediction.embeddings, atol=1e-6)
     with pytest.raises(inference.NotAcceptable) as caught:
         inference.output_fn(prediction, "text/csv")

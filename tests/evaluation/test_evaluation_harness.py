@@ -133,7 +133,11 @@ def _synthetic_index(path: Path, untrained: bool) -> LocalVectorIndex:
     index = LocalVectorIndex(path)
     index.bind(
         EncoderIdentity(
-            model_name="synthetic", pretrained=None if untrained else "x", untrained=untrained, dimension=16
+            model_name="synthetic",
+            pretrained=None if untrained else "x",
+            untrained=untrained,
+            dimension=16,
+            weights_fingerprint="5" * 64,
         )
     )
     index.add(

@@ -81,16 +81,42 @@ class Neighbour(Model):
 
 
 class EncoderIdentity(Model):
-    """Which model made an embedding; an index only answers queries from the same model."""
+    """Which model made an embedding; an index only answers queries from the same model.
+
+    `weights_fingerprint` is a sha256 over the weights the encoder actually loaded, so two models of
+    one name (two untrained draws, another checkpoint) are told apart; records written before it
+    existed lack it.
+    """
 
     model_name: str
     pretrained: str | None
     untrained: bool
     dimension: int
+    # None also in deployment settings that name a model without pinning its weights (`conforms_to`).
+    weights_fingerprint: str | None = None
 
     def describe(self) -> str:
         weights = "random weights (UNTRAINED)" if self.untrained else self.pretrained
-        return f"{self.model_name} [{weights}], {self.dimension}-d"
+        fingerprint = self.weights_fingerprint[:12] if self.weights_fingerprint else "unrecorded"
+        return f"{self.model_name} [{weights}], {self.dimension}-d, weights {fingerprint}"
+
+    def without_fingerprint(self) -> EncoderIdentity:
+        return self.model_copy(update={"weights_fingerprint": None})
+
+    def conforms_to(self, configured: EncoderIdentity) -> bool:
+        """Whether this (loaded or served) encoder is the one `configured` asks for.
+
+        A configuration without a fingerprint names the model only: any weights of that name and
+        tag conform. One with a fingerprint pins the exact weights.
+        """
+        if configured.weights_fingerprint is None:
+            return self.without_fingerprint() == configured
+        return self == configured
+
+    def comparable_with(self, other: EncoderIdentity) -> bool:
+        """Whether vectors of the two encoders may be compared: same model AND the same recorded
+        weights. An identity without a fingerprint is comparable with nothing, whatever its name says."""
+        return self.weights_fingerprint is not None and self == other
 
 
 # --- vehicle -------------------------------------------------------------------------------

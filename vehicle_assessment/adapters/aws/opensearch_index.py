@@ -6,7 +6,8 @@ AOSS differs from a provisioned domain in ways this adapter is built around:
   * there is no ``_refresh``: new documents become searchable after a short delay;
   * shard/replica settings are ignored, so the index body sets only ``index.knn``.
 
-The encoder identity is stored in the mapping's ``_meta``, so a query from another encoder is refused.
+The encoder identity, weights fingerprint included, is stored in the mapping's ``_meta``, so a query
+from another encoder is refused whatever its name says.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class OpenSearchReferenceIndex:
         except TransportError as exc:
             raise ReferenceIndexError(f"reading the mapping of {self.index_name} failed: {exc}") from exc
         # The answer is keyed by index name: {"<index>": {"mappings": {...}}}.
-        entry = response.get(self.index_name) or next(iter(response.values()), {})
+        entry: dict[str, Any] = response.get(self.index_name) or next(iter(response.values()), {})
         return entry.get("mappings", {})
 
     def close(self) -> None:
@@ -213,17 +214,23 @@ class OpenSearchReferenceIndex:
 
     @property
     def identity(self) -> EncoderIdentity | None:
-        # An index's encoder never changes, so one read per instance (per Lambda container) is enough.
-        if self._identity is None:
-            mapping = self._read_mapping()
-            encoder = (mapping or {}).get("_meta", {}).get("encoder")
-            if encoder is not None:
-                vector = mapping.get("properties", {}).get(VECTOR_FIELD, {})
-                self._space_type = (vector.get("method") or {}).get("space_type") or vector.get(
-                    "space_type", DEFAULT_SPACE_TYPE
-                )
-                self._identity = EncoderIdentity.model_validate(encoder)
-        return self._identity
+        # A fingerprinted identity never changes, so one read per instance (per Lambda container) is
+        # enough. One without is re-read: the stack-created index gets its fingerprint from the first
+        # `index build`, and a warm container must then see it rather than refuse every assessment.
+        if self._identity is not None:
+            return self._identity
+        mapping = self._read_mapping() or {}
+        encoder = mapping.get("_meta", {}).get("encoder")
+        if encoder is None:
+            return None
+        vector = mapping.get("properties", {}).get(VECTOR_FIELD, {})
+        self._space_type = (vector.get("method") or {}).get("space_type") or vector.get(
+            "space_type", DEFAULT_SPACE_TYPE
+        )
+        identity = EncoderIdentity.model_validate(encoder)
+        if identity.weights_fingerprint is not None:
+            self._identity = identity
+        return identity
 
     def create_index(self, identity: EncoderIdentity | None = None) -> bool:
         """Create the index for `identity`; False when it already exists (safe to call every time)."""
@@ -239,8 +246,36 @@ class OpenSearchReferenceIndex:
             raise ReferenceIndexError(f"creating index {self.index_name} failed: {exc}") from exc
         return True
 
+    def _record_identity(self, identity: EncoderIdentity) -> None:
+        """Replace the identity in the mapping's ``_meta`` (a put-mapping replaces ``_meta`` whole).
+
+        AOSS allows ``PUT <index>/_mapping`` under ``aoss:UpdateIndex`` (Amazon OpenSearch Service
+        developer guide, "Supported operations and plugins in Amazon OpenSearch Serverless").
+        """
+        try:
+            self.client.indices.put_mapping(
+                index=self.index_name, body={"_meta": {"encoder": identity.model_dump(mode="json")}}
+            )
+        except TransportError as exc:
+            raise ReferenceIndexError(
+                f"recording the encoder in the mapping of {self.index_name} failed: {exc}"
+            ) from exc
+        self._identity = identity
+
     def bind(self, identity: EncoderIdentity) -> None:
-        if self.expected_identity is not None and identity != self.expected_identity:
+        """Create the index for `identity`, or check it against the identity the index records.
+
+        The deployment's configured identity usually names the model without its weights fingerprint
+        (known only once the endpoint has loaded them), so the index the stack creates records none.
+        Such an index is claimed by the first fingerprinted encoder while it is still empty, and
+        refused once it holds vectors: nothing tells which weights made them.
+        """
+        if identity.weights_fingerprint is None:
+            raise IndexMismatch(
+                f"cannot bind {self.index_name} to {identity.describe()}: the encoder reports no weights "
+                "fingerprint (redeploy the endpoint with the current container)"
+            )
+        if self.expected_identity is not None and not identity.conforms_to(self.expected_identity):
             raise IndexMismatch(
                 f"asked to bind {self.index_name} to {identity.describe()}, but this deployment "
                 f"is configured for {self.expected_identity.describe()}"
@@ -253,11 +288,23 @@ class OpenSearchReferenceIndex:
                 f"index {self.index_name} exists but records no encoder in its mapping _meta; "
                 "delete it and rebuild the reference index"
             )
-        if current != identity:
+        if current.comparable_with(identity):
+            return
+        if current.weights_fingerprint is None and current == identity.without_fingerprint():
+            # AOSS makes new documents searchable only after a short delay, so a build started
+            # seconds ago could still count 0 here; two builds of one index at once are not supported.
+            if self.count() == 0:
+                self._record_identity(identity)
+                return
             raise IndexMismatch(
-                f"index {self.index_name} holds vectors of {current.describe()}, not "
-                f"{identity.describe()}; rebuild it with the same encoder settings"
+                f"index {self.index_name} holds vectors of {current.describe()}: it was built before "
+                f"weights were fingerprinted, so nothing shows they came from {identity.describe()}; "
+                "delete it and rebuild the reference index"
             )
+        raise IndexMismatch(
+            f"index {self.index_name} holds vectors of {current.describe()}, not "
+            f"{identity.describe()}; rebuild it with the same encoder settings"
+        )
 
     # --- writing --------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,11 @@ from vehicle_assessment.adapters.aws.settings import SageMakerEncoderSettings
 from vehicle_assessment.domain.models import EncoderIdentity
 from vehicle_assessment.ports import EncoderUnavailable, IndexMismatch
 
+logger = logging.getLogger(__name__)
+
+# What `identity` sends when it must ask the endpoint which weights it serves: any image will do.
+PROBE_IMAGE_SIZE = (32, 32)
+
 
 class EncoderIdentityMismatch(IndexMismatch):
     """The endpoint serves another model than the one configured (and the index was built with)."""
@@ -27,6 +33,10 @@ class SageMakerEncoder:
 
     The endpoint's schema caps a request at 16 images and 6 MB, so a larger batch is sent as several
     requests (a request over 6 MB is halved); the usual assessment (a handful of photos) is one call.
+
+    Every answer names the model that made it, weights fingerprint included. `identity` is the
+    configured one where that pins the fingerprint; otherwise it is the identity the endpoint
+    serves (which must conform to the configured one), learned from the first answer.
     """
 
     def __init__(
@@ -41,6 +51,7 @@ class SageMakerEncoder:
         self.client = client
         self.endpoint_name = endpoint_name
         self._identity = identity
+        self._served: EncoderIdentity | None = identity if identity.weights_fingerprint else None
         self.max_images_per_request = max_images_per_request
 
     @classmethod
@@ -51,8 +62,24 @@ class SageMakerEncoder:
         return cls(client, settings.endpoint_name, settings.identity)
 
     @property
-    def identity(self) -> EncoderIdentity:
+    def configured_identity(self) -> EncoderIdentity:
+        """What the deployment asks for; without a fingerprint it names the model, not its weights."""
         return self._identity
+
+    @property
+    def identity(self) -> EncoderIdentity:
+        """The served encoder, fingerprint included: an index is checked against this before use."""
+        if self._served is None:
+            # The configuration names the model but not its weights: ask the endpoint, once.
+            logger.info(
+                "asking SageMaker endpoint %s which weights it serves (configured: %s)",
+                self.endpoint_name,
+                self._identity.describe(),
+            )
+            self._embed_batch([Image.new("RGB", PROBE_IMAGE_SIZE)])
+        if self._served is None:  # _parse sets it on every accepted answer
+            raise EncoderUnavailable(f"SageMaker endpoint {self.endpoint_name} did not identify its model")
+        return self._served
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
@@ -87,6 +114,26 @@ class SageMakerEncoder:
         with response["Body"] as stream:
             return stream.read()
 
+    def _check_served(self, served: EncoderIdentity) -> None:
+        if served.weights_fingerprint is None:
+            raise EncoderIdentityMismatch(
+                f"SageMaker endpoint {self.endpoint_name} serves {served.describe()} without a weights "
+                "fingerprint, so no index can be checked against it; redeploy it with the current container"
+            )
+        if not served.conforms_to(self._identity):
+            raise EncoderIdentityMismatch(
+                f"SageMaker endpoint {self.endpoint_name} serves {served.describe()}, but this "
+                f"deployment is configured for {self._identity.describe()}; redeploy the endpoint or "
+                "change the configured encoder (and rebuild the reference index)"
+            )
+        if self._served is not None and served != self._served:
+            # E.g. a redeployment with other weights under the same name while this process runs.
+            raise EncoderIdentityMismatch(
+                f"SageMaker endpoint {self.endpoint_name} now serves {served.describe()}, not "
+                f"{self._served.describe()} as before; vectors of the two cannot be compared"
+            )
+        self._served = served
+
     def _parse(self, raw: bytes, expected: int) -> np.ndarray:
         try:
             parsed = endpoint_protocol.EmbedResponse.model_validate_json(raw)
@@ -95,12 +142,7 @@ class SageMakerEncoder:
             raise EncoderUnavailable(
                 f"SageMaker endpoint {self.endpoint_name} answered an unreadable response: {summary}"
             ) from exc
-        if parsed.model != self._identity:
-            raise EncoderIdentityMismatch(
-                f"SageMaker endpoint {self.endpoint_name} serves {parsed.model.describe()}, but this "
-                f"deployment is configured for {self._identity.describe()}; redeploy the endpoint or "
-                "change the configured encoder (and rebuild the reference index)"
-            )
+        self._check_served(parsed.model)
         try:
             vectors = parsed.as_array()
         except ValueError as exc:

@@ -7,14 +7,22 @@ Weights come from, in this order of precedence:
 If they cannot be had, loading fails with instructions — unless the user explicitly chose random
 weights (``untrained``) or a ``fallback_untrained_model``; then the identity says ``untrained``
 and every output carries the warning.
+
+Random weights are not random per process: they are drawn from a torch generator seeded with
+`untrained_seed(model_name)`, so every process builds the same untrained model and the same photo
+always embeds the same. Whatever the weights, the identity carries `weights_fingerprint`
+(see `weights_fingerprint`), so an index refuses vectors of other weights even under the same name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -24,6 +32,59 @@ from vehicle_assessment.ports import EncoderUnavailable
 from vehicle_assessment.settings import EncoderSettings
 
 logger = logging.getLogger(__name__)
+
+
+# The seed of untrained weights: sha256 of this prefix + the model name, first 8 bytes (big-endian).
+UNTRAINED_SEED_PREFIX = "vehicle-assessment/untrained/"
+# Elements hashed per tensor: all of a tensor up to this size, an evenly strided sample of larger ones.
+FINGERPRINT_SAMPLE_ELEMENTS = 65_536
+_FINGERPRINT_SCHEME = b"vehicle-assessment/weights-fingerprint/v1\0"
+
+
+def untrained_seed(model_name: str) -> int:
+    """The fixed seed the untrained weights of `model_name` are drawn with (documented in README)."""
+    digest = hashlib.sha256(f"{UNTRAINED_SEED_PREFIX}{model_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@contextlib.contextmanager
+def seeded_initialisation(torch: Any, seed: int) -> Iterator[None]:
+    """Run model creation with the CPU generator seeded, then restore the caller's RNG state.
+
+    open_clip builds every model on the CPU before moving it to its device, so only the CPU
+    generator decides the initial weights; `fork_rng(devices=[])` saves and restores just that one,
+    and seeding `default_generator` (not `torch.manual_seed`) leaves the CUDA generators untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
+def weights_fingerprint(state: Mapping[str, Any]) -> str:
+    """sha256 over a canonical serialisation of a model's state dict (parameters and buffers).
+
+    Every tensor contributes its name, dtype and shape, and its values: all of them for tensors of up
+    to FINGERPRINT_SAMPLE_ELEMENTS elements, an evenly strided sample of that many for larger ones.
+    This bounds the cost (ViT-L-14 has ~430M parameters) while any re-initialisation, fine-tune or
+    different checkpoint changes it; a change confined to unsampled elements of a large tensor is
+    the one thing it cannot see. Hash the weights as loaded, before any fp16 cast, so the same
+    checkpoint gives the same fingerprint on CPU and GPU.
+    """
+    import torch
+
+    same_width_integer = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+    digest = hashlib.sha256(_FINGERPRINT_SCHEME)
+    for name in sorted(state):
+        tensor = state[name].detach()
+        flat = tensor.reshape(-1)
+        step = max(1, -(-flat.numel() // FINGERPRINT_SAMPLE_ELEMENTS))  # ceil division
+        # Reinterpreted as same-width integers (bfloat16 has no numpy type); numpy's strided copy is
+        # ~10x faster than torch's for this gather. Every supported host is little-endian.
+        sample = flat[::step].cpu().view(same_width_integer[tensor.element_size()]).numpy()
+        header = f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0{step}\0"
+        digest.update(header.encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()
 
 
 def _weights_help(settings: EncoderSettings) -> str:
@@ -81,16 +142,17 @@ class OpenClipEncoder:
         # A bad checkpoint_tag is a configuration error: never a reason to fall back.
         preprocessing = _checkpoint_preprocessing(open_clip, settings)
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name,
-                pretrained=pretrained,
-                load_weights=not untrained,
-                # open_clip only warns and goes on with random weights when an hf-hub repo lacks them.
-                require_pretrained=not untrained,
-                cache_dir=cache_dir,
-                device=settings.device,
-                **preprocessing,
-            )
+            with seeded_initialisation(torch, untrained_seed(model_name)):
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name,
+                    pretrained=pretrained,
+                    load_weights=not untrained,
+                    # open_clip only warns and goes on with random weights when an hf-hub repo lacks them.
+                    require_pretrained=not untrained,
+                    cache_dir=cache_dir,
+                    device=settings.device,
+                    **preprocessing,
+                )
         except Exception as exc:  # open_clip/HF raise RuntimeError, OSError, HTTP errors...
             if settings.fallback_untrained_model is None:
                 raise EncoderUnavailable(
@@ -104,10 +166,13 @@ class OpenClipEncoder:
             )
             logger.warning(message)
             self.warnings.append(message)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=None, load_weights=False, device=settings.device
-            )
+            with seeded_initialisation(torch, untrained_seed(model_name)):
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=None, load_weights=False, device=settings.device
+                )
         model.eval()
+        # Before the fp16 cast: the fingerprint names the weights, not the precision they run in.
+        fingerprint = weights_fingerprint(model.state_dict())
         self._model = model
         self._preprocess = preprocess
         self._half = settings.device.startswith("cuda")
@@ -121,8 +186,19 @@ class OpenClipEncoder:
         else:
             label = model_name  # hf-hub: the repo name says which weights
         self._identity = EncoderIdentity(
-            model_name=model_name, pretrained=label, untrained=untrained, dimension=dimension
+            model_name=model_name,
+            pretrained=label,
+            untrained=untrained,
+            dimension=dimension,
+            weights_fingerprint=fingerprint,
         )
+        if untrained:
+            logger.info(
+                "untrained %s: weights seeded with %d, fingerprint %s",
+                model_name,
+                untrained_seed(model_name),
+                fingerprint[:12],
+            )
 
     def _probe_dimension(self) -> int:
         return int(self.embed([Image.new("RGB", (32, 32))]).shape[1])

@@ -105,17 +105,41 @@ class LocalVectorIndex:
             ) from exc
 
     def bind(self, identity: EncoderIdentity) -> None:
-        current = self.identity
-        if current is None:
-            with self._state_errors(), self._conn:
+        """Record `identity` in a new index, or check it against the one recorded.
+
+        The check includes the weights fingerprint, whatever the names say. An index recorded
+        without one (built before fingerprints existed) is claimed while it is still empty and
+        refused once it holds vectors: nothing tells which weights made them.
+        """
+        if identity.weights_fingerprint is None:
+            raise IndexMismatch(f"cannot bind {self.path} to {identity.describe()}: no weights fingerprint")
+        with self._state_errors(), self._conn:
+            # Write-locked from the first read: a second process binding at once waits, then sees ours.
+            self._conn.execute("BEGIN IMMEDIATE")
+            current = self.identity
+            if current is None:
                 self._conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('encoder', ?)", (identity.model_dump_json(),)
                 )
-        elif current != identity:
-            raise IndexMismatch(
-                f"the index at {self.path} holds vectors of {current.describe()}, "
-                f"not {identity.describe()}; rebuild it with the same encoder settings"
-            )
+                return
+            if current.comparable_with(identity):
+                return
+            if current.weights_fingerprint is None and current == identity.without_fingerprint():
+                if self.count() == 0:
+                    self._conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'encoder'", (identity.model_dump_json(),)
+                    )
+                    return
+                raise IndexMismatch(
+                    f"the index at {self.path} holds vectors of {current.describe()}: it was built "
+                    "before weights were fingerprinted, so nothing shows they came from "
+                    f"{identity.describe()}; rebuild the index (delete {self.path}, run `index build`)"
+                )
+        raise IndexMismatch(
+            f"the index at {self.path} holds vectors of {current.describe()}, "
+            f"not {identity.describe()}; rebuild it with the same encoder settings "
+            f"(delete {self.path}, run `index build`)"
+        )
 
     def known_sources(self) -> set[str]:
         with self._state_errors():
