@@ -8,7 +8,7 @@ DEMO_DIR := demo-output
 DEMO_ENV := HF_HUB_OFFLINE=1 VDA_DATA_DIR=$(DEMO_DIR) VDA_ENCODER__FALLBACK_UNTRAINED_MODEL=ViT-B-32
 DEMO_VIN := 1FTMW1T88MFA00001
 
-.PHONY: venv demo test lint clean synth
+.PHONY: venv demo test lint clean synth container-test
 
 # The demo needs only the runtime; the tests add the AWS SDK, moto, the CDK and linters.
 $(VENV)/.runtime: requirements.txt pyproject.toml
@@ -31,6 +31,12 @@ demo: $(VENV)/.runtime
 
 test: venv node_modules/.installed
 	$(PY) -m pytest
+
+# The SageMaker serving image built with podman (no Docker) and run as SageMaker runs it, with a
+# tiny model: /ping, then /invocations compared with local mode. Needs root and
+# `apt-get install podman runc mmdebstrap`; caches in .container-test/ (first run ~6+ min, then ~1).
+container-test: $(VENV)/.runtime
+	$(PY) scripts/container_test.py
 
 lint: venv
 	$(VENV)/bin/ruff check .
