@@ -145,7 +145,7 @@ def build_debian_base(env: dict[str, str]) -> None:
         env=env,
         check=True,
     )
-    podman(env, "import", "--change", 'CMD ["/bin/bash"]', str(rootfs), DEBIAN_IMAGE)
+    podman(env, "import", "--quiet", "--change", 'CMD ["/bin/bash"]', str(rootfs), DEBIAN_IMAGE)
     rootfs.unlink()  # the image holds it now
 
 
@@ -214,7 +214,7 @@ def build_app_image(env: dict[str, str], base_image: str) -> None:
         env,
         "build",
         "--file",
-        str(context / "containers" / "openclip" / "Dockerfile"),
+        str(CONTAINER_DIR / "Dockerfile"),  # read from the repo; the context holds what it COPYs
         "--build-arg",
         f"BASE_IMAGE={base_image}",
         "--volume",
@@ -319,6 +319,7 @@ def serving(env: dict[str, str], model_dir: Path, port: int) -> Iterator[None]:
         f"{model_dir}:/opt/ml/model:ro",
         APP_IMAGE,
         "serve",
+        capture=True,  # the container id
     )
     try:
         yield
@@ -352,6 +353,7 @@ def check_serving(env: dict[str, str], model_dir: Path, expected: np.ndarray) ->
     with serving(env, model_dir, port):
         timings["start_to_ping_200_s"], seen = wait_until_ready(env, port)
         log(f"/ping 200 after {timings['start_to_ping_200_s']:.1f} s (before: {seen or 'nothing'})")
+        _, ping = http_call(port, "GET", "/ping")
         request = endpoint_protocol.build_request([Image.open(p).convert("RGB") for p in PHOTOS])
         started = time.monotonic()
         status, answer = http_call(port, "POST", "/invocations", request)
@@ -371,6 +373,8 @@ def check_serving(env: dict[str, str], model_dir: Path, expected: np.ndarray) ->
                 f"the endpoint's vectors differ from local mode's: shape {vectors.shape} vs "
                 f"{expected.shape}, max |diff| {worst:.2e} (tolerance {ATOL})"
             )
+        if ping.get("model") != response.model.model_dump(mode="json"):
+            raise ContainerTestFailure(f"/ping reports {ping.get('model')}, /invocations {response.model}")
         log(f"/invocations: {len(PHOTOS)} photos, {response.model.describe()}, equal to local mode's")
         status, _ = http_call(port, "POST", "/invocations", b'{"images": []}')
         if status != 400:
