@@ -285,7 +285,8 @@ def container_state(env: dict[str, str], name: str) -> str:
 
 def wait_until_ready(env: dict[str, str], port: int) -> tuple[float, list[int]]:
     """Poll /ping; returns the seconds until 200 and the statuses seen before it."""
-    started, seen = time.monotonic(), []
+    started = time.monotonic()
+    seen: list[int] = []
     while time.monotonic() - started < PING_TIMEOUT_S:
         try:
             status, _ = http_call(port, "GET", "/ping")
