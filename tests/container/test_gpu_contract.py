@@ -122,6 +122,20 @@ def test_no_gpu_expected_runs_on_the_cpu(no_gpu_expected, caplog: pytest.LogCapt
     assert "device cpu (no GPU expected: EXPECT_GPU=false, SM_NUM_GPUS=0)" in caplog.text
 
 
+def test_expected_and_present_gpu_is_used_and_named(
+    no_gpu_expected, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # This machine has no CUDA: stand in for a host whose driver runs the image's CUDA.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A10G")
+    no_gpu_expected.setenv("EXPECT_GPU", "true")
+    with caplog.at_level(logging.INFO, logger="inference"):
+        assert inference.select_device() == "cuda"
+    assert "device cuda: NVIDIA A10G" in caplog.text
+    with pytest.raises(inference.DeviceError, match="device 'cpu' was asked for"):
+        inference.select_device("cpu")
+
+
 def test_malformed_gpu_expectation_is_refused(no_gpu_expected) -> None:
     no_gpu_expected.setenv("EXPECT_GPU", "perhaps")
     with pytest.raises(inference.DeviceError, match="invalid EXPECT_GPU"):
