@@ -8,7 +8,7 @@ DEMO_DIR := demo-output
 DEMO_ENV := HF_HUB_OFFLINE=1 VDA_DATA_DIR=$(DEMO_DIR) VDA_ENCODER__FALLBACK_UNTRAINED_MODEL=ViT-B-32
 DEMO_VIN := 1FTMW1T88MFA00001
 
-.PHONY: venv demo test test-fast lint clean synth
+.PHONY: venv demo test test-fast lint clean synth container-test
 
 # The demo needs only the runtime; the tests add the AWS SDK, moto, the CDK and linters.
 $(VENV)/.runtime: requirements.txt pyproject.toml
@@ -37,6 +37,12 @@ test: venv node_modules/.installed
 test-fast: venv
 	$(PY) -m pytest -m "not slow"
 
+# The SageMaker serving image built with podman (no Docker) and run as SageMaker runs it, with a
+# tiny model: /ping, then /invocations compared with local mode. Needs root and
+# `apt-get install podman runc mmdebstrap`; caches in .container-test/ (first run ~6+ min, then ~1).
+container-test: $(VENV)/.runtime
+	$(PY) scripts/container_test.py
+
 # ruff (lint and format) and mypy with the pydantic plugin; files and settings in pyproject.toml.
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -44,7 +50,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache cdk.out
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache cdk.out .container-test
 
 # --- infrastructure (infra/, see README "Deploying to AWS") ---------------------------------
 # jsii runs on Node 20 here; its end-of-life banner would bury the test output.

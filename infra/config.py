@@ -13,6 +13,7 @@ from typing import Any, Literal
 from constructs import Node
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra import inference_ami
 from vehicle_assessment.adapters.aws.settings import DEFAULT_BEDROCK_MODEL_ID
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.rules import AssessmentRules, VerdictSettings
@@ -62,6 +63,9 @@ class InfraConfig(BaseModel):
     encoder_dimension: int = Field(default=limits.DEFAULT_ENCODER_DIMENSION, ge=2)
     # A pre-built image instead of building containers/openclip (e.g. an account without Docker).
     encoder_image_uri: str | None = None
+    # The GPU host's NVIDIA driver, by SageMaker InferenceAmiVersion (table: infra/inference_ami.py).
+    # Without one ml.g5 hosts run driver 470 / CUDA 11.4, too old for the image. "none" for CPU types.
+    inference_ami_version: str | None = inference_ami.DEFAULT_INFERENCE_AMI
 
     # --- models and rules ---
     bedrock_model_id: str = Field(default=DEFAULT_BEDROCK_MODEL_ID, min_length=1)
@@ -123,6 +127,23 @@ class InfraConfig(BaseModel):
         if value not in LOG_RETENTION_NAMES:
             raise ValueError(f"log_retention_days must be one of {sorted(LOG_RETENTION_NAMES)}")
         return value
+
+    @field_validator("inference_ami_version", mode="before")
+    @classmethod
+    def _known_inference_ami(cls, value: Any) -> Any:
+        if value in ("", "none", "null", None):
+            return None
+        inference_ami.host_for(value)  # ValueError naming the known versions
+        return value
+
+    @model_validator(mode="after")
+    def _inference_ami_needs_a_gpu_instance(self) -> InfraConfig:
+        if self.inference_ami_version and not inference_ami.is_nvidia_instance(self.encoder_instance_type):
+            raise ValueError(
+                f"inference_ami_version {self.inference_ami_version} is for NVIDIA GPU instances, not "
+                f"{self.encoder_instance_type}: set inference_ami_version=none"
+            )
+        return self
 
     @model_validator(mode="after")
     def _verdict_rule_accepts(self) -> InfraConfig:

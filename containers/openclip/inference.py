@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vehicle_assessment import endpoint_protocol
 from vehicle_assessment.adapters.local.openclip_encoder import OpenClipEncoder, register_model_config
@@ -169,10 +170,63 @@ def _require_hub_weights(spec: ModelSpec, cache_dir: Path | None) -> None:
     raise ModelConfigError(f"no weights of {repo} in the Hugging Face cache {cache_dir or '(default)'}")
 
 
-def select_device() -> str:
+class DeviceError(Exception):
+    """A GPU is expected but torch cannot use one (or the expectation is malformed): never serve on the
+    CPU in its place, where ViT-L-14 in fp32 is ~10x slower and nothing else would say so."""
+
+
+class DeviceExpectation(BaseSettings):
+    """Whether the host promises a GPU: ``EXPECT_GPU`` (set by the deployment, infra/constructs/embedding.py,
+    on GPU instance types) or ``SM_NUM_GPUS`` > 0 (set by SageMaker's framework containers)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    expect_gpu: bool = False
+    sm_num_gpus: int = Field(default=0, ge=0)
+
+    @property
+    def gpu_expected(self) -> bool:
+        return self.expect_gpu or self.sm_num_gpus > 0
+
+    def describe(self) -> str:
+        return f"EXPECT_GPU={str(self.expect_gpu).lower()}, SM_NUM_GPUS={self.sm_num_gpus}"
+
+
+def select_device(requested: str | None = None) -> str:
+    """`requested`, or CUDA when available; raises `DeviceError` when a GPU is expected and unusable."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        expectation = DeviceExpectation()
+    except ValidationError as exc:
+        raise DeviceError(f"invalid EXPECT_GPU / SM_NUM_GPUS: {_summarise(exc)}") from exc
+    cuda = torch.cuda.is_available()
+    if expectation.gpu_expected:
+        if not cuda:
+            # The usual cause on SageMaker: the host's NVIDIA driver is older than the image's CUDA
+            # (ml.g5 hosts run driver 470 / CUDA 11.4 unless the variant sets InferenceAmiVersion).
+            raise DeviceError(
+                f"a GPU is expected ({expectation.describe()}) but torch {torch.__version__} (built for "
+                f"CUDA {torch.version.cuda}) finds no CUDA device; is the host's NVIDIA driver older than "
+                "that CUDA? Set the endpoint's InferenceAmiVersion (infra/inference_ami.py). "
+                "Refusing to serve on the CPU."
+            )
+        if requested is not None and not requested.startswith("cuda"):
+            raise DeviceError(
+                f"a GPU is expected ({expectation.describe()}) but device {requested!r} was asked for"
+            )
+    device = requested or ("cuda" if cuda else "cpu")
+    if device.startswith("cuda"):
+        logger.info(
+            "device %s: %s; torch %s built for CUDA %s",
+            device,
+            torch.cuda.get_device_name(device),
+            torch.__version__,
+            torch.version.cuda,
+        )
+    else:
+        logger.info("device %s (no GPU expected: %s)", device, expectation.describe())
+    return device
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Make a model directory the endpoint serves: ``model.json`` plus the weights.
 
 Used both ways the endpoint gets its weights:
-  1. baked into the image:  the Dockerfile runs this with BAKE_WEIGHTS=1 into /opt/ml/model;
+  1. baked into the image:  the Dockerfile runs this with BAKE_WEIGHTS=1 into /opt/weights;
   2. as SageMaker model data:  run it on a connected machine, then
      ``tar -czf model.tar.gz -C DIR .`` and upload; SageMaker extracts it to /opt/ml/model.
 

@@ -18,8 +18,10 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import inference
 
@@ -162,8 +164,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model-dir",
-        default=os.environ.get("SM_MODEL_DIR", DEFAULT_MODEL_DIR),
-        help="directory holding model.json and the weights (default: $SM_MODEL_DIR or /opt/ml/model)",
+        default=None,
+        help="directory holding model.json and the weights (default: the image's baked weights in "
+        "$BAKED_MODEL_DIR, or the model data in $SM_MODEL_DIR or /opt/ml/model; see resolve_model_dir)",
     )
     parser.add_argument("--host", default="0.0.0.0", help="bind address (default: all interfaces)")
     parser.add_argument(
@@ -172,8 +175,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT)),
         help="port (default: $SAGEMAKER_BIND_TO_PORT or 8080)",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:1... (default: cuda if available; with EXPECT_GPU=true or SM_NUM_GPUS>0, "
+        "a GPU is required)",
+    )
     return parser.parse_args(argv)
+
+
+def resolve_model_dir(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the weights are: `explicit`, else whichever holds a model.json of the image's baked
+    directory ($BAKED_MODEL_DIR, set by the Dockerfile) and SageMaker's model data ($SM_MODEL_DIR or
+    /opt/ml/model, which SageMaker manages). Both: refused, the endpoint would serve one by accident."""
+    if explicit:
+        return Path(explicit)
+    model_data = Path(environ.get("SM_MODEL_DIR") or DEFAULT_MODEL_DIR)
+    baked = Path(environ["BAKED_MODEL_DIR"]) if environ.get("BAKED_MODEL_DIR") else None
+    if baked is None or not (baked / inference.MODEL_SPEC_FILE).is_file():
+        return model_data
+    if (model_data / inference.MODEL_SPEC_FILE).is_file():
+        raise inference.ModelConfigError(
+            f"both the image's baked weights ({baked}) and model data ({model_data}) hold a "
+            f"{inference.MODEL_SPEC_FILE}: deploy the image without ModelDataUrl, or build it "
+            "without BAKE_WEIGHTS"
+        )
+    return baked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,15 +211,25 @@ def main(argv: list[str] | None = None) -> int:
     # The endpoint never downloads weights: a missing file fails at once instead of retrying the hub
     # (~47 s). Read when huggingface_hub is first imported, i.e. inside model_fn.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Checked before the port is bound: a host without the GPU it promised never answers /ping, so
+    # SageMaker fails the deployment with this line in the log instead of serving on the CPU.
+    try:
+        device = inference.select_device(args.device)
+        model_dir = resolve_model_dir(args.model_dir)
+    except (inference.DeviceError, inference.ModelConfigError) as exc:
+        logger.error("refusing to start: %s", exc)
+        return 1
     server = EmbeddingServer((args.host, args.port))
-    logger.info("listening on %s:%d, loading the model from %s", args.host, server.port, args.model_dir)
+    logger.info(
+        "listening on %s:%d, loading the model from %s on %s", args.host, server.port, model_dir, device
+    )
     load_failed = threading.Event()
 
     def load() -> None:
         try:
-            server.model = inference.model_fn(args.model_dir, device=args.device)
+            server.model = inference.model_fn(model_dir, device=device)
         except Exception:  # any load failure ends the process, with the reason in the log
-            logger.exception("could not load the model from %s; exiting", args.model_dir)
+            logger.exception("could not load the model from %s; exiting", model_dir)
             load_failed.set()
             server.shutdown()
 

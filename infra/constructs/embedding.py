@@ -21,6 +21,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from infra import inference_ami
 from infra.config import InfraConfig
 from infra.constructs.lambdas import acknowledge
 
@@ -54,6 +55,7 @@ class Embedding(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        gpu = inference_ami.is_nvidia_instance(config.encoder_instance_type)
         self.role = iam.Role(
             self,
             "ExecutionRole",
@@ -73,6 +75,11 @@ class Embedding(Construct):
                 )
             )
         else:
+            if gpu:
+                # Fail the synth, not the endpoint: a CUDA the host's driver cannot run means no GPU.
+                inference_ami.check_image_fits_host(
+                    inference_ami.image_cuda_version(), config.inference_ami_version
+                )
             asset = ecr_assets.DockerImageAsset(
                 self,
                 "Image",
@@ -135,7 +142,9 @@ class Embedding(Construct):
             execution_role_arn=self.role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
-                environment={"LOG_LEVEL": "INFO"},
+                # On a GPU instance the container refuses to start without a usable GPU instead of
+                # serving on the CPU (containers/openclip/inference.py select_device).
+                environment={"LOG_LEVEL": "INFO", "EXPECT_GPU": "true" if gpu else "false"},
             ),
             # Weights are baked into the image: the container never needs the network.
             enable_network_isolation=True,
@@ -151,6 +160,8 @@ class Embedding(Construct):
                     initial_instance_count=config.encoder_min_instances,
                     instance_type=config.encoder_instance_type,
                     initial_variant_weight=1.0,
+                    # The host's NVIDIA driver (infra/inference_ami.py); None: SageMaker's default.
+                    inference_ami_version=config.inference_ami_version,
                 )
             ],
         )

@@ -333,7 +333,8 @@ def test_serve_takes_sagemakers_serve_argument_and_port_variable(monkeypatch) ->
     monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9123")
     monkeypatch.delenv("SM_MODEL_DIR", raising=False)
     args = serve.parse_args(["serve"])
-    assert (args.command, args.port, args.model_dir, args.device) == ("serve", 9123, "/opt/ml/model", None)
+    # No --model-dir: resolve_model_dir picks the baked weights or /opt/ml/model (test_gpu_contract.py).
+    assert (args.command, args.port, args.model_dir, args.device) == ("serve", 9123, None, None)
     args = serve.parse_args(["--model-dir", "/tmp/m", "--port", "8081", "--device", "cpu"])
     assert (args.model_dir, args.port, args.device) == ("/tmp/m", 8081, "cpu")
 
