@@ -28,6 +28,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -69,7 +70,7 @@ class ErrorBody(BaseModel):
     errors: list[ErrorDetail] | None = None
 
 
-def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, dict[str, Any]]:
+def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, OpenAPIResponse]:
     # Given responses replace Powertools' generated ones, so the success one is listed too.
     text = {
         400: "Invalid request",
@@ -77,7 +78,9 @@ def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, dict[
         409: "Conflict with the assessment's state",
         503: "The language model is unavailable and no fallback can write this language; retry later",
     }
-    listed = {ok: {"description": "Success", "content": {"application/json": {"model": model}}}}
+    listed: dict[int, OpenAPIResponse] = {
+        ok: {"description": "Success", "content": {"application/json": {"model": model}}}
+    }
     for code in errors:
         listed[code] = {"description": text[code], "content": {"application/json": {"model": ErrorBody}}}
     return listed

@@ -99,9 +99,9 @@ def main() -> int:
         gpu_load_s = time.perf_counter() - start
         cpu = inference.model_fn(model_dir, device="cpu")
 
-    parameter = next(gpu.encoder.model.parameters())
-    rows = [("G1 device / dtype", f"{parameter.device} / {parameter.dtype}", "cuda / torch.float16")]
-    ok = parameter.device.type == "cuda" and parameter.dtype == torch.float16
+    device, dtype = gpu.encoder.placement
+    rows = [("G1 device / dtype", f"{device} / {dtype}", "cuda / torch.float16")]
+    ok = device.startswith("cuda") and dtype == "torch.float16"
 
     on_gpu, on_cpu = _embed(gpu, images), _embed(cpu, images)
     cosines = np.sum(on_gpu * on_cpu, axis=1)

@@ -276,6 +276,10 @@ class ReferenceIndex(Protocol):
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]: ...
 
+    def count(self) -> int:
+        """Reference photos held; 0 means nothing can be assessed yet."""
+        ...
+
 
 class WritableReferenceIndex(ReferenceIndex, Protocol):
     def bind(self, identity: EncoderIdentity) -> None:
@@ -285,8 +289,6 @@ class WritableReferenceIndex(ReferenceIndex, Protocol):
     def known_sources(self) -> set[str]: ...
 
     def add(self, items: Sequence[ReferenceItem]) -> None: ...
-
-    def count(self) -> int: ...
 
     def close(self) -> None: ...
 

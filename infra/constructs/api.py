@@ -13,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+from pydantic import BaseModel
 
 from infra.config import InfraConfig
 from infra.constructs.lambdas import (
@@ -28,13 +29,13 @@ from infra.constructs.workflow import bedrock_model_arns
 from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
 
 
-def draft4_schema(model: type) -> dict[str, Any]:
+def draft4_schema(model: type[BaseModel]) -> dict[str, Any]:
     """A pydantic model's JSON schema as API Gateway accepts it (JSON Schema draft 4, no $ref).
 
     One source of truth for request bodies: the gateway rejects what the Lambda would reject,
     before the Lambda is invoked (and billed).
     """
-    raw = model.model_json_schema()  # type: ignore[attr-defined]
+    raw = model.model_json_schema()
     defs = raw.pop("$defs", {})
 
     def convert(node: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, CfnElement, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -122,7 +122,9 @@ def logical_id(construct: IConstruct) -> str:
     child = construct.node.default_child
     if child is None:
         raise ValueError(f"{construct.node.path} has no CloudFormation resource")
-    return Stack.of(construct).get_logical_id(child)  # type: ignore[arg-type]
+    if not isinstance(child, CfnElement):
+        raise ValueError(f"{construct.node.path}'s default child is not a CloudFormation element")
+    return Stack.of(construct).get_logical_id(child)
 
 
 def grant_table(table: dynamodb.ITable, role: iam.IRole) -> None:

@@ -197,7 +197,7 @@ class Workflow(Construct):
             "Writes one audio file per description under audio/{assessment_id}/.",
         )
 
-    def _task(self, key: str, **kwargs: object) -> tasks.LambdaInvoke:
+    def _task(self, key: str) -> tasks.LambdaInvoke:
         step = STEPS[key]
         fn = self.functions[key].function
         task = tasks.LambdaInvoke(
@@ -209,7 +209,6 @@ class Workflow(Construct):
             payload_response_only=True,
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(Duration.seconds(STEPS[key].timeout_s + 30)),
-            **kwargs,  # type: ignore[arg-type]
         )
         task.add_retry(
             errors=TRANSIENT_ERRORS,

@@ -359,17 +359,19 @@ def handle_upload(
     if receipt.outcome == UploadOutcome.REJECTED:
         return reject(assessment_id, receipt.reason or "rejected", content_type)
 
-    counts = {"received": receipt.received, "expected": receipt.expected}
+    received, expected = receipt.received, receipt.expected
     if receipt.completes:
         services.starter.start(assessment_id)
-        return UploadResult(UploadResultKind.STARTED, key, assessment_id, **counts)
+        return UploadResult(UploadResultKind.STARTED, key, assessment_id, None, received, expected)
     if receipt.outcome == UploadOutcome.DUPLICATE and receipt.ready:
         # A redelivery of the last photo while the status still says AWAITING_PHOTOS: the earlier
         # start may have failed, so ask again. Step Functions answers a same-name, same-input start
         # of a running execution with that execution, so this never makes a second one.
         services.starter.start(assessment_id)
-        return UploadResult(UploadResultKind.DUPLICATE, key, assessment_id, start_retried=True, **counts)
+        return UploadResult(
+            UploadResultKind.DUPLICATE, key, assessment_id, None, received, expected, start_retried=True
+        )
     kind = (
         UploadResultKind.ACCEPTED if receipt.outcome == UploadOutcome.ACCEPTED else UploadResultKind.DUPLICATE
     )
-    return UploadResult(kind, key, assessment_id, **counts)
+    return UploadResult(kind, key, assessment_id, None, received, expected)

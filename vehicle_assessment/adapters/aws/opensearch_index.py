@@ -383,7 +383,7 @@ class OpenSearchReferenceIndex:
         except TransportError as exc:
             raise ReferenceIndexError(f"bulk indexing into {self.index_name} failed: {exc}") from exc
         if errors:
-            first = next(iter(errors[0].values()), {}) if isinstance(errors[0], dict) else {}
+            first: dict[str, Any] = next(iter(errors[0].values()), {}) if isinstance(errors[0], dict) else {}
             raise ReferenceIndexError(
                 f"{len(errors)} of {len(actions)} reference photos were not indexed into "
                 f"{self.index_name}; first error: {first.get('error')}"

@@ -204,6 +204,12 @@ class OpenClipEncoder:
         return int(self.embed([Image.new("RGB", (32, 32))]).shape[1])
 
     @property
+    def placement(self) -> tuple[str, str]:
+        """Where the weights live and their dtype, e.g. ("cuda:0", "torch.float16")."""
+        parameter = next(self._model.parameters())
+        return str(parameter.device), str(parameter.dtype)
+
+    @property
     def identity(self) -> EncoderIdentity:
         return self._identity
 
