@@ -11,6 +11,9 @@ from infra import inference_ami
 from infra.config import InfraConfig
 from infra.constructs.embedding import Embedding
 
+# Synthesizes the stack (the shared template fixture) and single constructs.
+pytestmark = pytest.mark.slow
+
 
 def test_variant_sets_the_default_inference_ami_and_the_model_expects_a_gpu(template: Template) -> None:
     template.has_resource_properties(

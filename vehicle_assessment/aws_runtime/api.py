@@ -24,6 +24,7 @@ from vehicle_assessment.domain.models import (
     AudioRecord,
     Description,
     DescriptionStyle,
+    EstimateUsd,
     StorableFloat,
     speakable_color,
 )
@@ -62,9 +63,7 @@ class CreateAssessmentRequest(ApiRequest):
     vin: str = Field(min_length=1, max_length=40, description="17 characters; checked with its check digit")
     color: str | None = Field(default=None, min_length=1, max_length=limits.MAX_COLOR_CHARS)
     mileage: int | None = Field(default=None, ge=0, le=limits.MAX_MILEAGE_MILES)
-    estimate_usd: StorableFloat | None = Field(
-        default=None, ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False
-    )
+    estimate_usd: EstimateUsd | None = None
     expected_photos: int | None = Field(
         default=None, ge=1, le=limits.MAX_EXPECTED_PHOTOS, description="defaults to the service's"
     )

@@ -47,6 +47,13 @@ def check_storable_number(value: float) -> float:
 
 
 StorableFloat = Annotated[float, AfterValidator(check_storable_number)]
+# An estimate in US dollars. The bounds sit inside the annotation so that JSON Schema (and the API
+# Gateway model made from it) states them as minimum/maximum.
+EstimateUsd = Annotated[
+    float,
+    Field(ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False),
+    AfterValidator(check_storable_number),
+]
 
 
 class Severity(StrEnum):
@@ -404,9 +411,7 @@ class AssessmentInputs(Model):
     vin: str
     color: str | None = Field(default=None, min_length=1, max_length=limits.MAX_COLOR_CHARS)
     mileage: int | None = Field(default=None, ge=0, le=limits.MAX_MILEAGE_MILES)
-    estimate_usd: StorableFloat | None = Field(
-        default=None, ge=limits.MIN_ESTIMATE_USD, le=limits.MAX_ESTIMATE_USD, allow_inf_nan=False
-    )
+    estimate_usd: EstimateUsd | None = None
 
     @field_validator("color", mode="before")
     @classmethod
