@@ -30,6 +30,32 @@ def make_boto3_client(
     return new_client(service, region_name=region, config=botocore_config(settings))
 
 
+def make_s3_presigning_client(
+    region: str, settings: AwsClientSettings, session: boto3.Session | None = None
+) -> Any:
+    """The S3 client that signs browser upload forms: SigV4, the bucket's regional virtual-hosted URL.
+
+    botocore 1.44 left to itself signs POST forms with SigV2 (``AWSAccessKeyId``/``signature``) in
+    us-east-1 and us-west-2, which S3 refuses for buckets created after June 2020; it also hands out the
+    global ``https://<bucket>.s3.amazonaws.com/`` there, which a bucket outside us-east-1 may answer with a
+    307 redirect for up to a day after it is created, and browsers do not follow a redirected CORS POST.
+    AWS docs: "Browser-Based Uploads Using POST (AWS Signature Version 4)" (AmazonS3/latest/API/
+    sigv4-UsingHTTPPOST.html), "AWS Signature Version 2 turned off (deprecated) for Amazon S3"
+    (AmazonS3/latest/API/specify-signature-version.html) and "Request routing" (AmazonS3/latest/userguide/
+    UsingRouting.html; knowledge-center/s3-http-307-response). ``us_east_1_regional_endpoint="regional"`` turns us-east-1's global name into
+    ``s3.us-east-1.amazonaws.com`` and lets botocore's endpoint rules still pick each partition's domain
+    (China, GovCloud), which a hand-written ``endpoint_url`` would not.
+    """
+    config = botocore_config(settings).merge(
+        Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+        )
+    )
+    new_client: Any = (session or boto3.Session()).client
+    return new_client("s3", region_name=region, config=config)
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code") or "Unknown")
 
