@@ -152,7 +152,9 @@ def violations(
 
     for legacy in SIGV2_FIELDS:
         if legacy.lower() in form:
-            problems.append(f"SigV2 field {legacy!r} present: S3 refuses SigV2 for buckets made after June 2020")
+            problems.append(
+                f"SigV2 field {legacy!r} present: S3 refuses SigV2 for buckets made after June 2020"
+            )
     bucket = _bucket_from_url(posted.url, region, problems)
 
     # --- the SigV4 fields
@@ -196,7 +198,9 @@ def violations(
         if expiration <= now:
             problems.append(f"policy expired at {expiration.isoformat()}")
         elif (expiration - now).total_seconds() > max_expires_in_s:
-            problems.append(f"policy expires {expiration.isoformat()}, later than {max_expires_in_s}s from now")
+            problems.append(
+                f"policy expires {expiration.isoformat()}, later than {max_expires_in_s}s from now"
+            )
     conditions = policy.get("conditions")
     if not isinstance(conditions, list):
         return [*problems, "policy has no conditions list"]

@@ -7,6 +7,7 @@ import base64
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import boto3
@@ -27,7 +28,9 @@ REGIONS = ("us-east-1", "us-west-2", "eu-central-1")
 BUCKET = "assessment-photos-contract"
 VIN = "1FTMW1T88MFA00001"
 EXPIRES_IN_S = 900
-TEMPORARY = Credentials("ASIAEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "session-token/EXAMPLE=")
+TEMPORARY = Credentials(
+    "ASIAEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "session-token/EXAMPLE="
+)
 LONG_TERM = Credentials("AKIAEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 2044
 
@@ -82,7 +85,9 @@ def _policy(upload: api.PresignedUpload) -> dict[str, Any]:
 
 @pytest.mark.parametrize("region", REGIONS)
 @pytest.mark.parametrize("credentials", [TEMPORARY, LONG_TERM], ids=["session-token", "long-term-key"])
-def test_every_policy_condition_holds_for_the_form_a_client_sends(region: str, credentials: Credentials) -> None:
+def test_every_policy_condition_holds_for_the_form_a_client_sends(
+    region: str, credentials: Credentials
+) -> None:
     response = _create(_presigning_client(region, credentials))
     now = datetime.now(UTC)
     for upload in response.uploads:
@@ -109,6 +114,14 @@ def test_the_response_names_the_content_type_every_accepted_photo_may_declare() 
     assert str(limits.MAX_PHOTO_BYTES) in file.description
 
 
+def test_the_committed_openapi_schema_documents_the_client_fields() -> None:
+    schema = json.loads((Path(__file__).resolve().parents[2] / "functions" / "openapi.json").read_text())
+    response = schema["components"]["schemas"]["CreateAssessmentResponse"]
+    assert "client_fields" in response["required"]
+    described = response["properties"]["client_fields"]["description"]
+    assert all(name in described for name in ("Content-Type", *ACCEPTED_IMAGE_TYPES, "file"))
+
+
 def test_accepted_types_are_what_the_trigger_sniffs_and_share_the_policy_prefix() -> None:
     samples = [b"\xff\xd8\xff\xe0" + b"\0" * 8, b"\x89PNG\r\n\x1a\n" + b"\0" * 4, b"RIFF\0\0\0\0WEBP"]
     assert [sniff_content_type(s) for s in samples] == list(ACCEPTED_IMAGE_TYPES)
@@ -121,8 +134,10 @@ def test_a_form_of_only_the_returned_fields_is_refused_for_want_of_content_type(
     [upload] = response.uploads
     form = PostedForm(upload.url, [*upload.fields.items(), ("file", JPEG)])
     found = violations(form, "us-west-2", TEMPORARY, datetime.now(UTC), EXPIRES_IN_S)
-    assert found == ["condition ['starts-with', '$Content-Type', 'image/'] names 'Content-Type', "
-                     "which the form does not send"]
+    assert found == [
+        "condition ['starts-with', '$Content-Type', 'image/'] names 'Content-Type', "
+        "which the form does not send"
+    ]
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -137,7 +152,9 @@ def test_the_evaluator_refuses_a_form_from_a_client_built_without_sigv4(region: 
         assert any("x-amz-algorithm is None" in v for v in found), found
 
 
-def _one_upload_form(region: str = "eu-central-1") -> tuple[api.CreateAssessmentResponse, api.PresignedUpload]:
+def _one_upload_form(
+    region: str = "eu-central-1",
+) -> tuple[api.CreateAssessmentResponse, api.PresignedUpload]:
     response = _create(_presigning_client(region, TEMPORARY), expected_photos=1)
     return response, response.uploads[0]
 
@@ -147,11 +164,17 @@ def _one_upload_form(region: str = "eu-central-1") -> tuple[api.CreateAssessment
     [
         ("image/jpeg", b"", "file of 0 bytes is outside content-length-range"),
         ("image/jpeg", b"\xff" * (limits.MAX_PHOTO_BYTES + 1), "outside content-length-range"),
-        ("application/pdf", JPEG, "'Content-Type' is 'application/pdf'; the policy requires it to start with"),
+        (
+            "application/pdf",
+            JPEG,
+            "'Content-Type' is 'application/pdf'; the policy requires it to start with",
+        ),
     ],
     ids=["empty", "too-large", "not-an-image"],
 )
-def test_the_evaluator_refuses_what_the_policy_forbids(content_type: str, photo: bytes, expected: str) -> None:
+def test_the_evaluator_refuses_what_the_policy_forbids(
+    content_type: str, photo: bytes, expected: str
+) -> None:
     response, upload = _one_upload_form()
     found = violations(
         client_form(response, upload, content_type, photo), "eu-central-1", TEMPORARY, datetime.now(UTC), 900

@@ -105,7 +105,8 @@ class CreateAssessmentResponse(ApiModel):
     max_upload_bytes: int
     uploads: list[PresignedUpload]
     client_fields: list[ClientFormField] = Field(
-        description="fields every upload form must add after its `fields`, in this order"
+        description="fields every upload form must add after its `fields`, in this order: "
+        f"{CONTENT_TYPE_FIELD} (one of {', '.join(ACCEPTED_IMAGE_TYPES)}), then file (the photo)"
     )
 
 
