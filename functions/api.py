@@ -96,7 +96,7 @@ def get_services() -> api.ApiServices:
     config = get_config()
     return api.ApiServices(
         repository=factory.build_repository(config),
-        s3_client=factory.aws_client("s3", config),
+        s3_client=factory.build_s3_presigning_client(config),
         objects=factory.build_object_store(config),
         describer=factory.build_describer(config),
         speaker=factory.build_speaker(config),

@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from vehicle_assessment import pipeline
+from vehicle_assessment.adapters.aws.s3_upload_forms import CONTENT_TYPE_FIELD, presigned_upload_form
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain import limits, upload_keys
+from vehicle_assessment.domain.content_type import ACCEPTED_IMAGE_TYPES, IMAGE_TYPE_PREFIX
 from vehicle_assessment.domain.description import build_description_request
 from vehicle_assessment.domain.models import (
     Assessment,
@@ -78,8 +80,19 @@ class CreateAssessmentRequest(ApiRequest):
 class PresignedUpload(ApiModel):
     photo_number: int
     object_key: str
-    url: str
-    fields: dict[str, str] = Field(description="form fields to send before the file (multipart/form-data)")
+    url: str = Field(description="POST the form here (multipart/form-data)")
+    fields: dict[str, str] = Field(
+        description="send every one as given, then the client_fields, then file last; S3 refuses a form "
+        "that changes or leaves out any of them"
+    )
+
+
+class ClientFormField(ApiModel):
+    """A form field the client adds itself, because only the client knows its value."""
+
+    name: str
+    accepted_values: list[str] = Field(description="empty when the value is not a string (the file)")
+    description: str
 
 
 class CreateAssessmentResponse(ApiModel):
@@ -89,6 +102,28 @@ class CreateAssessmentResponse(ApiModel):
     upload_expires_in_s: int
     max_upload_bytes: int
     uploads: list[PresignedUpload]
+    client_fields: list[ClientFormField] = Field(
+        description="fields every upload form must add after its `fields`, in this order: "
+        f"{CONTENT_TYPE_FIELD} (one of {', '.join(ACCEPTED_IMAGE_TYPES)}), then file (the photo)"
+    )
+
+
+def upload_client_fields(max_upload_bytes: int) -> list[ClientFormField]:
+    return [
+        ClientFormField(
+            name=CONTENT_TYPE_FIELD,
+            accepted_values=list(ACCEPTED_IMAGE_TYPES),
+            description=f"the photo's media type. Required: S3 refuses a form without it. S3 accepts any "
+            f"value starting with {IMAGE_TYPE_PREFIX!r} (a POST policy can only match a prefix), but only "
+            "JPEG, PNG and WebP photos are assessed; any other upload is recorded as rejected.",
+        ),
+        ClientFormField(
+            name="file",
+            accepted_values=[],
+            description=f"the photo's bytes, 1 to {max_upload_bytes} of them; the last field of the form "
+            "(S3 ignores fields after it).",
+        ),
+    ]
 
 
 class RejectedUploadView(ApiModel):
@@ -147,7 +182,7 @@ class RegenerateDescriptionResponse(ApiModel):
 @dataclass(frozen=True)
 class ApiServices:
     repository: WorkflowRepository
-    s3_client: Any
+    s3_client: Any  # signs upload forms: build it with factory.build_s3_presigning_client
     objects: ObjectStore
     describer: Describer | None = None
     speaker: Speaker | None = None
@@ -182,19 +217,11 @@ def create_assessment(
     uploads = []
     for number in range(1, expected + 1):
         key = upload_key(assessment.assessment_id, number)
-        # The key is fixed by the server; S3 enforces size and image type when the form is posted.
-        post = services.s3_client.generate_presigned_post(
-            Bucket=policy.bucket,
-            Key=key,
-            Conditions=[
-                ["content-length-range", 1, policy.max_upload_bytes],
-                ["starts-with", "$Content-Type", "image/"],
-            ],
-            ExpiresIn=policy.expires_in_s,
+        # The key is fixed by the server; S3 enforces key, size and image type when the form is posted.
+        form = presigned_upload_form(
+            services.s3_client, policy.bucket, key, policy.max_upload_bytes, policy.expires_in_s
         )
-        uploads.append(
-            PresignedUpload(photo_number=number, object_key=key, url=post["url"], fields=post["fields"])
-        )
+        uploads.append(PresignedUpload(photo_number=number, object_key=key, url=form.url, fields=form.fields))
     return CreateAssessmentResponse(
         assessment_id=assessment.assessment_id,
         status=assessment.status,
@@ -202,6 +229,7 @@ def create_assessment(
         upload_expires_in_s=policy.expires_in_s,
         max_upload_bytes=policy.max_upload_bytes,
         uploads=uploads,
+        client_fields=upload_client_fields(policy.max_upload_bytes),
     )
 
 

@@ -46,6 +46,13 @@ def aws_client(service: str, config: FunctionConfig) -> Any:
     return make_boto3_client(service, config.aws_region, config.client, boto3_session())
 
 
+def build_s3_presigning_client(config: ApiConfig) -> Any:
+    """The S3 client the API signs upload forms with (SigV4, the bucket's regional URL)."""
+    from vehicle_assessment.adapters.aws.clients import make_s3_presigning_client
+
+    return make_s3_presigning_client(config.aws_region, config.client, boto3_session())
+
+
 def build_repository(config: FunctionConfig) -> WorkflowRepository:
     from vehicle_assessment.adapters.aws.clients import botocore_config
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository

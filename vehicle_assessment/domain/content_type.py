@@ -4,6 +4,11 @@ from __future__ import annotations
 
 # The longest signature checked (WebP: RIFF....WEBP).
 SIGNATURE_BYTES = 12
+# Every type sniff_content_type can answer: the photos the upload trigger accepts.
+ACCEPTED_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+# What all of them start with. An S3 POST policy can only say `eq` or `starts-with`, so this prefix is
+# as narrow as the upload form can be; the trigger then holds each photo to ACCEPTED_IMAGE_TYPES.
+IMAGE_TYPE_PREFIX = "image/"
 
 
 def sniff_content_type(data: bytes) -> str | None:
