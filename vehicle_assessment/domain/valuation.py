@@ -49,6 +49,13 @@ def rule_text(settings: ValuationSettings) -> str:
     )
 
 
+def _uncounted(photo_id: str, reason: str) -> PhotoDepreciation:
+    """A photo listed in the valuation that moves no money, with why."""
+    return PhotoDepreciation(
+        photo_id=photo_id, severity=Severity.NONE, rate=0.0, counted=False, reason=reason
+    )
+
+
 def value_vehicle(
     photos: Sequence[PhotoRecord],
     undamaged: UndamagedValue,
@@ -67,26 +74,12 @@ def value_vehicle(
     for photo in photos:
         verdict = photo.verdict
         if photo.status == PhotoStatus.DUPLICATE:
-            per_photo.append(
-                PhotoDepreciation(
-                    photo_id=photo.photo_id,
-                    severity=Severity.NONE,
-                    rate=0.0,
-                    counted=False,
-                    reason=f"not counted: {photo.reason or 'duplicate'}",
-                )
-            )
+            per_photo.append(_uncounted(photo.photo_id, f"not counted: {photo.reason or 'duplicate'}"))
             notes.append(f"photo {photo.photo_id} is a copy of photo {photo.duplicate_of}: counted once")
             continue
         if photo.status != PhotoStatus.ANALYSED or verdict is None:
             per_photo.append(
-                PhotoDepreciation(
-                    photo_id=photo.photo_id,
-                    severity=Severity.NONE,
-                    rate=0.0,
-                    counted=False,
-                    reason=f"not assessed: {photo.reason or photo.status.value}",
-                )
+                _uncounted(photo.photo_id, f"not assessed: {photo.reason or photo.status.value}")
             )
             continue
         rate = settings.severity_depreciation[verdict.severity]
