@@ -94,6 +94,7 @@ class Api(Construct):
             results_cache_ttl=Duration.minutes(5),
         )
         self.rest_api = self._build_rest_api(config)
+        self._add_error_cors(config)
         self._add_routes()
         self._acknowledge_findings()
 
@@ -192,6 +193,29 @@ class Api(Construct):
             if config.cors_allowed_origins
             else None,
         )
+
+    def _add_error_cors(self, config: InfraConfig) -> None:
+        """CORS headers on the errors API Gateway answers itself (401 for a missing or expired token,
+        429 throttled): without them a browser app sees a network error, not "sign in again".
+
+        A gateway response header is one static value, so this is done for a single allowed origin
+        only; with several, those errors reach the browser unreadable (README).
+        """
+        if len(config.cors_allowed_origins) != 1:
+            return
+        [origin] = config.cors_allowed_origins
+        for name, kind in (
+            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
+            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
+        ):
+            self.rest_api.add_gateway_response(
+                name,
+                type=kind,
+                response_headers={
+                    "Access-Control-Allow-Origin": f"'{origin}'",
+                    "Access-Control-Allow-Headers": "'Authorization,Content-Type'",
+                },
+            )
 
     def _add_routes(self) -> None:
         """One proxy integration; bodies and parameters validated by the gateway first."""

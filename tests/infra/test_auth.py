@@ -128,6 +128,16 @@ def test_preflights_need_no_token_and_allow_only_the_listed_origin(template_json
     assert json.loads(api_fn["Environment"]["Variables"]["CORS_ALLOWED_ORIGINS"]) == [
         "https://yard.example.com"
     ]
+    # The gateway's own errors (401 bad token, 429) readable by the browser app too.
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]["ResponseParameters"]
+        for r in resources_of(template_json, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        assert (
+            responses[kind]["gatewayresponse.header.Access-Control-Allow-Origin"]
+            == "'https://yard.example.com'"
+        )
 
 
 def test_outputs_clients_read(template_json: dict[str, Any]) -> None:
@@ -181,6 +191,7 @@ def test_by_default_no_browser_origin_no_preflight_no_hosted_redirect(
         for b in resources_of(default_template, "AWS::S3::Bucket").values()
     )
     assert "*" not in json.dumps(methods)
+    assert not resources_of(default_template, "AWS::ApiGateway::GatewayResponse")
     # Without callback URLs the public client signs in with SRP only (no example.com redirect).
     client = _one(default_template, "AWS::Cognito::UserPoolClient", ClientName="yard-app-and-review-page")
     assert "AllowedOAuthFlows" not in client and "CallbackURLs" not in client
