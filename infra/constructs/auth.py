@@ -168,9 +168,11 @@ class Auth(Construct):
             "sessions cover them, and administrators are expected to enrol TOTP (README).",
         )
         if config.cognito_threat_protection == "off":
-            acknowledge(
-                self.user_pool,
-                "AwsSolutions-COG3",
-                "Threat protection was switched off with the context cognito_threat_protection=off (the "
-                "Essentials plan, e.g. for a test deployment without the Plus plan's per-user price).",
-            )
+            for rule in ("AwsSolutions-COG3", "AwsSolutions-COG8"):
+                acknowledge(
+                    self.user_pool,
+                    rule,
+                    "Threat protection (and with it the Plus plan) was switched off with the context "
+                    "cognito_threat_protection=off: the Essentials plan, e.g. for a test deployment "
+                    "without the Plus plan's per-user price.",
+                )

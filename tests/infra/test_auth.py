@@ -4,6 +4,7 @@ authorizer on every API method, CORS preflights without auth, and no '*' origin 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,19 @@ def test_by_default_no_browser_origin_no_preflight_no_hosted_redirect(
     assert "AllowedOAuthFlows" not in client and "CallbackURLs" not in client
     [pool] = resources_of(default_template, "AWS::Cognito::UserPool").values()
     assert pool["Properties"]["DeletionProtection"] == "ACTIVE" and pool["DeletionPolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("threat_protection", ["enforced", "audit", "off"])
+def test_user_pool_passes_cdk_nag_for_every_threat_protection_setting(
+    threat_protection: str, tmp_path: Path
+) -> None:
+    # cdk-nag on the Auth construct alone: "off" (Essentials plan) needs its own acknowledgments.
+    from aws_cdk import App, Stack, Validations
+    from cdk_nag import AwsSolutionsChecks
+
+    from infra.constructs.auth import Auth
+
+    app = App(outdir=str(tmp_path))
+    Auth(Stack(app, "AuthOnly"), "Auth", config=InfraConfig(cognito_threat_protection=threat_protection))
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()  # raises on any unacknowledged finding
