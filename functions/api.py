@@ -142,27 +142,29 @@ def _json_error(
     return Response(status_code=status, content_type="application/json", body=body, headers=headers)
 
 
-def _proxy_error(
-    status: int, message: str, headers: dict[str, str] | None = None, origin: str | None = None
-) -> dict[str, Any]:
-    """An error answered before routing, in the proxy integration's response format.
-
-    With the request's Origin, the CORS headers the router would add, so a browser can read the error.
-    """
+def _proxy_error(status: int, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An error answered before routing, in the proxy integration's response format."""
     logger.info("client error %d: %s", status, message)
-    all_headers = dict(headers or {})
-    allowed_origin = CORS.allowed_origin(origin) if CORS is not None and origin is not None else None
-    if CORS is not None and allowed_origin is not None:
-        all_headers.update(CORS.to_dict(allowed_origin))
     return {
         "statusCode": status,
         "multiValueHeaders": {
             "Content-Type": ["application/json"],
-            **{k: [v] for k, v in all_headers.items()},
+            **{k: [v] for k, v in (headers or {}).items()},
         },
         "body": json.dumps({"message": message}),
         "isBase64Encoded": False,
     }
+
+
+def _with_cors(response: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The CORS headers the router would add, on a response answered before routing, so that a
+    browser at an allowed origin can read the error."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    origin = headers.get("origin")
+    allowed = CORS.allowed_origin(origin) if CORS is not None and origin is not None else None
+    if CORS is not None and allowed is not None:
+        response["multiValueHeaders"].update({k: [v] for k, v in CORS.to_dict(allowed).items()})
+    return response
 
 
 def _json_depth(text: str) -> int:
@@ -203,12 +205,7 @@ def _refused_caller(event: dict[str, Any]) -> dict[str, Any] | None:
         return None
     metrics.add_metric(name=f"Refused{decision.status}", unit=MetricUnit.Count, value=1)
     headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
-    return _proxy_error(decision.status, decision.message, headers, origin=_origin_header(event))
-
-
-def _origin_header(event: dict[str, Any]) -> str | None:
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    return headers.get("origin")
+    return _proxy_error(decision.status, decision.message, headers)
 
 
 def _malformed_body(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -440,5 +437,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refused = _refused_caller(event) or _malformed_body(event)
     if refused is not None:
         metrics.add_metric(name="RequestRefused", unit=MetricUnit.Count, value=1)
-        return refused
+        return _with_cors(refused, event)
     return app.resolve(event, context)

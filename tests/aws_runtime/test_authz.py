@@ -241,8 +241,12 @@ def test_cors_headers_only_for_allowed_origins(cors_api: Any, lambda_context: An
         ("https://review.example.com", ["https://review.example.com"]),
         ("https://evil.example.net", None),
     ):
-        for claims, status in ((YARD, 400), (APPRAISER, 403)):  # routed, and refused before routing
-            event = INVALID[CREATE](claims)
+        too_deep = rest_event("POST", "/assessments", "[" * 40 + "]" * 40, claims=YARD)
+        for event, status in (
+            (INVALID[CREATE](YARD), 400),  # routed
+            (INVALID[CREATE](APPRAISER), 403),  # refused before routing: not this group's route
+            (too_deep, 400),  # refused before routing: a body no route reads
+        ):
             event["headers"]["Origin"] = origin
             event["multiValueHeaders"]["Origin"] = [origin]
             response = cors_api.handler(event, lambda_context)
