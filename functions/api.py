@@ -5,7 +5,11 @@
     GET  /vehicles/{vin}/assessments?limit=N          200  a VIN's history, newest first
     POST /assessments/{assessment_id}/descriptions    200  regenerate a description and its audio
 
-Errors are JSON ``{"message": ..., "errors"?: [...]}``: 400 invalid input (also a body that is not
+Every route needs a Cognito access token; who may call which route is the table in
+``vehicle_assessment.aws_runtime.authz`` (checked here before anything else, and by the gateway).
+
+Errors are JSON ``{"message": ..., "errors"?: [...]}``: 401 no usable sign-in, 403 signed in without
+the group or scope the route needs, 400 invalid input (also a body that is not
 base64, UTF-8 or one JSON object, or is nested deeper than MAX_JSON_DEPTH), 404 unknown id or route,
 405 a known path with another method (with ``Allow``), 409 a state conflict, 413 a body over
 MAX_BODY_BYTES, 415 a body that is not JSON, 503 (with ``Retry-After``) a description that cannot
@@ -21,11 +25,18 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import (
+    OAuth2,
+    OAuthFlowClientCredentials,
+    OAuthFlows,
+    OpenIdConnect,
+    SecurityScheme,
 )
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -36,8 +47,8 @@ from pydantic import BaseModel
 
 from functions.container_cache import per_container
 from functions.observability import lambda_entry, logger, metrics
-from vehicle_assessment.aws_runtime import api, factory
-from vehicle_assessment.aws_runtime.config import ApiConfig
+from vehicle_assessment.aws_runtime import api, authz, factory
+from vehicle_assessment.aws_runtime.config import ApiConfig, CorsSettings
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import UnsupportedLanguage
 from vehicle_assessment.domain.vin import InvalidVin
@@ -56,7 +67,20 @@ MAX_JSON_DEPTH = 16
 DESCRIBER_RETRY_AFTER_S = 30
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
-app = APIGatewayRestResolver(enable_validation=True)
+
+def cors_config(settings: CorsSettings) -> CORSConfig | None:
+    """Powertools' CORS for the allowed origins; None (no CORS headers at all) when there are none."""
+    origins = settings.cors_allowed_origins
+    if not origins:
+        return None
+    # Bearer tokens, not cookies: no credentials mode, so no Access-Control-Allow-Credentials.
+    return CORSConfig(
+        allow_origin=origins[0], extra_origins=origins[1:], allow_headers=["Authorization"], max_age=600
+    )
+
+
+CORS = cors_config(CorsSettings())
+app = APIGatewayRestResolver(enable_validation=True, cors=CORS)
 
 
 class ErrorDetail(BaseModel):
@@ -118,15 +142,29 @@ def _json_error(
     return Response(status_code=status, content_type="application/json", body=body, headers=headers)
 
 
-def _proxy_error(status: int, message: str) -> dict[str, Any]:
+def _proxy_error(status: int, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """An error answered before routing, in the proxy integration's response format."""
     logger.info("client error %d: %s", status, message)
     return {
         "statusCode": status,
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "multiValueHeaders": {
+            "Content-Type": ["application/json"],
+            **{k: [v] for k, v in (headers or {}).items()},
+        },
         "body": json.dumps({"message": message}),
         "isBase64Encoded": False,
     }
+
+
+def _with_cors(response: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The CORS headers the router would add, on a response answered before routing, so that a
+    browser at an allowed origin can read the error."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    origin = headers.get("origin")
+    allowed = CORS.allowed_origin(origin) if CORS is not None and origin is not None else None
+    if CORS is not None and allowed is not None:
+        response["multiValueHeaders"].update({k: [v] for k, v in CORS.to_dict(allowed).items()})
+    return response
 
 
 def _json_depth(text: str) -> int:
@@ -149,6 +187,25 @@ def _json_depth(text: str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
+
+
+def _refused_caller(event: dict[str, Any]) -> dict[str, Any] | None:
+    """401/403 for a caller the route is not for (authz.ROUTES), before the body is even read.
+
+    The gateway's Cognito authorizer has checked the token; this checks who it belongs to.
+    A CORS preflight (OPTIONS) carries no credentials by design: the router answers it.
+    """
+    method = str(event.get("httpMethod") or "").upper()
+    if method == "OPTIONS":
+        return None
+    route = authz.route_key(method, str(event.get("path") or ""))
+    claims = ((event.get("requestContext") or {}).get("authorizer") or {}).get("claims")
+    decision = authz.authorize(route, claims if isinstance(claims, dict) else None)
+    if decision.allowed:
+        return None
+    metrics.add_metric(name=f"Refused{decision.status}", unit=MetricUnit.Count, value=1)
+    headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
+    return _proxy_error(decision.status, decision.message, headers)
 
 
 def _malformed_body(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -314,12 +371,60 @@ def _unexpected(exc: Exception) -> Response:
     return _json_error(500, "internal error")
 
 
+USER_SCHEME = "cognitoUser"
+CLIENT_SCHEME = "cognitoClient"
+# The deployed values are the stack outputs UserPoolId and CognitoDomain; a schema is built before
+# any deployment, so the URLs carry the placeholders in capitals.
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
+    USER_SCHEME: OpenIdConnect(
+        openIdConnectUrl="https://cognito-idp.REGION.amazonaws.com/USER_POOL_ID/.well-known/openid-configuration",
+        description="People (yard app, review page): sign in to the Cognito user pool (SRP, or the hosted "
+        "sign-in with authorization code + PKCE) with the public client (stack output UserPoolClientId) and "
+        "send the ACCESS token as 'Authorization: Bearer <token>'. Allowed by group (cognito:groups): "
+        + "; ".join(f"{g.value}: {text}" for g, text in authz.GROUP_DESCRIPTIONS.items()),
+    ),
+    CLIENT_SCHEME: OAuth2(
+        flows=OAuthFlows(
+            clientCredentials=OAuthFlowClientCredentials(
+                tokenUrl="https://COGNITO_DOMAIN/oauth2/token",
+                scopes={s.value: text for s, text in authz.SCOPE_DESCRIPTIONS.items()},
+            )
+        ),
+        description="Integrations: client credentials grant with the confidential client (stack output "
+        "IntegrationClientId) at the stack output CognitoDomain + /oauth2/token; allowed by scope.",
+    ),
+}
+
+
+def _document_access(operation: dict[str, Any], access: authz.RouteAccess) -> None:
+    """Who may call the operation, and why, in its description; the scopes a machine client needs."""
+    operation["description"] = "\n\n".join(filter(None, [operation.get("description"), access.describe()]))
+    operation["security"] = [{USER_SCHEME: []}, {CLIENT_SCHEME: sorted(access.scopes)}]
+    responses = operation.setdefault("responses", {})
+    for code, text in (
+        ("401", "No usable sign-in: send a Cognito access token"),
+        ("403", "Signed in, without the group or scope this route needs"),
+    ):
+        responses[code] = {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+
+
 def openapi_json() -> str:
     """The schema as served; Powertools lists a 422 for validation errors, which this API answers with 400."""
-    schema = json.loads(app.get_openapi_json_schema(title=OPENAPI_TITLE, version=OPENAPI_VERSION))
-    for operations in schema["paths"].values():
-        for operation in operations.values():
+    schema = json.loads(
+        app.get_openapi_json_schema(
+            title=OPENAPI_TITLE,
+            version=OPENAPI_VERSION,
+            security_schemes=SECURITY_SCHEMES,
+            security=[{USER_SCHEME: []}, {CLIENT_SCHEME: []}],
+        )
+    )
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
             operation.get("responses", {}).pop("422", None)
+            _document_access(operation, authz.ROUTES[f"{method.upper()} {path}"])
     schemas = schema.get("components", {}).get("schemas", {})
     while unused := [n for n in schemas if f'"#/components/schemas/{n}"' not in json.dumps(schema)]:
         for name in unused:  # the validation-error models nothing refers to any more
@@ -329,8 +434,8 @@ def openapi_json() -> str:
 
 @lambda_entry(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    refused = _malformed_body(event)
+    refused = _refused_caller(event) or _malformed_body(event)
     if refused is not None:
         metrics.add_metric(name="RequestRefused", unit=MetricUnit.Count, value=1)
-        return refused
+        return _with_cors(refused, event)
     return app.resolve(event, context)

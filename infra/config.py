@@ -8,6 +8,7 @@ written as JSON (``-c index_loader_principal_arns='["arn:aws:iam::1:role/x"]'``)
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from constructs import Node
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infra import inference_ami
 from vehicle_assessment.adapters.aws.settings import DEFAULT_BEDROCK_MODEL_ID
+from vehicle_assessment.aws_runtime.authz import check_origin
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.rules import AssessmentRules, VerdictSettings
 
@@ -82,7 +84,23 @@ class InfraConfig(BaseModel):
     upload_max_concurrency: int = Field(default=10, ge=2, le=1000, description="SQS event source cap")
     photo_retention_days: int = Field(default=365, ge=1)
     assessment_ttl_days: int | None = Field(default=None, ge=1)
-    cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+    # --- browsers and sign-in ---
+    # Web origins allowed to call the API and post uploads from a browser (the API's CORS and the
+    # bucket's). Empty: no browser origin (native apps and servers need no CORS). "*" is refused
+    # unless cors_allow_any_origin=true says so explicitly.
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+    cors_allow_any_origin: bool = False
+    # The hosted sign-in domain https://<prefix>.auth.<region>.amazoncognito.com: unique per region
+    # across all accounts. Unset: "vehicle-assessment-<account id>".
+    cognito_domain_prefix: str | None = Field(default=None, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+    # Where the hosted sign-in returns the yard app / review page (authorization code + PKCE).
+    # Empty: the public client signs in with SRP only (no hosted sign-in redirect).
+    cognito_callback_urls: list[str] = Field(default_factory=list)
+    cognito_logout_urls: list[str] = Field(default_factory=list)
+    # Cognito threat protection (the Plus feature plan): "enforced" blocks risky sign-ins and
+    # compromised passwords; "audit" only reports; "off" keeps the cheaper Essentials plan.
+    cognito_threat_protection: Literal["enforced", "audit", "off"] = "enforced"
 
     # --- vector search ---
     collection_name: str = Field(default="vehicle-references", pattern=_AOSS_NAME)
@@ -104,7 +122,14 @@ class InfraConfig(BaseModel):
     # "pip": real dependencies (PyPI); "skip": sources only, for unit tests of the template.
     bundling: Literal["pip", "skip"] = "pip"
 
-    @field_validator("languages", "cors_allowed_origins", "index_loader_principal_arns", mode="before")
+    @field_validator(
+        "languages",
+        "cors_allowed_origins",
+        "index_loader_principal_arns",
+        "cognito_callback_urls",
+        "cognito_logout_urls",
+        mode="before",
+    )
     @classmethod
     def _json_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -116,7 +141,9 @@ class InfraConfig(BaseModel):
             )
         return value
 
-    @field_validator("encoder_pretrained", "encoder_image_uri", "alarm_email", mode="before")
+    @field_validator(
+        "encoder_pretrained", "encoder_image_uri", "alarm_email", "cognito_domain_prefix", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value in ("", "none", "null") else value
@@ -135,6 +162,40 @@ class InfraConfig(BaseModel):
             return None
         inference_ami.host_for(value)  # ValueError naming the known versions
         return value
+
+    @field_validator("cognito_domain_prefix")
+    @classmethod
+    def _domain_prefix_without_reserved_words(cls, value: str | None) -> str | None:
+        # Cognito refuses prefixes containing these words:
+        # https://docs.aws.amazon.com/cognito/latest/developerguide/cognito-user-pools-assign-domain-prefix.html
+        if value and any(word in value for word in ("aws", "amazon", "cognito")):
+            raise ValueError("cognito_domain_prefix must not contain 'aws', 'amazon' or 'cognito'")
+        return value
+
+    @field_validator("cognito_callback_urls", "cognito_logout_urls")
+    @classmethod
+    def _redirect_urls(cls, value: list[str]) -> list[str]:
+        # Cognito: https, http only for localhost, or an app's own scheme (myapp://); no fragment.
+        for url in value:
+            scheme, sep, rest = url.partition("://")
+            if not sep or not rest or "#" in url or not re.match(r"^[a-z][a-z0-9+.-]*$", scheme):
+                raise ValueError(f"{url!r} is not an absolute redirect URL without fragment")
+            if scheme == "http" and not re.match(r"^(localhost|127\.0\.0\.1)(:[0-9]+)?(/|$)", rest):
+                raise ValueError(f"{url!r}: http redirect URLs are only allowed for localhost")
+        return value
+
+    @model_validator(mode="after")
+    def _cors_origins(self) -> InfraConfig:
+        for origin in self.cors_allowed_origins:
+            if origin == "*":
+                if not self.cors_allow_any_origin or len(self.cors_allowed_origins) > 1:
+                    raise ValueError(
+                        "cors_allowed_origins '*' lets every web site call the API from a browser: list the "
+                        "origins, or set cors_allow_any_origin=true with '*' alone"
+                    )
+            else:
+                check_origin(origin)
+        return self
 
     @model_validator(mode="after")
     def _inference_ami_needs_a_gpu_instance(self) -> InfraConfig:

@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.bundling import lambda_code
 from infra.config import InfraConfig
 from infra.constructs.api import Api
+from infra.constructs.auth import Auth
 from infra.constructs.embedding import Embedding
 from infra.constructs.ingest import Ingest
 from infra.constructs.monitoring import Monitoring
@@ -80,6 +81,7 @@ class VehicleAssessmentStack(Stack):
             state_machine=workflow.state_machine,
             table=storage.table,
         )
+        auth = Auth(self, "Auth", config=config)
         api = Api(
             self,
             "Api",
@@ -88,6 +90,7 @@ class VehicleAssessmentStack(Stack):
             common_environment=common_environment,
             table=storage.table,
             bucket=ingest.bucket,
+            user_pool=auth.user_pool,
         )
         Monitoring(
             self,
@@ -105,8 +108,13 @@ class VehicleAssessmentStack(Stack):
         )
 
         for name, value in {
+            # Read by clients (the submit tool, the yard app's settings): keep these keys stable.
             "ApiUrl": api.rest_api.url,
-            "UploadBucket": ingest.bucket.bucket_name,
+            "UserPoolId": auth.user_pool.user_pool_id,
+            "UserPoolClientId": auth.public_client.user_pool_client_id,
+            "IntegrationClientId": auth.integration_client.user_pool_client_id,
+            "CognitoDomain": auth.domain_url,
+            "UploadBucketName": ingest.bucket.bucket_name,
             "TableName": storage.table.table_name,
             "StateMachineArn": workflow.state_machine.state_machine_arn,
             "EncoderEndpoint": embedding.endpoint_name,

@@ -1,12 +1,19 @@
-"""The REST API: IAM-authorised routes proxied to the API Lambda, validated at the gateway."""
+"""The REST API: Cognito-authorised routes proxied to the API Lambda, validated at the gateway.
+
+Every method needs a Cognito access token (the authorizer checks it before the Lambda runs) holding a
+scope of ``authz.ROUTES``; the Lambda then checks the caller's groups or scopes against the same table.
+CORS preflights (OPTIONS) exist only when ``cors_allowed_origins`` lists browser origins, and need no token.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -26,6 +33,7 @@ from infra.constructs.lambdas import (
     retention,
 )
 from infra.constructs.workflow import bedrock_model_arns
+from vehicle_assessment.aws_runtime import authz
 from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
 
 
@@ -73,10 +81,20 @@ class Api(Construct):
         common_environment: Mapping[str, str],
         table: dynamodb.ITable,
         bucket: s3.IBucket,
+        user_pool: cognito.IUserPool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = self._build_handler(config, code, common_environment, table, bucket)
+        self.authorizer = apigw.CognitoUserPoolsAuthorizer(
+            self,
+            "Authorizer",
+            cognito_user_pools=[user_pool],
+            identity_source=apigw.IdentitySource.header("Authorization"),
+            # Cached per token: a revoked token is still accepted for up to this long.
+            results_cache_ttl=Duration.minutes(5),
+        )
         self.rest_api = self._build_rest_api(config)
+        self._add_error_cors(config)
         self._add_routes()
         self._acknowledge_findings()
 
@@ -102,6 +120,8 @@ class Api(Construct):
                     "BUCKET_NAME": bucket.bucket_name,
                     "EXPECTED_PHOTOS": str(config.expected_photos),
                     "BEDROCK": stack.to_json_string({"model_id": config.bedrock_model_id}),
+                    # The Lambda's own CORS headers (Powertools) for the same origins as the preflight.
+                    "CORS_ALLOWED_ORIGINS": json.dumps(list(config.cors_allowed_origins)),
                 },
             ),
             code=code,
@@ -131,7 +151,7 @@ class Api(Construct):
         return apigw.RestApi(
             self,
             "RestApi",
-            description="Vehicle damage assessment API (IAM-authorised)",
+            description="Vehicle damage assessment API (Cognito-authorised)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Stage logging needs the account's API Gateway CloudWatch role.
             cloud_watch_role=True,
@@ -157,8 +177,45 @@ class Api(Construct):
                 tracing_enabled=True,
                 metrics_enabled=True,
             ),
-            default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
+            # Each method adds its OAuth scopes (authz.ROUTES): with scopes, API Gateway accepts access
+            # tokens holding any of them and refuses ID tokens.
+            # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-enable-cognito-user-pool.html
+            default_method_options=apigw.MethodOptions(
+                authorization_type=apigw.AuthorizationType.COGNITO, authorizer=self.authorizer
+            ),
+            # Answered by the gateway (mock integration, no token: browsers send none on a preflight).
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=list(config.cors_allowed_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=Duration.minutes(10),
+            )
+            if config.cors_allowed_origins
+            else None,
         )
+
+    def _add_error_cors(self, config: InfraConfig) -> None:
+        """CORS headers on the errors API Gateway answers itself (401 for a missing or expired token,
+        429 throttled): without them a browser app sees a network error, not "sign in again".
+
+        A gateway response header is one static value, so this is done for a single allowed origin
+        only; with several, those errors reach the browser unreadable (README).
+        """
+        if len(config.cors_allowed_origins) != 1:
+            return
+        [origin] = config.cors_allowed_origins
+        for name, kind in (
+            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
+            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
+        ):
+            self.rest_api.add_gateway_response(
+                name,
+                type=kind,
+                response_headers={
+                    "Access-Control-Allow-Origin": f"'{origin}'",
+                    "Access-Control-Allow-Headers": "'Authorization,Content-Type'",
+                },
+            )
 
     def _add_routes(self) -> None:
         """One proxy integration; bodies and parameters validated by the gateway first."""
@@ -179,10 +236,16 @@ class Api(Construct):
                 schema=apigw.JsonSchema(**_json_schema_kwargs(draft4_schema(pydantic_model))),
             )
 
+        def scopes(route: str) -> list[str]:
+            routed.add(route)
+            return authz.ROUTES[route].gateway_scopes()
+
+        routed: set[str] = set()
         assessments = api.root.add_resource("assessments")
         assessments.add_method(
             "POST",
             integration,
+            authorization_scopes=scopes("POST /assessments"),
             request_validator=body_validator,
             request_models={"application/json": model("CreateAssessment", CreateAssessmentRequest)},
         )
@@ -190,12 +253,14 @@ class Api(Construct):
         one.add_method(
             "GET",
             integration,
+            authorization_scopes=scopes("GET /assessments/{assessment_id}"),
             request_validator=params_validator,
             request_parameters={"method.request.path.assessment_id": True},
         )
         one.add_resource("descriptions").add_method(
             "POST",
             integration,
+            authorization_scopes=scopes("POST /assessments/{assessment_id}/descriptions"),
             request_validator=body_validator,
             request_parameters={"method.request.path.assessment_id": True},
             request_models={"application/json": model("RegenerateDescription", RegenerateDescriptionRequest)},
@@ -203,23 +268,32 @@ class Api(Construct):
         api.root.add_resource("vehicles").add_resource("{vin}").add_resource("assessments").add_method(
             "GET",
             integration,
+            authorization_scopes=scopes("GET /vehicles/{vin}/assessments"),
             request_validator=params_validator,
             request_parameters={"method.request.path.vin": True, "method.request.querystring.limit": False},
         )
+        if routed != set(authz.ROUTES):
+            raise ValueError(f"routes in authz.ROUTES without a gateway method: {set(authz.ROUTES) - routed}")
 
     def _acknowledge_findings(self) -> None:
         api = self.rest_api
         acknowledge(
             api,
             "AwsSolutions-APIG3",
-            "Callers are IAM principals (SigV4) of our own services; no anonymous traffic reaches a route, "
-            "and stage throttling bounds abuse. Attach a WAF web ACL if the API is ever exposed to browsers.",
+            "No WAF web ACL by default: every method needs a Cognito access token that API Gateway checks "
+            "before any integration runs, browsers are limited to the listed CORS origins, and stage "
+            "throttling bounds abuse. A deployment facing heavy internet traffic should associate one.",
         )
-        acknowledge(
-            api,
-            "AwsSolutions-COG4",
-            "Every method uses AWS_IAM authorization (SigV4): callers are services, not Cognito users.",
-        )
+        for method in api.methods:
+            if method.http_method != "OPTIONS":
+                continue
+            for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+                acknowledge(
+                    method,
+                    rule,
+                    "CORS preflight: browsers send OPTIONS without credentials by design (Fetch standard). "
+                    "The gateway answers it with a mock integration (CORS headers only, no data, no Lambda).",
+                )
         acknowledge(
             api,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -75,6 +75,7 @@ class Ingest(Construct):
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="uploads-bucket/",
             removal_policy=removal(config),
+            # Browser uploads (presigned POST) from the same origins the API allows; none: no CORS rule.
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET],
@@ -82,7 +83,9 @@ class Ingest(Construct):
                     allowed_headers=["*"],
                     max_age=3000,
                 )
-            ],
+            ]
+            if config.cors_allowed_origins
+            else None,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,6 +220,18 @@ def sqs_event(bodies: Sequence[dict[str, Any] | str]) -> dict[str, Any]:
     }
 
 
+# What API Gateway's Cognito authorizer hands the Lambda for a signed-in person's access token
+# (REST API: every claim a string, arrays flattened with commas). Admins may call every route.
+ADMIN_CLAIMS: dict[str, str] = {
+    "sub": "0f6e8a52-1111-4c2b-9d0e-5a7f00000001",
+    "username": "admin-user",
+    "cognito:groups": "admin",
+    "token_use": "access",
+    "scope": "aws.cognito.signin.user.admin",
+    "client_id": "publicclient",
+}
+
+
 def rest_event(
     method: str,
     path: str,
@@ -227,14 +239,21 @@ def rest_event(
     path_parameters: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
     resource: str | None = None,
+    claims: Mapping[str, Any] | None = ADMIN_CLAIMS,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy integration event."""
+    """An API Gateway REST (v1) proxy integration event, signed in as ``claims`` (None: no authorizer)."""
+    request_headers = {
+        "Content-Type": "application/json",
+        "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+        **(headers or {}),
+    }
     return {
         "resource": resource or path,
         "path": path,
         "httpMethod": method,
-        "headers": {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "headers": request_headers,
+        "multiValueHeaders": {k: [v] for k, v in request_headers.items()},
         "queryStringParameters": query,
         "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
         "pathParameters": path_parameters,
@@ -250,6 +269,7 @@ def rest_event(
             "protocol": "HTTP/1.1",
             "identity": {"sourceIp": "203.0.113.10", "userAgent": "pytest"},
             "requestTimeEpoch": 1748779200000,
+            **({"authorizer": {"claims": dict(claims)}} if claims is not None else {}),
         },
         "body": body if body is None or isinstance(body, str) else json.dumps(body),
         "isBase64Encoded": False,

@@ -19,6 +19,9 @@ TEST_CONTEXT: dict[str, Any] = {
     "map_max_concurrency": 3,
     "removal_policy": "destroy",
     "index_loader_principal_arns": ["arn:aws:iam::123456789012:role/reference-loader"],
+    # A browser origin and hosted sign-in redirects: the preflights and the code flow exist.
+    "cors_allowed_origins": ["https://yard.example.com"],
+    "cognito_callback_urls": ["https://yard.example.com/signin", "vehicleyard://signin"],
 }
 STACK = "VehicleAssessmentStack"
 

@@ -239,11 +239,15 @@ def test_workflow_retries_transient_errors_only_and_catches_all(template_json: d
     assert states[states["MarkFailed"]["Next"]]["Type"] == "Fail"
 
 
-def test_api_methods_all_iam_with_validation(template: Template, template_json) -> None:
-    methods = resources_of(template_json, "AWS::ApiGateway::Method")
+def test_api_methods_all_cognito_with_validation(template: Template, template_json) -> None:
+    methods = {
+        k: m
+        for k, m in resources_of(template_json, "AWS::ApiGateway::Method").items()
+        if m["Properties"]["HttpMethod"] != "OPTIONS"  # CORS preflights: tests/infra/test_auth.py
+    }
     assert len(methods) == 4
     for method in methods.values():
-        assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
+        assert method["Properties"]["AuthorizationType"] == "COGNITO_USER_POOLS"
         assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
         assert "RequestValidatorId" in method["Properties"]
     posts = [m for m in methods.values() if m["Properties"]["HttpMethod"] == "POST"]

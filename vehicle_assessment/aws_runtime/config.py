@@ -7,7 +7,7 @@ Variable names are the field names in capitals (``TABLE_NAME``, ``BUCKET_NAME``,
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vehicle_assessment.adapters.aws.settings import (
@@ -17,6 +17,7 @@ from vehicle_assessment.adapters.aws.settings import (
     PollySettings,
     SageMakerEncoderSettings,
 )
+from vehicle_assessment.aws_runtime.authz import check_origin
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.settings import VpicSettings
@@ -60,6 +61,24 @@ class ApiConfig(FunctionConfig):
     presigned_post_expires_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
     bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
     polly: PollySettings = Field(default_factory=PollySettings)
+
+
+class CorsSettings(BaseSettings):
+    """Browser origins the API answers with CORS headers (CORS_ALLOWED_ORIGINS, a JSON list).
+
+    Read when the API module is imported, not per request: Powertools binds CORS to each route as
+    the route is registered. Empty (the default): no browser origin is allowed.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        # "*" is refused at synth unless explicitly allowed; the infrastructure then passes it on.
+        return [origin if origin == "*" else check_origin(origin) for origin in value]
 
 
 class WorkflowConfig(FunctionConfig):
