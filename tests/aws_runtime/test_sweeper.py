@@ -8,6 +8,7 @@ import pytest
 
 from tests.aws_runtime.conftest import NOW, STATE_MACHINE_ARN, VIN, Aws
 from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
+from vehicle_assessment.adapters.memory import InMemoryEventPublisher
 from vehicle_assessment.aws_runtime.sweeper import sweep
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain.models import AssessmentInputs, AssessmentStatus
@@ -36,7 +37,11 @@ def test_sweeper_marks_only_stale_incomplete_uploads(aws: Aws, repository) -> No
     _photo(repository, "full", 2)
 
     report = sweep(
-        repository, timedelta(hours=1), NOW, starter=StepFunctionsStarter(aws.sfn, STATE_MACHINE_ARN)
+        repository,
+        InMemoryEventPublisher(),
+        timedelta(hours=1),
+        NOW,
+        starter=StepFunctionsStarter(aws.sfn, STATE_MACHINE_ARN),
     )
 
     assert report.marked_incomplete == ["stale"]
@@ -47,12 +52,12 @@ def test_sweeper_marks_only_stale_incomplete_uploads(aws: Aws, repository) -> No
     assert repository.get("done").status == AssessmentStatus.COMPLETED
     assert [e["name"] for e in aws.executions()] == ["full"]
     # Swept ones leave the index: the next run has nothing new to mark.
-    assert sweep(repository, timedelta(hours=1), NOW).marked_incomplete == []
+    assert sweep(repository, InMemoryEventPublisher(), timedelta(hours=1), NOW).marked_incomplete == []
 
 
 def test_sweeper_without_a_starter_leaves_full_ones_alone(aws: Aws, repository) -> None:
     _open(repository, "full", timedelta(hours=4), expected=1)
     _photo(repository, "full", 1)
-    report = sweep(repository, timedelta(hours=1), NOW)
+    report = sweep(repository, InMemoryEventPublisher(), timedelta(hours=1), NOW)
     assert (report.marked_incomplete, report.left_alone) == ([], ["full"])
     assert repository.get("full").status == AssessmentStatus.AWAITING_PHOTOS
