@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.aws_runtime.conftest import NOW, STATE_MACHINE_ARN, VIN, Aws
+from tests.aws_runtime.conftest import EVENT_BUS, NOW, STATE_MACHINE_ARN, VIN, Aws
 from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
 from vehicle_assessment.adapters.memory import InMemoryEventPublisher
 from vehicle_assessment.aws_runtime.sweeper import sweep
@@ -61,3 +61,31 @@ def test_sweeper_without_a_starter_leaves_full_ones_alone(aws: Aws, repository) 
     report = sweep(repository, InMemoryEventPublisher(), timedelta(hours=1), NOW)
     assert (report.marked_incomplete, report.left_alone) == ([], ["full"])
     assert repository.get("full").status == AssessmentStatus.AWAITING_PHOTOS
+
+
+def test_the_sweeper_handler_publishes_incomplete_events_and_fails_loudly_when_it_cannot(
+    aws: Aws, repository, lambda_context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions import container_cache, sweeper
+    from vehicle_assessment.ports import EventPublishFailed
+
+    created = datetime.now(UTC) - timedelta(hours=3)  # the handler sweeps against the real clock
+    for assessment_id in ("stale-1", "stale-2"):
+        repository.create(open_assessment(AssessmentInputs(vin=VIN), 2, created, assessment_id))
+
+    monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
+    container_cache.reset_all()
+    with pytest.raises(EventPublishFailed, match=r'\{"republish": \["stale-1", "stale-2"\]\}'):
+        sweeper.handler({}, lambda_context)
+    assert repository.get("stale-1").status == AssessmentStatus.INCOMPLETE  # swept all the same
+
+    monkeypatch.setenv("EVENT_BUS_NAME", EVENT_BUS)
+    container_cache.reset_all()
+    assert sweeper.handler({"republish": ["stale-1", "stale-2"]}, lambda_context) == {
+        "republished": ["stale-1", "stale-2"]
+    }
+    details = [e["detail"] for e in aws.finished_events()]
+    assert [(d["event_id"], d["status"]) for d in details] == [
+        ("stale-1:INCOMPLETE", "INCOMPLETE"),
+        ("stale-2:INCOMPLETE", "INCOMPLETE"),
+    ]
