@@ -12,6 +12,7 @@ from infra.bundling import lambda_code
 from infra.config import InfraConfig
 from infra.constructs.api import Api
 from infra.constructs.embedding import Embedding
+from infra.constructs.events import AssessmentEvents
 from infra.constructs.ingest import Ingest
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.storage import Storage
@@ -80,6 +81,11 @@ class VehicleAssessmentStack(Stack):
             state_machine=workflow.state_machine,
             table=storage.table,
         )
+        # Every final status is published to the bus: COMPLETED/NEEDS_PHOTOS by Store, FAILED by
+        # MarkFailed, INCOMPLETE by the sweeper.
+        finished = AssessmentEvents(self, "Events")
+        for publisher in (workflow.functions["store"], workflow.functions["mark_failed"], ingest.sweeper):
+            finished.grant_publish(publisher)
         api = Api(
             self,
             "Api",
@@ -89,7 +95,7 @@ class VehicleAssessmentStack(Stack):
             table=storage.table,
             bucket=ingest.bucket,
         )
-        Monitoring(
+        monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
@@ -104,6 +110,8 @@ class VehicleAssessmentStack(Stack):
             },
         )
 
+        finished.alarm_on_unpublished(ingest.sweeper, monitoring.topic)
+
         for name, value in {
             "ApiUrl": api.rest_api.url,
             "UploadBucket": ingest.bucket.bucket_name,
@@ -112,5 +120,6 @@ class VehicleAssessmentStack(Stack):
             "EncoderEndpoint": embedding.endpoint_name,
             "CollectionEndpoint": search.collection_endpoint,
             "IndexName": config.index_name,
+            "EventBusName": finished.bus.event_bus_name,
         }.items():
             CfnOutput(self, name, value=value)
