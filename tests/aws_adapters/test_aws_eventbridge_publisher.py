@@ -93,3 +93,14 @@ def test_an_entry_over_256_kb_is_refused_before_any_call(stub) -> None:
     client, _ = stub("events")  # no response stubbed: a call would fail the test differently
     with pytest.raises(EventTooLarge, match=f"under {MAX_ENTRY_BYTES}"):
         EventBridgePublisher(client, BUS).publish(_event("x" * MAX_ENTRY_BYTES))
+
+
+def test_a_workflow_function_without_the_bus_name_cannot_build_a_publisher(aws_credentials) -> None:
+    from vehicle_assessment.aws_runtime import factory
+    from vehicle_assessment.aws_runtime.config import WorkflowConfig
+
+    config = WorkflowConfig(table_name="assessments", bucket_name="photos", event_bus_name=None)
+    with pytest.raises(ValueError, match="EVENT_BUS_NAME is not configured"):
+        factory.build_event_publisher(config)
+    publisher = factory.build_event_publisher(config.model_copy(update={"event_bus_name": BUS}))
+    assert isinstance(publisher, EventBridgePublisher) and publisher.bus_name == BUS
