@@ -1,4 +1,4 @@
-"""Catch target MarkFailed: record the failed step and a one-line reason."""
+"""Catch target MarkFailed: record the failed step and a one-line reason, and publish the failure."""
 
 from __future__ import annotations
 
@@ -16,6 +16,6 @@ from vehicle_assessment.aws_runtime import workflow_steps
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = workflow_steps.FailureInput.model_validate(event)
     logger.append_keys(assessment_id=state.assessment_id)
-    result = workflow_steps.mark_failed(state, deps.get_repository())
+    result = workflow_steps.mark_failed(state, deps.get_repository(), deps.get_event_publisher())
     metrics.add_metric(name="AssessmentFailed", unit=MetricUnit.Count, value=1)
     return result.model_dump(mode="json")

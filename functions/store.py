@@ -1,4 +1,4 @@
-"""Task Store: mark the assessment COMPLETED (or NEEDS_PHOTOS) with its review reasons."""
+"""Task Store: mark the assessment COMPLETED (or NEEDS_PHOTOS) with its review reasons, and publish it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from vehicle_assessment.domain.models import AssessmentStatus
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = workflow_steps.AssessmentRef.model_validate(event)
     logger.append_keys(assessment_id=state.assessment_id)
-    result = workflow_steps.store(state, deps.get_repository())
+    result = workflow_steps.store(state, deps.get_repository(), deps.get_event_publisher())
     # NEEDS_PHOTOS is counted apart: a rising share means the yard's photos are unusable.
     needs_photos = result.status == AssessmentStatus.NEEDS_PHOTOS
     metric = "AssessmentNeedsPhotos" if needs_photos else "AssessmentCompleted"

@@ -7,6 +7,7 @@ from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.aws_runtime.config import WorkflowConfig
 from vehicle_assessment.ports import (
     Describer,
+    EventPublisher,
     ImageEncoder,
     ObjectStore,
     ReferenceIndex,
@@ -54,3 +55,8 @@ def get_describer() -> Describer:
 @per_container
 def get_speaker() -> Speaker:
     return factory.build_speaker(get_config())
+
+
+@per_container
+def get_event_publisher() -> EventPublisher:
+    return factory.build_event_publisher(get_config())

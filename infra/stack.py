@@ -13,6 +13,7 @@ from infra.config import InfraConfig
 from infra.constructs.api import Api
 from infra.constructs.auth import Auth
 from infra.constructs.embedding import Embedding
+from infra.constructs.events import AssessmentEvents
 from infra.constructs.ingest import Ingest
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.storage import Storage
@@ -81,6 +82,11 @@ class VehicleAssessmentStack(Stack):
             state_machine=workflow.state_machine,
             table=storage.table,
         )
+        # Every final status is published to the bus: COMPLETED/NEEDS_PHOTOS by Store, FAILED by
+        # MarkFailed, INCOMPLETE by the sweeper.
+        finished = AssessmentEvents(self, "Events")
+        for publisher in (workflow.functions["store"], workflow.functions["mark_failed"], ingest.sweeper):
+            finished.grant_publish(publisher)
         auth = Auth(self, "Auth", config=config)
         api = Api(
             self,
@@ -92,7 +98,7 @@ class VehicleAssessmentStack(Stack):
             bucket=ingest.bucket,
             user_pool=auth.user_pool,
         )
-        Monitoring(
+        monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
@@ -107,6 +113,8 @@ class VehicleAssessmentStack(Stack):
             },
         )
 
+        finished.alarm_on_unpublished(ingest.sweeper, monitoring.topic)
+
         for name, value in {
             # Read by clients (the submit tool, the yard app's settings): keep these keys stable.
             "ApiUrl": api.rest_api.url,
@@ -120,5 +128,6 @@ class VehicleAssessmentStack(Stack):
             "EncoderEndpoint": embedding.endpoint_name,
             "CollectionEndpoint": search.collection_endpoint,
             "IndexName": config.index_name,
+            "EventBusName": finished.bus.event_bus_name,
         }.items():
             CfnOutput(self, name, value=value)

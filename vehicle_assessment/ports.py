@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from vehicle_assessment.domain.events import AssessmentFinished
 from vehicle_assessment.domain.models import (
     Assessment,
     AssessmentStatus,
@@ -60,6 +61,10 @@ class IndexMismatch(PortError):
 
 class StateFileUnusable(PortError):
     """A local state file is damaged, truncated or not ours; the message names it and the remedy."""
+
+
+class EventPublishFailed(PortError):
+    """An event was not accepted; the caller retries (a workflow step by Step Functions' Retry)."""
 
 
 class ObjectStore(Protocol):
@@ -227,6 +232,15 @@ class WorkflowRepository(AssessmentRepository, Protocol):
         """One analysed photo; parallel calls for other photos never overwrite it.
 
         Raises AssessmentNotFound.
+        """
+        ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, event: AssessmentFinished) -> None:
+        """Hand one event to the bus, or raise EventPublishFailed: never drop it silently.
+
+        At-least-once: publishing the same event again is allowed; consumers dedupe on event_id.
         """
         ...
 

@@ -35,6 +35,7 @@ from infra.constructs.lambdas import (
     retention,
 )
 from infra.constructs.vector_search import READ_INDEX, VectorSearch
+from vehicle_assessment.ports import EventPublishFailed
 
 # Worth retrying: Lambda's own transient failures and a step that timed out. A step's own
 # exceptions (a bad VIN, a conflict, an encoder mismatch) would fail the same way again; the
@@ -46,6 +47,13 @@ TRANSIENT_ERRORS = [
     "Lambda.AWSLambdaException",
     sfn.Errors.TIMEOUT,
 ]
+
+
+# The steps that publish the assessment's final event; a refused publication raises
+# EventPublishFailed after the step's (idempotent) save, so the whole step is retried. Consumers
+# dedupe the re-publications on the event's event_id.
+PUBLISHING_STEPS = frozenset({"store", "mark_failed"})
+EVENT_PUBLISH_FAILED = EventPublishFailed.__name__  # Lambda's errorType is the exception's class name
 
 
 @dataclass(frozen=True)
@@ -219,6 +227,15 @@ class Workflow(Construct):
             # Full jitter: parallel Map iterations that failed together do not retry together.
             jitter_strategy=sfn.JitterType.FULL,
         )
+        if key in PUBLISHING_STEPS:
+            task.add_retry(
+                errors=[EVENT_PUBLISH_FAILED],
+                interval=Duration.seconds(5),
+                max_attempts=4,
+                backoff_rate=2.0,
+                max_delay=Duration.seconds(60),
+                jitter_strategy=sfn.JitterType.FULL,
+            )
         return task
 
     def _state_machine(self, config: InfraConfig) -> sfn.StateMachine:

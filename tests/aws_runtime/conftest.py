@@ -42,6 +42,7 @@ TABLE = "assessments-test"
 BUCKET = "assessment-photos-test"
 STATE_MACHINE = "assessment-workflow"
 STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE}"
+EVENT_BUS = "assessment-events-test"
 VIN = "1FTMW1T88MFA00001"  # a valid 2021 Ford F-150 VIN (check digit ok)
 PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -61,6 +62,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "TABLE_NAME": TABLE,
         "BUCKET_NAME": BUCKET,
         "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
+        "EVENT_BUS_NAME": EVENT_BUS,
         "VPIC__ENABLED": "false",  # no network: the VIN itself is decoded
         "EXPECTED_PHOTOS": "3",
     }.items():
@@ -85,9 +87,15 @@ class Aws:
     sfn: Any
     dynamodb: Any
     table: Any
+    finished_queue_url: str = ""
 
     def executions(self) -> list[dict[str, Any]]:
         return self.sfn.list_executions(stateMachineArn=STATE_MACHINE_ARN)["executions"]
+
+    def finished_events(self) -> list[dict[str, Any]]:
+        """The events a rule on the bus (matching our source) delivered to an SQS queue, in order."""
+        messages = self.sqs.receive_message(QueueUrl=self.finished_queue_url, MaxNumberOfMessages=10)
+        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
 
     def put_photo(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=data, Metadata=metadata or {})
@@ -113,14 +121,34 @@ def aws(aws_env: None) -> Iterator[Aws]:
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/workflow",
         )
+        sqs = session.client("sqs", region_name=REGION)
         yield Aws(
             s3=s3,
-            sqs=session.client("sqs", region_name=REGION),
+            sqs=sqs,
             sfn=sfn,
             dynamodb=dynamodb,
             table=dynamodb.Table(TABLE),
+            finished_queue_url=_subscribe_to_finished_events(
+                session.client("events", region_name=REGION), sqs
+            ),
         )
     _clear_caches()
+
+
+def _subscribe_to_finished_events(events: Any, sqs: Any) -> str:
+    """The custom bus, and what a consumer would add: a rule on our source with an SQS target."""
+    from vehicle_assessment.domain.events import EVENT_SOURCE
+
+    events.create_event_bus(Name=EVENT_BUS)
+    queue_url = sqs.create_queue(QueueName="finished-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="finished", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": [EVENT_SOURCE]})
+    )
+    events.put_targets(Rule="finished", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    return queue_url
 
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.aws_runtime.conftest import NOW, STATE_MACHINE_ARN, VIN, Aws
+from tests.aws_runtime.conftest import EVENT_BUS, NOW, STATE_MACHINE_ARN, VIN, Aws
 from vehicle_assessment.adapters.aws.step_functions import StepFunctionsStarter
+from vehicle_assessment.adapters.memory import InMemoryEventPublisher
 from vehicle_assessment.aws_runtime.sweeper import sweep
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain.models import AssessmentInputs, AssessmentStatus
@@ -36,7 +37,11 @@ def test_sweeper_marks_only_stale_incomplete_uploads(aws: Aws, repository) -> No
     _photo(repository, "full", 2)
 
     report = sweep(
-        repository, timedelta(hours=1), NOW, starter=StepFunctionsStarter(aws.sfn, STATE_MACHINE_ARN)
+        repository,
+        InMemoryEventPublisher(),
+        timedelta(hours=1),
+        NOW,
+        starter=StepFunctionsStarter(aws.sfn, STATE_MACHINE_ARN),
     )
 
     assert report.marked_incomplete == ["stale"]
@@ -47,12 +52,40 @@ def test_sweeper_marks_only_stale_incomplete_uploads(aws: Aws, repository) -> No
     assert repository.get("done").status == AssessmentStatus.COMPLETED
     assert [e["name"] for e in aws.executions()] == ["full"]
     # Swept ones leave the index: the next run has nothing new to mark.
-    assert sweep(repository, timedelta(hours=1), NOW).marked_incomplete == []
+    assert sweep(repository, InMemoryEventPublisher(), timedelta(hours=1), NOW).marked_incomplete == []
 
 
 def test_sweeper_without_a_starter_leaves_full_ones_alone(aws: Aws, repository) -> None:
     _open(repository, "full", timedelta(hours=4), expected=1)
     _photo(repository, "full", 1)
-    report = sweep(repository, timedelta(hours=1), NOW)
+    report = sweep(repository, InMemoryEventPublisher(), timedelta(hours=1), NOW)
     assert (report.marked_incomplete, report.left_alone) == ([], ["full"])
     assert repository.get("full").status == AssessmentStatus.AWAITING_PHOTOS
+
+
+def test_the_sweeper_handler_publishes_incomplete_events_and_fails_loudly_when_it_cannot(
+    aws: Aws, repository, lambda_context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions import container_cache, sweeper
+    from vehicle_assessment.ports import EventPublishFailed
+
+    created = datetime.now(UTC) - timedelta(hours=3)  # the handler sweeps against the real clock
+    for assessment_id in ("stale-1", "stale-2"):
+        repository.create(open_assessment(AssessmentInputs(vin=VIN), 2, created, assessment_id))
+
+    monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
+    container_cache.reset_all()
+    with pytest.raises(EventPublishFailed, match=r'\{"republish": \["stale-1", "stale-2"\]\}'):
+        sweeper.handler({}, lambda_context)
+    assert repository.get("stale-1").status == AssessmentStatus.INCOMPLETE  # swept all the same
+
+    monkeypatch.setenv("EVENT_BUS_NAME", EVENT_BUS)
+    container_cache.reset_all()
+    assert sweeper.handler({"republish": ["stale-1", "stale-2"]}, lambda_context) == {
+        "republished": ["stale-1", "stale-2"]
+    }
+    details = [e["detail"] for e in aws.finished_events()]
+    assert [(d["event_id"], d["status"]) for d in details] == [
+        ("stale-1:INCOMPLETE", "INCOMPLETE"),
+        ("stale-2:INCOMPLETE", "INCOMPLETE"),
+    ]

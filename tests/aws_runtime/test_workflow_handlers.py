@@ -95,6 +95,11 @@ def test_the_steps_take_an_assessment_to_completed(aws, repository, fakes, uploa
         "Body"
     ].read()
     assert UNTRAINED_ENCODER_WARNING in assessment.warnings  # the fake encoder says it is untrained
+    # Store published the assessment's one event on the bus; a subscribed rule delivered it.
+    [event] = aws.finished_events()
+    assert (event["source"], event["detail-type"]) == ("vehicle-assessment", "Assessment Finished")
+    assert event["detail"]["event_id"] == f"{uploaded}:COMPLETED"
+    assert event["detail"]["adjusted_value_usd"] == assessment.valuation.adjusted_value_usd
 
 
 def test_decode_refuses_an_assessment_that_was_swept(aws, repository, uploaded, lambda_context) -> None:
@@ -122,6 +127,9 @@ def test_mark_failed_records_the_step_and_a_one_line_reason(
     assessment = repository.get(uploaded)
     assert assessment.failed_step == "AnalysePhoto"
     assert assessment.failure_reason == "IndexMismatch: the reference index holds other vectors"
+    [published] = aws.finished_events()
+    assert published["detail"]["event_id"] == f"{uploaded}:FAILED"
+    assert published["detail"]["failed_step"] == "AnalysePhoto"
 
 
 def test_a_task_input_missing_the_id_is_refused(aws, lambda_context) -> None:

@@ -7,7 +7,8 @@
 moto's Lambda without Docker only echoes its input, so ``LambdaSimpleBackend.invoke`` is patched
 to import and call the function's own ``Handler`` (an exception becomes an Unhandled function
 error with ``errorType``, as Lambda reports it). The encoder, reference index, describer and
-speaker are the in-memory fakes of the runtime tests, injected through the factory.
+speaker are the in-memory fakes of the runtime tests, injected through the factory, and so is the
+event publisher: one in-memory bus shared by every function, on which the test sees the events.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class Harness:
         self.iam = session.client("iam", region_name=REGION)
         self.template = template
         self.function_arns: dict[str, str] = {}
+        self.bus: Any = None  # the in-memory event publisher every function is given
 
     def deploy(self) -> None:
         from vehicle_assessment.adapters.aws.dynamodb import table_definition
@@ -233,6 +235,7 @@ def harness(template_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> I
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     from functions import container_cache
+    from vehicle_assessment.adapters.memory import InMemoryEventPublisher
     from vehicle_assessment.aws_runtime import factory
     from vehicle_assessment.domain.description import TemplateDescriber
 
@@ -249,6 +252,8 @@ def harness(template_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setattr(factory, "build_reference_index", lambda config: FakeIndex())
     monkeypatch.setattr(factory, "build_describer", lambda config: TemplateDescriber())
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
+    bus = InMemoryEventPublisher()
+    monkeypatch.setattr(factory, "build_event_publisher", lambda config: bus)
 
     def clear_caches() -> None:
         container_cache.reset_all()
@@ -260,6 +265,7 @@ def harness(template_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> I
         for name, value in harness.environment().items():
             monkeypatch.setenv(name, value)
         harness.clear_caches = clear_caches  # type: ignore[attr-defined]
+        harness.bus = bus
         yield harness
     clear_caches()
 
@@ -284,6 +290,11 @@ def test_three_photos_run_the_synthesized_workflow_to_a_stored_assessment(harnes
     stored = _repository().get(assessment_id)
     assert stored.status.value == "COMPLETED"
     assert len(stored.photos) == 3 and all(p.verdict is not None for p in stored.photos)
+    # Store published exactly one event, the stored assessment's summary.
+    [event] = harness.bus.events
+    assert (event.event_id, event.status.value, event.vin) == (f"{assessment_id}:COMPLETED", "COMPLETED", VIN)
+    assert stored.valuation is not None and event.adjusted_value_usd == stored.valuation.adjusted_value_usd
+    assert event.photos.assessed == 3
     # Readable through the API handler, as a caller would read it.
     response = api.handler(
         rest_event(
@@ -315,3 +326,19 @@ def test_a_failing_step_marks_the_assessment_failed_with_the_reason(harness: Har
     assert stored.status.value == "FAILED"
     assert stored.failed_step == "Describe"
     assert "Bedrock is unavailable in this test" in (stored.failure_reason or "")
+    [event] = harness.bus.events
+    assert (event.event_id, event.failed_step) == (f"{assessment_id}:FAILED", "Describe")
+    assert "Bedrock is unavailable in this test" in (event.failure_reason or "")
+
+
+def test_a_refused_event_retries_the_store_step_and_the_execution_succeeds(harness: Harness) -> None:
+    harness.bus.failures = 1  # EventBridge refuses Store's first publication
+
+    assessment_id = harness.upload("batch-retry")
+    harness.deliver_notifications()
+    execution = harness.wait(assessment_id, timeout_s=60)
+
+    # The template's Retry on EventPublishFailed ran Store again; the Catch never saw the error.
+    assert execution["status"] == "SUCCEEDED", execution
+    assert _repository().get(assessment_id).status.value == "COMPLETED"
+    assert [e.event_id for e in harness.bus.events] == [f"{assessment_id}:COMPLETED"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.services.conftest import NOW, FakeStarter, awaiting, record
+from vehicle_assessment.adapters.memory import InMemoryEventPublisher
 from vehicle_assessment.aws_runtime.sweeper import sweep
 from vehicle_assessment.domain.models import AssessmentStatus
 
@@ -25,17 +26,17 @@ def test_sweep_marks_stale_restarts_full_and_spares_the_rest(memory_repository, 
     record(repo, "finished", 1)
     starter.finished.add("finished")  # its execution already ran: the starter answers False
 
-    report = sweep(repo, timedelta(hours=1), NOW, starter=starter)
+    report = sweep(repo, InMemoryEventPublisher(), timedelta(hours=1), NOW, starter=starter)
 
     assert (report.examined, report.marked_incomplete) == (3, ["stale"])
     assert (report.restarted, report.left_alone) == (["full"], ["finished"])
     assert repo.get("stale").status == AssessmentStatus.INCOMPLETE
     assert repo.get("fresh").status == AssessmentStatus.AWAITING_PHOTOS
-    assert sweep(repo, timedelta(hours=1), NOW).marked_incomplete == []
+    assert sweep(repo, InMemoryEventPublisher(), timedelta(hours=1), NOW).marked_incomplete == []
 
 
 def test_sweep_respects_its_batch_limit(memory_repository) -> None:
     for i in range(5):
         _open(memory_repository, f"s-{i}", timedelta(hours=2 + i))
-    report = sweep(memory_repository, timedelta(hours=1), NOW, limit=2)
+    report = sweep(memory_repository, InMemoryEventPublisher(), timedelta(hours=1), NOW, limit=2)
     assert report.marked_incomplete == ["s-4", "s-3"]  # the oldest first

@@ -10,7 +10,11 @@ import pytest
 from PIL import Image
 
 from tests.services.conftest import NOW, awaiting
-from vehicle_assessment.adapters.memory import InMemoryAssessmentRepository, InMemoryObjectStore
+from vehicle_assessment.adapters.memory import (
+    InMemoryAssessmentRepository,
+    InMemoryEventPublisher,
+    InMemoryObjectStore,
+)
 from vehicle_assessment.aws_runtime import workflow_steps as steps
 from vehicle_assessment.domain.description import TemplateDescriber
 from vehicle_assessment.domain.models import (
@@ -96,7 +100,8 @@ def test_the_steps_take_an_assessment_to_completed(uploaded) -> None:
     steps.value(ref, repo, rules, clock=lambda: NOW)
     steps.describe(ref, repo, TemplateDescriber(), rules, clock=lambda: NOW)
     steps.speak(ref, repo, FakeSpeaker(), objects, clock=lambda: NOW)
-    result = steps.store(ref, repo, clock=lambda: NOW)
+    events = InMemoryEventPublisher()
+    result = steps.store(ref, repo, events, clock=lambda: NOW)
 
     assert (result.status, result.needs_review) == (AssessmentStatus.COMPLETED, True)
     done = repo.get("wf-1")
@@ -105,6 +110,7 @@ def test_the_steps_take_an_assessment_to_completed(uploaded) -> None:
         done.warnings.count(UNTRAINED_ENCODER_WARNING) == 1 and done.warnings[0] == UNTRAINED_ENCODER_WARNING
     )
     assert all(objects.exists(a.object_key) for a in done.audio if a.object_key)
+    assert [(e.event_id, e.status) for e in events.events] == [("wf-1:COMPLETED", AssessmentStatus.COMPLETED)]
 
 
 def test_decode_refuses_a_swept_assessment(uploaded) -> None:
@@ -118,7 +124,10 @@ def test_mark_failed_keeps_a_one_line_bounded_reason(uploaded) -> None:
     repo, _ = uploaded
     error = steps.StepError(Error="States.TaskFailed", Cause="boom\n  at line 1\n" + "x" * 2000)
     failed = steps.mark_failed(
-        steps.FailureInput(assessment_id="wf-1", failed_step="Value", error=error), repo, clock=lambda: NOW
+        steps.FailureInput(assessment_id="wf-1", failed_step="Value", error=error),
+        repo,
+        InMemoryEventPublisher(),
+        clock=lambda: NOW,
     )
     assert failed.status == AssessmentStatus.FAILED
     reason = repo.get("wf-1").failure_reason or ""

@@ -1,4 +1,4 @@
-"""In-memory adapters: the WorkflowRepository and an ObjectStore held in dicts.
+"""In-memory adapters: the WorkflowRepository, an ObjectStore and an EventPublisher held in memory.
 
 For fast tests of the AWS services without moto, and for a single-process local mode that wants
 the upload-counting workflow without DynamoDB. The repository keeps the DynamoDB adapter's
@@ -28,10 +28,12 @@ from typing import Any
 
 from vehicle_assessment.adapters.upload_tracking import tracked_assessment
 from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.events import AssessmentFinished
 from vehicle_assessment.domain.models import Assessment, AssessmentStatus, EncoderIdentity, PhotoRecord
 from vehicle_assessment.ports import (
     AssessmentNotFound,
     AwaitingAssessment,
+    EventPublishFailed,
     ObjectNotFound,
     PhotoReceipt,
     RejectedUpload,
@@ -281,3 +283,22 @@ class InMemoryObjectStore:
 
     def exists(self, key: str) -> bool:
         return key in self.objects
+
+
+class InMemoryEventPublisher:
+    """EventPublisher keeping what it was given, in order; ``failures`` makes the next publishes raise.
+
+    Re-publications are kept too (at-least-once, as EventBridge): ``events`` is what a bus received.
+    """
+
+    def __init__(self, failures: int = 0) -> None:
+        self.events: list[AssessmentFinished] = []
+        self.failures = failures
+        self._lock = threading.Lock()
+
+    def publish(self, event: AssessmentFinished) -> None:
+        with self._lock:
+            if self.failures > 0:
+                self.failures -= 1
+                raise EventPublishFailed(f"the in-memory bus refused {event.event_id} (failure injected)")
+            self.events.append(event.model_copy())

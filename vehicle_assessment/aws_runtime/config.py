@@ -48,6 +48,8 @@ class UploadConfig(FunctionConfig):
 
 
 class SweeperConfig(FunctionConfig):
+    # The custom bus the INCOMPLETE events go to (the stack's EventBus construct).
+    event_bus_name: str = Field(min_length=1)
     sweep_timeout_minutes: int = Field(default=60, ge=1)
     sweep_batch_limit: int = Field(default=200, ge=1, le=1000)
     # Optional: lets the sweeper restart an assessment whose photos are all in but whose start was lost.
@@ -93,3 +95,5 @@ class WorkflowConfig(FunctionConfig):
     opensearch: OpenSearchSettings | None = None
     bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
     polly: PollySettings = Field(default_factory=PollySettings)
+    # Only Store and MarkFailed publish (and are given the variable); checked where used.
+    event_bus_name: str | None = Field(default=None, min_length=1)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from vehicle_assessment.aws_runtime.config import (
     ApiConfig,
     FunctionConfig,
+    SweeperConfig,
     UploadConfig,
     WorkflowConfig,
 )
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from vehicle_assessment.domain.models import EncoderIdentity
     from vehicle_assessment.ports import (
         Describer,
+        EventPublisher,
         ImageEncoder,
         ObjectStore,
         ReferenceIndex,
@@ -118,3 +120,11 @@ def build_speaker(config: ApiConfig | WorkflowConfig) -> Speaker:
     from vehicle_assessment.adapters.aws.polly_speaker import PollySpeaker
 
     return PollySpeaker.from_settings(config.polly, config.aws_region, session=boto3_session())
+
+
+def build_event_publisher(config: WorkflowConfig | SweeperConfig) -> EventPublisher:
+    from vehicle_assessment.adapters.aws.eventbridge import EventBridgePublisher
+
+    if config.event_bus_name is None:
+        raise ValueError("EVENT_BUS_NAME is not configured: this step publishes the assessment's final event")
+    return EventBridgePublisher(aws_client("events", config), config.event_bus_name)

@@ -14,6 +14,10 @@ State shapes (JSON), in workflow order::
                                      {"assessment_id", "failed_step"?, "error": {"Error", "Cause"}}
     MarkFailed out                   AssessmentResult
 
+Store and MarkFailed publish an "Assessment Finished" event after their save (domain/events.py).
+A retried step publishes it again (the save is idempotent, PutEvents is not): delivery is
+at-least-once, and consumers dedupe on the event's ``event_id`` (assessment id + final status).
+
 The state carries ids, never the assessment: each step loads it from the repository (strongly
 consistent reads) and saves what it changed, so the state stays a few hundred bytes whatever the
 photos hold (the limit is 256 KB) and a failed step leaves everything before it stored.
@@ -27,12 +31,14 @@ import json
 from pydantic import BaseModel, ConfigDict, Field
 
 from vehicle_assessment import pipeline
+from vehicle_assessment.domain.events import assessment_finished
 from vehicle_assessment.domain.models import AssessmentStatus, PhotoStatus
 from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.domain.text import one_line
 from vehicle_assessment.ports import (
     Clock,
     Describer,
+    EventPublisher,
     ImageEncoder,
     ObjectStore,
     ReferenceIndex,
@@ -212,12 +218,19 @@ def speak(
 
 
 def store(
-    state: AssessmentRef, repository: WorkflowRepository, clock: Clock = pipeline.utc_now
+    state: AssessmentRef,
+    repository: WorkflowRepository,
+    events: EventPublisher,
+    clock: Clock = pipeline.utc_now,
 ) -> AssessmentResult:
     """The last step: COMPLETED (or NEEDS_PHOTOS when no photo could be assessed), with the reasons a
-    person should look at it. Both end the execution successfully: the state machine needs no Choice."""
+    person should look at it. Both end the execution successfully: the state machine needs no Choice.
+
+    The event goes out after the save, so a consumer that reads the assessment on it finds it final;
+    if publishing fails (EventPublishFailed) the step fails and Step Functions retries it."""
     done = pipeline.complete(repository.get(state.assessment_id), clock())
     repository.save(done)
+    events.publish(assessment_finished(done))
     return AssessmentResult(
         assessment_id=done.assessment_id, status=done.status, needs_review=done.needs_review
     )
@@ -241,13 +254,17 @@ def failure_reason(error: StepError | None) -> str:
 
 
 def mark_failed(
-    state: FailureInput, repository: WorkflowRepository, clock: Clock = pipeline.utc_now
+    state: FailureInput,
+    repository: WorkflowRepository,
+    events: EventPublisher,
+    clock: Clock = pipeline.utc_now,
 ) -> AssessmentResult:
     assessment = repository.get(state.assessment_id)
     failed = pipeline.mark_failed(
         assessment, state.failed_step or "workflow", failure_reason(state.error), clock()
     )
     repository.save(failed)
+    events.publish(assessment_finished(failed))
     return AssessmentResult(
         assessment_id=failed.assessment_id, status=failed.status, needs_review=failed.needs_review
     )
