@@ -282,3 +282,21 @@ def test_in_memory_counting_is_atomic_under_threads() -> None:
     assert sum(r.completes for r in receipts) == 1
     assert sum(r.outcome == UploadOutcome.ACCEPTED for r in receipts) == 5
     assert repo.upload_progress("t-1").received == 5
+
+
+def test_an_item_stored_before_revisions_reads_as_revision_0_and_saves_once(
+    dynamodb_repository: WorkflowRepository,
+) -> None:
+    """DynamoDB only: items written before the revision attribute existed stay writable."""
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+
+    assert isinstance(dynamodb_repository, DynamoAssessmentRepository)
+    repo = dynamodb_repository
+    repo.create(awaiting("o-1"))
+    repo.table.update_item(Key={"PK": "ASSESSMENT#o-1", "SK": "META"}, UpdateExpression="REMOVE revision")
+    legacy = repo.get("o-1")
+    assert legacy.revision == 0
+    saved = repo.save(legacy.model_copy(update={"warnings": ["migrated"]}))
+    assert saved.revision == 1 and repo.get("o-1") == saved
+    with pytest.raises(ConcurrentUpdate):
+        repo.save(legacy)
