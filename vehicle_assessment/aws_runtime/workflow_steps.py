@@ -20,9 +20,10 @@ photos hold (the limit is 256 KB) and a failed step leaves everything before it 
 
 Every step's change is a function of the stored assessment, so a step re-run by a Step Functions
 retry simply reads again and redoes it. Its save is conditional on the revision it read
-(``WorkflowRepository.save``): a step never overwrites what another writer saved meanwhile (an
-earlier attempt of itself still running past the task's timeout; an API regeneration racing a
-retried Store), it reads again and re-applies its change (``pipeline.save_with_retries``).
+(``WorkflowRepository.save``): a step never overwrites what another writer saved meanwhile
+(another attempt of the same step; an API regeneration racing a retried Store, the one step that
+runs while the assessment is already COMPLETED), it reads again and re-applies its change
+(``pipeline.save_with_retries``).
 """
 
 from __future__ import annotations
