@@ -204,3 +204,27 @@ def test_save_with_retries_re_applies_the_change_to_what_the_other_writer_saved(
     assert repo.get("g-4") == saved and saved.warnings == ["theirs", "ours"]
     with pytest.raises(ConcurrentUpdate):
         repo.save(read)
+
+
+def test_a_regeneration_whose_facts_changed_before_its_save_is_a_conflict(
+    memory_repository: WorkflowRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The description was written from facts that another writer changed meanwhile: it does not
+    commute with that change (it would describe a vehicle the assessment no longer states)."""
+    repo = memory_repository
+    finished(repo, "g-5")
+    real_save = repo.save
+
+    def after_a_correction(assessment: Assessment) -> Assessment:
+        stored = repo.get("g-5")
+        assert stored.vehicle is not None
+        real_save(stored.model_copy(update={"vehicle": stored.vehicle.model_copy(update={"make": "FORD"})}))
+        monkeypatch.setattr(repo, "save", real_save)
+        return real_save(assessment)
+
+    monkeypatch.setattr(repo, "save", after_a_correction)
+    services = api.ApiServices(repo, None, InMemoryObjectStore(), TemplateDescriber(), TextSpeaker())
+    with pytest.raises(api.Conflict, match="changed while its description was being written"):
+        api.regenerate_description("g-5", api.RegenerateDescriptionRequest(), services, NOW)
+    stored = repo.get("g-5")
+    assert stored.descriptions == [] and stored.vehicle is not None and stored.vehicle.make == "FORD"

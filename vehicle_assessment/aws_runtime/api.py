@@ -322,15 +322,15 @@ def regenerate_description(
     try:
         pipeline.save_with_retries(services.repository, assessment, add_pair)
     except (Conflict, ConcurrentUpdate) as exc:
-        # Audio objects are named by their text, so this one overwrote no saved description's.
+        # Audio objects are named by their text, so this one replaced no saved description's speech;
+        # it stays in the bucket, named by no description unless one has the same words.
         logger.warning(
-            "regenerated %s/%s description of assessment %s not saved (%s); its audio object %s is "
-            "referenced by no assessment",
+            "regenerated %s/%s description of assessment %s not saved (%s); audio object: %s",
             pair[0].value,
             pair[1],
             assessment_id,
             exc,
-            audio.object_key,
+            audio.object_key or "none (speech skipped)",
         )
         if isinstance(exc, ConcurrentUpdate):
             raise Conflict(
