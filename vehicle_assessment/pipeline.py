@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import build_description_request
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
@@ -42,6 +43,7 @@ from vehicle_assessment.domain.vin import check_vin
 from vehicle_assessment.ports import (
     AssessmentRepository,
     Clock,
+    ConcurrentUpdate,
     Describer,
     ImageEncoder,
     IndexMismatch,
@@ -256,7 +258,10 @@ def speak_descriptions(assessment: Assessment, speaker: Speaker, objects: Object
                 )
             )
             continue
-        name = f"{description.style.value}-{description.language}.{clip.extension}"
+        # Named by what it says: an object never changes its speech, so a description saved after a
+        # racing regeneration of the same pair still finds its own audio (never the other's).
+        digest = hashlib.sha256(description.text.encode()).hexdigest()[:16]
+        name = f"{description.style.value}-{description.language}-{digest}.{clip.extension}"
         key = f"audio/{assessment.assessment_id}/{name}"
         objects.put(key, clip.audio, clip.content_type)
         audio.append(
@@ -313,6 +318,29 @@ def mark_failed(assessment: Assessment, step: str, reason: str, now: datetime) -
     )
 
 
+# --- saving a changed document -------------------------------------------------------------
+
+
+def save_with_retries(
+    repository: AssessmentRepository, read: Assessment, change: Callable[[Assessment], Assessment]
+) -> Assessment:
+    """Save ``change(read)``; when another writer saved first, read again and re-apply ``change``.
+
+    Only for a change that still holds on whatever the other writer stored (it commutes with it):
+    ``change`` gets the freshest copy each time, and raises to refuse one it cannot apply to. At
+    most limits.MAX_DOCUMENT_SAVE_ATTEMPTS saves; past them ConcurrentUpdate propagates. Returns
+    the assessment as saved.
+    """
+    current = read
+    for _ in range(limits.MAX_DOCUMENT_SAVE_ATTEMPTS - 1):
+        try:
+            return repository.save(change(current))
+        except ConcurrentUpdate as exc:
+            logger.warning("re-reading assessment %s to apply its change again: %s", read.assessment_id, exc)
+            current = repository.get(read.assessment_id)
+    return repository.save(change(current))
+
+
 # --- the local runner -----------------------------------------------------------------------
 
 
@@ -344,8 +372,8 @@ class AssessmentRunner:
         if not uploads:
             raise ValueError("at least one photo is required")
         p, rules = self.ports, self.rules
-        assessment = new_assessment(inputs, uploads, p.objects, self.clock())
-        p.repository.save(assessment)
+        # Each save returns the stored revision, which the next save of this runner must carry.
+        assessment = p.repository.save(new_assessment(inputs, uploads, p.objects, self.clock()))
         today = self.clock().date()
         steps: list[tuple[str, Callable[[Assessment], Assessment]]] = [
             ("decode_vehicle", lambda a: decode_vehicle(a, p.vin_decoder, today)),
@@ -360,8 +388,5 @@ class AssessmentRunner:
             except Exception as exc:  # any failure is recorded on the assessment, then reported
                 logger.exception("step %s failed for assessment %s", name, assessment.assessment_id)
                 failed = mark_failed(assessment, name, f"{type(exc).__name__}: {exc}", self.clock())
-                p.repository.save(failed)
-                return failed
-        done = complete(assessment, self.clock())
-        p.repository.save(done)
-        return done
+                return p.repository.save(failed)
+        return p.repository.save(complete(assessment, self.clock()))

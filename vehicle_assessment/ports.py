@@ -47,6 +47,14 @@ class AssessmentNotFound(PortError):
     pass
 
 
+class ConcurrentUpdate(PortError):
+    """A whole-document save lost a race: the store no longer holds the revision the caller read.
+
+    Nothing was written. The caller re-reads and re-applies its change where that change commutes
+    with others (see ``pipeline.save_with_retries``), and otherwise reports a conflict.
+    """
+
+
 class VinDecoderUnavailable(PortError):
     """The decoding service could not be reached or answered nonsense; fall back to the VIN."""
 
@@ -76,7 +84,18 @@ class ObjectStore(Protocol):
 
 
 class AssessmentRepository(Protocol):
-    def save(self, assessment: Assessment) -> None: ...
+    def save(self, assessment: Assessment) -> Assessment:
+        """Write the whole document, if the store still holds ``assessment.revision``.
+
+        Optimistic locking with a version number: the write is conditional on the stored revision
+        being the one the caller read, and stores it plus one
+        (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/BestPractices_OptimisticLocking.html).
+        Revision 0 means "never stored": the save creates the assessment, and only if no assessment
+        with that id holds a revision yet. Returns the assessment as written, at its new revision
+        (save that to save again). Raises ConcurrentUpdate, having written nothing, when another
+        writer saved (or created it) after the caller's read.
+        """
+        ...
 
     def get(self, assessment_id: str) -> Assessment: ...
 
@@ -165,7 +184,17 @@ class WorkflowRepository(AssessmentRepository, Protocol):
     """What the AWS services (uploads, workflow steps, sweeper, API) need beyond plain storage.
 
     Every write is conditional: a photo is counted once per object key and only while its
-    assessment awaits photos; a status moves only from the states the caller names.
+    assessment awaits photos; a status moves only from the states the caller names; a whole
+    document is saved only at the revision it was read at (``save``).
+
+    Which writes move the revision on: ``create`` stores revision 1; ``save`` and ``mark_status``
+    add one, because both write the status (a save from a read before a status move would undo
+    it). ``record_photo``, ``reject_upload`` and ``save_photo_result`` do not: each writes its own
+    map entry, which ``save`` never writes and every read merges over the document
+    (``adapters/upload_tracking.py``), so no save undoes them; and a workflow step that records
+    photo results and then saves the document it read needs no second read. (``save_photo_result``
+    also sets the document's encoder: the same one for every photo of a run, and the workflow
+    saves no document while its photo Map runs.)
     """
 
     def create(self, assessment: Assessment) -> bool:

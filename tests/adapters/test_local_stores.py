@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
 from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
 from vehicle_assessment.domain.models import Assessment, AssessmentInputs, AssessmentStatus
-from vehicle_assessment.ports import AssessmentNotFound, ObjectNotFound
+from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate, ObjectNotFound
 
 
 def test_object_store_round_trip_keeps_bytes_exactly(tmp_path) -> None:
@@ -47,18 +48,48 @@ def _assessment(assessment_id: str, vin: str, created: datetime) -> Assessment:
 def test_repository_saves_gets_and_updates(tmp_path) -> None:
     repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
     now = datetime(2026, 11, 27, tzinfo=UTC)
-    original = _assessment("a1", "1FTMW1T88MFA00001", now)
-    repo.save(original)
-    assert repo.get("a1") == original
+    original = repo.save(_assessment("a1", "1FTMW1T88MFA00001", now))
+    assert original.revision == 1 and repo.get("a1") == original
     done = original.model_copy(
         update={"status": AssessmentStatus.COMPLETED, "updated_at": now + timedelta(1)}
     )
-    repo.save(done)
-    assert repo.get("a1") == done
+    saved = repo.save(done)
+    assert saved.revision == 2 and repo.get("a1") == saved
     # A second repository on the same file sees the same data (state survives the process).
     assert SqliteAssessmentRepository(tmp_path / "db.sqlite3").get("a1").status == AssessmentStatus.COMPLETED
     with pytest.raises(AssessmentNotFound, match="zzz"):
         repo.get("zzz")
+
+
+def test_repository_saves_only_at_the_revision_read(tmp_path) -> None:
+    """The port's optimistic locking, in SQLite too: a stale save writes nothing."""
+    repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    fresh = _assessment("a1", "1FTMW1T88MFA00001", now)
+    stored = repo.save(fresh)
+    with pytest.raises(ConcurrentUpdate):  # revision 0 creates only where nothing is stored
+        repo.save(fresh)
+    first, second = repo.get("a1"), repo.get("a1")
+    saved = repo.save(first.model_copy(update={"warnings": ["first"]}))
+    with pytest.raises(ConcurrentUpdate, match="a1"):
+        repo.save(second.model_copy(update={"warnings": ["second"]}))
+    assert repo.get("a1") == saved and saved.revision == stored.revision + 1
+    with pytest.raises(ConcurrentUpdate):  # a revision never stored creates nothing
+        repo.save(_assessment("a2", "1FTMW1T88MFA00001", now).model_copy(update={"revision": 3}))
+    with pytest.raises(AssessmentNotFound):
+        repo.get("a2")
+
+
+def test_a_row_stored_before_revisions_reads_as_revision_0_and_saves_once(tmp_path) -> None:
+    repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
+    repo.save(_assessment("old", "1FTMW1T88MFA00001", datetime(2026, 1, 1, tzinfo=UTC)))
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:  # as an older version wrote it
+        conn.execute("UPDATE assessments SET document = json_remove(document, '$.revision')")
+    legacy = repo.get("old")
+    assert legacy.revision == 0
+    assert repo.save(legacy.model_copy(update={"warnings": ["migrated"]})).revision == 1
+    with pytest.raises(ConcurrentUpdate):
+        repo.save(legacy)
 
 
 def test_repository_lists_by_vin_newest_first(tmp_path) -> None:

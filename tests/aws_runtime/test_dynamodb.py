@@ -50,7 +50,7 @@ def test_round_trip_keeps_the_document(aws, repository: DynamoAssessmentReposito
     assessment = _awaiting("a-1")
     assert repository.create(assessment)
     assert not repository.create(assessment)  # attribute_not_exists(PK)
-    valued = assessment.model_copy(
+    valued = repository.get("a-1").model_copy(
         update={
             "status": AssessmentStatus.COMPLETED,
             "valuation": Valuation(
@@ -65,10 +65,11 @@ def test_round_trip_keeps_the_document(aws, repository: DynamoAssessmentReposito
             ),
         }
     )
-    repository.save(valued)
+    saved = repository.save(valued)
     item = aws.table.get_item(Key={"PK": "ASSESSMENT#a-1", "SK": "META"})["Item"]
     assert item["document"]["valuation"]["adjusted_value_usd"] == Decimal("18000.45")  # a number, not text
     assert item["status"] == "COMPLETED" and "GSI2PK" not in item  # left the awaiting index
-    assert repository.get("a-1") == valued
+    assert item["revision"] == 2 and "revision" not in item["document"]  # beside the document
+    assert repository.get("a-1") == saved == valued.model_copy(update={"revision": 2})
     with pytest.raises(AssessmentNotFound):
         repository.get("nope")

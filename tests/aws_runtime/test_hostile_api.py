@@ -165,7 +165,7 @@ def _completed(repository, assessment_id: str) -> None:
     assessment = open_assessment(AssessmentInputs(vin=VIN), 1, NOW, assessment_id)
     assert repository.create(assessment)
     repository.save(
-        assessment.model_copy(
+        repository.get(assessment_id).model_copy(
             update={"status": AssessmentStatus.COMPLETED, "vehicle": VehicleFacts(vin=VIN, source="vin")}
         )
     )

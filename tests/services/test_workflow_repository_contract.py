@@ -17,7 +17,7 @@ from vehicle_assessment.domain.models import (
     Valuation,
     ValueMethod,
 )
-from vehicle_assessment.ports import AssessmentNotFound, UploadOutcome, WorkflowRepository
+from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate, UploadOutcome, WorkflowRepository
 
 IDENTITY = EncoderIdentity(model_name="fake-clip", pretrained=None, untrained=True, dimension=4)
 
@@ -27,8 +27,10 @@ def test_create_once_then_save_and_read_back(workflow_repository: WorkflowReposi
     assessment = awaiting("a-1")
     assert repo.create(assessment)
     assert not repo.create(assessment.model_copy(update={"expected_photos": 9}))
-    assert repo.get("a-1") == assessment and repo.exists("a-1") and not repo.exists("nope")
-    valued = assessment.model_copy(
+    stored = repo.get("a-1")
+    assert stored == assessment.model_copy(update={"revision": 1})  # created at revision 1
+    assert repo.exists("a-1") and not repo.exists("nope")
+    valued = stored.model_copy(
         update={
             "status": AssessmentStatus.COMPLETED,
             "valuation": Valuation(
@@ -43,10 +45,68 @@ def test_create_once_then_save_and_read_back(workflow_repository: WorkflowReposi
             ),
         }
     )
-    repo.save(valued)
-    assert repo.get("a-1") == valued
+    saved = repo.save(valued)
+    assert saved == valued.model_copy(update={"revision": 2})
+    assert repo.get("a-1") == saved
     with pytest.raises(AssessmentNotFound):
         repo.get("nope")
+
+
+def test_a_save_from_a_stale_read_is_refused_and_writes_nothing(
+    workflow_repository: WorkflowRepository,
+) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("v-1"))
+    first, second = repo.get("v-1"), repo.get("v-1")
+    saved = repo.save(first.model_copy(update={"warnings": ["first"]}))
+    with pytest.raises(ConcurrentUpdate, match="v-1"):
+        repo.save(second.model_copy(update={"warnings": ["second"]}))
+    assert repo.get("v-1") == saved and saved.warnings == ["first"]
+    # What a save returns carries the new revision: saving it again is the next write.
+    again = repo.save(saved.model_copy(update={"warnings": ["first", "again"]}))
+    assert (again.revision, repo.get("v-1").warnings) == (3, ["first", "again"])
+    with pytest.raises(ConcurrentUpdate):  # and the copy that was saved is stale now
+        repo.save(saved)
+
+
+def test_saving_a_new_assessment_creates_it_once(workflow_repository: WorkflowRepository) -> None:
+    """Revision 0 is "never stored": such a save creates, and only where nothing holds the id."""
+    repo = workflow_repository
+    fresh = awaiting("n-1")
+    assert fresh.revision == 0
+    created = repo.save(fresh)
+    assert created.revision == 1 and repo.get("n-1") == created
+    with pytest.raises(ConcurrentUpdate):
+        repo.save(awaiting("n-1").model_copy(update={"warnings": ["a second creator"]}))
+    repo.create(awaiting("n-2"))
+    with pytest.raises(ConcurrentUpdate):
+        repo.save(awaiting("n-2"))
+    with pytest.raises(ConcurrentUpdate):  # a revision the store never held creates nothing
+        repo.save(awaiting("n-3").model_copy(update={"revision": 4}))
+    assert not repo.exists("n-3") and repo.get("n-1") == created
+
+
+def test_status_moves_take_the_revision_on_but_upload_tracking_does_not(
+    workflow_repository: WorkflowRepository,
+) -> None:
+    """A save may follow photo counting, rejections and photo results it did not read (it never
+    writes them, and reads merge them), but not a status move (it writes the status)."""
+    repo = workflow_repository
+    repo.create(awaiting("m-1", expected=2))
+    read = repo.get("m-1")
+    record(repo, "m-1", 1)
+    repo.reject_upload("m-1", "uploads/m-1/x.jpg", "not an image", NOW, 5, None)
+    [photo] = repo.get("m-1").photos
+    repo.save_photo_result("m-1", photo.model_copy(update={"status": PhotoStatus.ANALYSED}), IDENTITY)
+    saved = repo.save(read.model_copy(update={"warnings": ["kept"]}))
+    stored = repo.get("m-1")
+    assert stored.revision == saved.revision == 2 and stored.warnings == ["kept"]
+    assert [(p.photo_id, p.status) for p in stored.photos] == [("1", PhotoStatus.ANALYSED)]
+    assert repo.mark_status("m-1", AssessmentStatus.INCOMPLETE, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+    with pytest.raises(ConcurrentUpdate):  # it would put AWAITING_PHOTOS back
+        repo.save(stored.model_copy(update={"warnings": ["stale"]}))
+    moved = repo.get("m-1")
+    assert (moved.status, moved.revision, moved.warnings) == (AssessmentStatus.INCOMPLETE, 3, ["kept"])
 
 
 def test_save_keeps_the_upload_tracking(workflow_repository: WorkflowRepository) -> None:
@@ -222,3 +282,21 @@ def test_in_memory_counting_is_atomic_under_threads() -> None:
     assert sum(r.completes for r in receipts) == 1
     assert sum(r.outcome == UploadOutcome.ACCEPTED for r in receipts) == 5
     assert repo.upload_progress("t-1").received == 5
+
+
+def test_an_item_stored_before_revisions_reads_as_revision_0_and_saves_once(
+    dynamodb_repository: WorkflowRepository,
+) -> None:
+    """DynamoDB only: items written before the revision attribute existed stay writable."""
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+
+    assert isinstance(dynamodb_repository, DynamoAssessmentRepository)
+    repo = dynamodb_repository
+    repo.create(awaiting("o-1"))
+    repo.table.update_item(Key={"PK": "ASSESSMENT#o-1", "SK": "META"}, UpdateExpression="REMOVE revision")
+    legacy = repo.get("o-1")
+    assert legacy.revision == 0
+    saved = repo.save(legacy.model_copy(update={"warnings": ["migrated"]}))
+    assert saved.revision == 1 and repo.get("o-1") == saved
+    with pytest.raises(ConcurrentUpdate):
+        repo.save(legacy)

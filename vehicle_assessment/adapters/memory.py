@@ -13,7 +13,9 @@ semantics (``adapters/aws/dynamodb.py``), checked by one contract test run again
 * the stored assessment goes through JSON like the DynamoDB document, so what is read back is a
   copy, never the caller's object;
 * on read, the status and ``updated_at`` of the last status move win over the document's, and the
-  uploads and photo results are merged into ``photos``.
+  uploads and photo results are merged into ``photos``;
+* ``save`` is optimistic locking on a revision: ``create`` stores 1, ``save`` and ``mark_status``
+  add one, and a save carrying another revision than the stored one raises ConcurrentUpdate.
 
 Not kept: the TTL (nothing expires) and durability (a process's lifetime).
 """
@@ -33,6 +35,7 @@ from vehicle_assessment.domain.models import Assessment, AssessmentStatus, Encod
 from vehicle_assessment.ports import (
     AssessmentNotFound,
     AwaitingAssessment,
+    ConcurrentUpdate,
     EventPublishFailed,
     ObjectNotFound,
     PhotoReceipt,
@@ -62,9 +65,10 @@ class _Item:
     rejected_uploads: dict[str, RejectedUpload] = field(default_factory=dict)
     rejected_uploads_overflow: int = 0
     photo_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revision: int = 1  # as DynamoDB's item: created at 1, one more per save or status move
 
     def store(self, assessment: Assessment) -> None:
-        self.document = assessment.model_dump(mode="json")
+        self.document = assessment.model_dump(mode="json", exclude={"revision"})
         self.status = assessment.status
         self.updated_at = _iso(assessment.updated_at)
         self.created_at = _iso(assessment.created_at)
@@ -93,14 +97,22 @@ class InMemoryAssessmentRepository:
             self._items[assessment.assessment_id] = self._new_item(assessment)
             return True
 
-    def save(self, assessment: Assessment) -> None:
-        """Upsert the document and status; upload tracking is never overwritten."""
+    def save(self, assessment: Assessment) -> Assessment:
+        """The document and status, at the revision read (0: a new one); upload tracking is kept."""
         with self._lock:
             item = self._items.get(assessment.assessment_id)
+            stored = 0 if item is None else item.revision
+            if assessment.revision != stored:
+                raise ConcurrentUpdate(
+                    f"assessment {assessment.assessment_id} was read at revision {assessment.revision} "
+                    f"but is at {stored}"
+                )
             if item is None:
-                self._items[assessment.assessment_id] = self._new_item(assessment)
+                item = self._items[assessment.assessment_id] = self._new_item(assessment)
             else:
                 item.store(assessment)
+                item.revision += 1
+            return assessment.model_copy(update={"revision": item.revision})
 
     def get(self, assessment_id: str) -> Assessment:
         with self._lock:
@@ -216,6 +228,7 @@ class InMemoryAssessmentRepository:
                 return False
             item.status = new_status
             item.updated_at = _iso(now)
+            item.revision += 1
             return True
 
     def awaiting_before(self, cutoff: datetime, limit: int = 100) -> list[AwaitingAssessment]:
@@ -262,7 +275,7 @@ class InMemoryAssessmentRepository:
     @staticmethod
     def _assessment(item: _Item) -> Assessment:
         return tracked_assessment(
-            item.document, item.status.value, item.updated_at, item.uploads, item.photo_results
+            item.document, item.status.value, item.updated_at, item.uploads, item.photo_results, item.revision
         )
 
 

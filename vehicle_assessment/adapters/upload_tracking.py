@@ -17,6 +17,7 @@ def tracked_assessment(
     updated_at: str,
     uploads: Mapping[str, Mapping[str, Any]],
     photo_results: Mapping[str, Mapping[str, Any]],
+    revision: int,
 ) -> Assessment:
     """The document (``Assessment.model_dump(mode="json")``) with what was written beside it.
 
@@ -24,11 +25,13 @@ def tracked_assessment(
     touch only those); ``uploads`` (photo id -> photo_id, object_key, filename, size_bytes; items
     written before photos were keyed by id are keyed by object key and lack it) become RECEIVED
     photos unless the document has them already; ``photo_results`` (photo_id -> PhotoRecord as
-    JSON), one per analysed photo, win over both.
+    JSON), one per analysed photo, win over both. ``revision`` is the stored one (optimistic
+    locking, ``AssessmentRepository.save``), kept beside the document, never in it.
     """
     merged = dict(document)
     merged["status"] = status
     merged["updated_at"] = updated_at
+    merged["revision"] = revision
     photos: dict[str, Mapping[str, Any]] = {p["photo_id"]: p for p in merged.get("photos", [])}
     for key in sorted(uploads):
         upload = uploads[key]

@@ -4,6 +4,7 @@ regenerate a description. The HTTP layer (routes, status codes) is ``functions/a
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from vehicle_assessment.domain.models import (
     speakable_color,
 )
 from vehicle_assessment.domain.vin import normalise_vin
-from vehicle_assessment.ports import Describer, ObjectStore, Speaker, WorkflowRepository
+from vehicle_assessment.ports import ConcurrentUpdate, Describer, ObjectStore, Speaker, WorkflowRepository
+
+logger = logging.getLogger(__name__)
 
 
 class Conflict(Exception):
@@ -274,34 +277,87 @@ def regenerate_description(
 ) -> RegenerateDescriptionResponse:
     """A new description (and its audio) in the asked style and language, replacing that pair's.
 
-    Raises AssessmentNotFound, Conflict (not finished yet), UnsupportedLanguage (a ValueError).
+    The description is written once, from one read; it is then saved with optimistic locking. When
+    another writer saved first, the pair is added again to what it saved, if that still commutes:
+    the assessment is still finished, says the same about the vehicle (the same description
+    request), and still holds the pair this request read. Otherwise (another request replaced the
+    same pair meanwhile, or the facts changed) the answer is Conflict: nothing is saved, and the
+    client may read the assessment and ask again.
+
+    Raises AssessmentNotFound, Conflict (not finished yet; a concurrent change it cannot merge with),
+    UnsupportedLanguage (a ValueError).
     """
     if services.describer is None or services.speaker is None:
         raise RuntimeError("the API was wired without a describer or speaker")
     assessment = services.repository.get(assessment_id)
-    # NEEDS_PHOTOS is finished too: its descriptions say that no photo could be assessed.
-    if assessment.status not in (AssessmentStatus.COMPLETED, AssessmentStatus.NEEDS_PHOTOS):
-        raise Conflict(
-            f"assessment {assessment_id} is {assessment.status.value}; descriptions can be "
-            "regenerated once it is COMPLETED (or NEEDS_PHOTOS)"
-        )
-    description = services.describer.describe(
-        build_description_request(assessment), request.style, request.language, request.creativity
-    )
+    _require_finished(assessment)
+    described = build_description_request(assessment)
+    description = services.describer.describe(described, request.style, request.language, request.creativity)
     # The pipeline's speak step, on just the new description (same key scheme, same skip rules).
     [audio] = pipeline.speak_descriptions(
         assessment.model_copy(update={"descriptions": [description]}), services.speaker, services.objects
     ).audio
+    pair = (description.style, description.language)
+    read_pair = _held_pair(assessment, pair)
 
-    def other(item: Description | AudioRecord) -> bool:
-        return (item.style, item.language) != (description.style, description.language)
+    def add_pair(current: Assessment) -> Assessment:
+        _require_finished(current)
+        if build_description_request(current) != described:
+            raise Conflict(
+                f"assessment {assessment_id} changed while its description was being written; ask again"
+            )
+        if _held_pair(current, pair) != read_pair:
+            raise Conflict(
+                f"another request replaced the {pair[0].value}/{pair[1]} description of assessment "
+                f"{assessment_id} meanwhile; read it, and ask again if a new one is still wanted"
+            )
+        return current.model_copy(
+            update={
+                "descriptions": [d for d in current.descriptions if _pair_of(d) != pair] + [description],
+                "audio": [a for a in current.audio if _pair_of(a) != pair] + [audio],
+                "updated_at": now,
+            }
+        )
 
-    updated = assessment.model_copy(
-        update={
-            "descriptions": [d for d in assessment.descriptions if other(d)] + [description],
-            "audio": [a for a in assessment.audio if other(a)] + [audio],
-            "updated_at": now,
-        }
-    )
-    services.repository.save(updated)
+    try:
+        pipeline.save_with_retries(services.repository, assessment, add_pair)
+    except (Conflict, ConcurrentUpdate) as exc:
+        # Audio objects are named by their text, so this one replaced no saved description's speech;
+        # it stays in the bucket, named by no description unless one has the same words.
+        logger.warning(
+            "regenerated %s/%s description of assessment %s not saved (%s); audio object: %s",
+            pair[0].value,
+            pair[1],
+            assessment_id,
+            exc,
+            audio.object_key or "none (speech skipped)",
+        )
+        if isinstance(exc, ConcurrentUpdate):
+            raise Conflict(
+                f"assessment {assessment_id} kept changing while its description was being saved; ask again"
+            ) from exc
+        raise
     return RegenerateDescriptionResponse(assessment_id=assessment_id, description=description, audio=audio)
+
+
+def _require_finished(assessment: Assessment) -> None:
+    # NEEDS_PHOTOS is finished too: its descriptions say that no photo could be assessed.
+    if assessment.status not in (AssessmentStatus.COMPLETED, AssessmentStatus.NEEDS_PHOTOS):
+        raise Conflict(
+            f"assessment {assessment.assessment_id} is {assessment.status.value}; descriptions can be "
+            "regenerated once it is COMPLETED (or NEEDS_PHOTOS)"
+        )
+
+
+def _pair_of(item: Description | AudioRecord) -> tuple[DescriptionStyle, str]:
+    return (item.style, item.language)
+
+
+def _held_pair(
+    assessment: Assessment, pair: tuple[DescriptionStyle, str]
+) -> tuple[list[Description], list[AudioRecord]]:
+    """The description and audio an assessment holds for one (style, language)."""
+    return (
+        [d for d in assessment.descriptions if _pair_of(d) == pair],
+        [a for a in assessment.audio if _pair_of(a) == pair],
+    )

@@ -21,6 +21,13 @@ at-least-once, and consumers dedupe on the event's ``event_id`` (assessment id +
 The state carries ids, never the assessment: each step loads it from the repository (strongly
 consistent reads) and saves what it changed, so the state stays a few hundred bytes whatever the
 photos hold (the limit is 256 KB) and a failed step leaves everything before it stored.
+
+Every step's change is a function of the stored assessment, so a step re-run by a Step Functions
+retry simply reads again and redoes it. Its save is conditional on the revision it read
+(``WorkflowRepository.save``): a step never overwrites what another writer saved meanwhile
+(another attempt of the same step; an API regeneration racing a retried Store, the one step that
+runs while the assessment is already COMPLETED), it reads again and re-applies its change
+(``pipeline.save_with_retries``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vehicle_assessment import pipeline
 from vehicle_assessment.domain.events import assessment_finished
-from vehicle_assessment.domain.models import AssessmentStatus, PhotoStatus
+from vehicle_assessment.domain.models import Assessment, AssessmentStatus, PhotoStatus
 from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.domain.text import one_line
 from vehicle_assessment.ports import (
@@ -122,8 +129,13 @@ def decode_vin(
         raise WorkflowConflict(
             f"assessment {state.assessment_id} is {assessment.status.value}; not processing it"
         )
-    assessment = pipeline.decode_vehicle(assessment, decoder, now.date())
-    repository.save(assessment.model_copy(update={"updated_at": now}))
+    assessment = pipeline.save_with_retries(
+        repository,
+        assessment,
+        lambda current: pipeline.decode_vehicle(current, decoder, now.date()).model_copy(
+            update={"updated_at": now}
+        ),
+    )
     return PhotoBatch(
         assessment_id=state.assessment_id,
         photos=[PhotoRef(photo_id=p.photo_id, object_key=p.object_key) for p in assessment.photos],
@@ -173,21 +185,25 @@ def value(
     clock: Clock = pipeline.utc_now,
 ) -> AssessmentRef:
     now = clock()
-    assessment = repository.get(state.assessment_id)
-    # Local mode notes this when it analyses all photos; here they were analysed one by one.
-    analysed = {p.photo_id: p for p in assessment.photos}
-    assessment = pipeline.value_assessment(pipeline.note_untrained_encoder(assessment), rules, now.date())
-    # Copies are resolved here, not in the Map: its iterations run concurrently and each knows only
-    # its own photo's digest. Every read merges `photo_results` over the document's photos, so a
-    # photo this step marks DUPLICATE is written back to its own result path too.
-    changed = [photo for photo in assessment.photos if photo != analysed[photo.photo_id]]
-    if changed:
-        encoder = assessment.encoder
-        if encoder is None:  # a copy is known only from analysed photos' digests
-            raise WorkflowConflict(f"assessment {state.assessment_id} has photo results but no encoder")
-        for photo in changed:
-            repository.save_photo_result(state.assessment_id, photo, encoder)
-    repository.save(assessment.model_copy(update={"updated_at": now}))
+
+    def valued(assessment: Assessment) -> Assessment:
+        # Local mode notes this when it analyses all photos; here they were analysed one by one.
+        analysed = {p.photo_id: p for p in assessment.photos}
+        assessment = pipeline.value_assessment(pipeline.note_untrained_encoder(assessment), rules, now.date())
+        # Copies are resolved here, not in the Map: its iterations run concurrently and each knows
+        # only its own photo's digest. Every read merges `photo_results` over the document's photos,
+        # so a photo this step marks DUPLICATE is written back to its own result path too (the same
+        # record again if the change is re-applied; these writes leave the revision alone).
+        changed = [photo for photo in assessment.photos if photo != analysed[photo.photo_id]]
+        if changed:
+            encoder = assessment.encoder
+            if encoder is None:  # a copy is known only from analysed photos' digests
+                raise WorkflowConflict(f"assessment {state.assessment_id} has photo results but no encoder")
+            for photo in changed:
+                repository.save_photo_result(state.assessment_id, photo, encoder)
+        return assessment.model_copy(update={"updated_at": now})
+
+    pipeline.save_with_retries(repository, repository.get(state.assessment_id), valued)
     return AssessmentRef(assessment_id=state.assessment_id)
 
 
@@ -198,9 +214,13 @@ def describe(
     rules: AssessmentRules,
     clock: Clock = pipeline.utc_now,
 ) -> AssessmentRef:
-    assessment = repository.get(state.assessment_id)
-    assessment = pipeline.describe_assessment(assessment, describer, rules.languages, rules.styles)
-    repository.save(assessment.model_copy(update={"updated_at": clock()}))
+    pipeline.save_with_retries(
+        repository,
+        repository.get(state.assessment_id),
+        lambda current: pipeline.describe_assessment(
+            current, describer, rules.languages, rules.styles
+        ).model_copy(update={"updated_at": clock()}),
+    )
     return AssessmentRef(assessment_id=state.assessment_id)
 
 
@@ -211,9 +231,13 @@ def speak(
     objects: ObjectStore,
     clock: Clock = pipeline.utc_now,
 ) -> AssessmentRef:
-    assessment = repository.get(state.assessment_id)
-    assessment = pipeline.speak_descriptions(assessment, speaker, objects)
-    repository.save(assessment.model_copy(update={"updated_at": clock()}))
+    pipeline.save_with_retries(
+        repository,
+        repository.get(state.assessment_id),
+        lambda current: pipeline.speak_descriptions(current, speaker, objects).model_copy(
+            update={"updated_at": clock()}
+        ),
+    )
     return AssessmentRef(assessment_id=state.assessment_id)
 
 
@@ -228,8 +252,9 @@ def store(
 
     The event goes out after the save, so a consumer that reads the assessment on it finds it final;
     if publishing fails (EventPublishFailed) the step fails and Step Functions retries it."""
-    done = pipeline.complete(repository.get(state.assessment_id), clock())
-    repository.save(done)
+    done = pipeline.save_with_retries(
+        repository, repository.get(state.assessment_id), lambda current: pipeline.complete(current, clock())
+    )
     events.publish(assessment_finished(done))
     return AssessmentResult(
         assessment_id=done.assessment_id, status=done.status, needs_review=done.needs_review
@@ -259,11 +284,12 @@ def mark_failed(
     events: EventPublisher,
     clock: Clock = pipeline.utc_now,
 ) -> AssessmentResult:
-    assessment = repository.get(state.assessment_id)
-    failed = pipeline.mark_failed(
-        assessment, state.failed_step or "workflow", failure_reason(state.error), clock()
+    reason = failure_reason(state.error)
+    failed = pipeline.save_with_retries(
+        repository,
+        repository.get(state.assessment_id),
+        lambda current: pipeline.mark_failed(current, state.failed_step or "workflow", reason, clock()),
     )
-    repository.save(failed)
     events.publish(assessment_finished(failed))
     return AssessmentResult(
         assessment_id=failed.assessment_id, status=failed.status, needs_review=failed.needs_review

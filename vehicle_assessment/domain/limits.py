@@ -53,6 +53,11 @@ MAX_STORED_SIGNIFICANT_DIGITS = 38
 MIN_STORED_MAGNITUDE = Decimal("1E-130")
 MAX_STORED_MAGNITUDE = Decimal("9.9999999999999999999999999999999999999E+125")
 
+# Attempts, in all, at a whole-document save that keeps losing an optimistic-locking race (another
+# writer saved first): each re-reads the assessment and re-applies the change. Past them the API
+# answers 409, and a workflow step fails (its Catch marks the assessment FAILED with the reason).
+MAX_DOCUMENT_SAVE_ATTEMPTS = 4
+
 # Besides letters, digits and spaces, the only characters a colour may hold: nothing a speech
 # engine would read out as markup, symbols or emoji names.
 COLOR_PUNCTUATION = "-/'.&(),"

@@ -441,6 +441,10 @@ class Assessment(Model):
     audio: list[AudioRecord] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     review_reasons: list[str] = Field(default_factory=list)
+    # Optimistic locking: the stored revision this copy was read at (0: never stored). A save
+    # succeeds only while the store still holds this revision, so no writer overwrites what
+    # another saved after its read.
+    revision: int = Field(default=0, ge=0, description="the stored revision this was read at")
 
     @property
     def needs_review(self) -> bool:

@@ -25,6 +25,13 @@ Assessment item attributes:
 * ``document`` (M): the Assessment itself (``model_dump(mode="json")``) with floats stored as DynamoDB
   numbers (``Decimal(str(x))``) and turned back into int/float on read. On read the top-level status and
   updated_at win over the document's, and ``uploads`` / ``photo_results`` are merged into ``photos``.
+* ``revision`` (N): optimistic locking on the whole document
+  (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/BestPractices_OptimisticLocking.html).
+  ``create`` writes 1; ``save`` writes only under ``revision = :read`` and adds one, and so does
+  ``mark_status`` (both write ``status``). The upload-tracking writes (``uploads``,
+  ``received_photo_keys``, ``rejected_uploads``, ``photo_results``) leave it alone: ``save`` never
+  writes those attributes, so it cannot undo them. An item written before revisions existed has
+  none and reads as revision 0, which a save expects as ``attribute_not_exists(revision)``.
 * ``expires_at`` (N, epoch seconds): optional TTL, set only when the repository is given ``ttl_days``.
 
 Indexes (both projection ALL, so a query answers without further reads):
@@ -61,6 +68,7 @@ from vehicle_assessment.domain.models import (
 from vehicle_assessment.ports import (
     AssessmentNotFound,
     AwaitingAssessment,
+    ConcurrentUpdate,
     PhotoReceipt,
     RejectedUpload,
     UploadOutcome,
@@ -203,6 +211,7 @@ class DynamoAssessmentRepository:
             "uploads": {},
             "rejected_uploads": {},
             "photo_results": {},
+            "revision": 1,
             **self._document_attributes(assessment),
         }
         if self.ttl_days:
@@ -215,12 +224,25 @@ class DynamoAssessmentRepository:
             raise
         return True
 
-    def save(self, assessment: Assessment) -> None:
-        """Upsert the document and status; upload tracking attributes are never overwritten."""
+    def save(self, assessment: Assessment) -> Assessment:
+        """The document and status, only at the revision read (0: a new one), which it moves on.
+
+        One UpdateItem conditional on the stored revision: of two saves from the same read, DynamoDB
+        applies one and refuses the other with ConditionalCheckFailedException, so neither
+        overwrites the other unseen. Upload tracking attributes are never overwritten.
+        """
         attributes = self._document_attributes(assessment)
         names = {f"#{k}": k for k in attributes}
         values = {f":{k}": v for k, v in attributes.items()}
         sets = [f"#{k} = :{k}" for k in attributes]
+        names["#revision"] = "revision"
+        sets.append("#revision = :next_revision")
+        values[":next_revision"] = assessment.revision + 1
+        if assessment.revision == 0:
+            condition = "attribute_not_exists(#revision)"  # absent, or stored before revisions
+        else:
+            condition = "#revision = :read_revision"
+            values[":read_revision"] = assessment.revision
         for name in ("uploads", "rejected_uploads", "photo_results"):
             names[f"#{name}"] = name
             sets.append(f"#{name} = if_not_exists(#{name}, :empty)")
@@ -229,12 +251,24 @@ class DynamoAssessmentRepository:
         if "GSI2PK" not in attributes:
             names |= {"#GSI2PK": "GSI2PK", "#GSI2SK": "GSI2SK"}
             expression += " REMOVE #GSI2PK, #GSI2SK"
-        self.table.update_item(
-            Key=self._key(assessment.assessment_id),
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        try:
+            self.table.update_item(
+                Key=self._key(assessment.assessment_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except Exception as exc:
+            if error_code(exc) != _CONDITION_FAILED:
+                raise
+            old = _old_item(exc) or {}
+            raise ConcurrentUpdate(
+                f"assessment {assessment.assessment_id} was read at revision {assessment.revision} "
+                f"but is at {int(old.get('revision', 0))}"
+            ) from None
+        return assessment.model_copy(update={"revision": assessment.revision + 1})
 
     def get(self, assessment_id: str) -> Assessment:
         item = self._get_item(assessment_id)
@@ -464,8 +498,12 @@ class DynamoAssessmentRepository:
                 " AND (attribute_not_exists(received_photo_keys)"
                 " OR size(received_photo_keys) < expected_photos)"
             )
-        expression = "SET #status = :new, updated_at = :now"
-        names = {"#status": "status"}
+        # The revision moves on: a document save from a read before this move would undo it.
+        expression = (
+            "SET #status = :new, updated_at = :now, #revision = if_not_exists(#revision, :zero) + :one"
+        )
+        names = {"#status": "status", "#revision": "revision"}
+        values |= {":zero": 0, ":one": 1}
         if new_status != AssessmentStatus.AWAITING_PHOTOS:
             expression += " REMOVE GSI2PK, GSI2SK"
         try:
@@ -553,7 +591,7 @@ class DynamoAssessmentRepository:
             "created_at": created,
             "updated_at": iso(assessment.updated_at),
             "expected_photos": assessment.expected_photos,
-            "document": to_dynamo(assessment.model_dump(mode="json")),
+            "document": to_dynamo(assessment.model_dump(mode="json", exclude={"revision"})),
             "GSI1PK": f"VIN#{assessment.vin}",
             "GSI1SK": f"{created}#{assessment.assessment_id}",
         }
@@ -587,4 +625,5 @@ class DynamoAssessmentRepository:
             item["updated_at"],
             from_dynamo(item.get("uploads", {})),
             from_dynamo(item.get("photo_results", {})),
+            int(item.get("revision", 0)),
         )

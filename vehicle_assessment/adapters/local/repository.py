@@ -1,4 +1,9 @@
-"""SQLite assessment repository: one row per assessment, the document as JSON, VIN indexed."""
+"""SQLite assessment repository: one row per assessment, the document as JSON, VIN indexed.
+
+``save`` keeps the port's optimistic locking although local mode is one process: the revision is
+the document's own ``revision`` field (a row written before revisions existed reads as 0), and each
+write is one statement conditional on it, so the semantics match the DynamoDB repository's.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from pathlib import Path
 
 from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
 from vehicle_assessment.domain.models import Assessment
-from vehicle_assessment.ports import AssessmentNotFound
+from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS assessments (
@@ -26,6 +31,7 @@ CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DE
 """
 _COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
 _REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
+_STORED_REVISION = "coalesce(json_extract(assessments.document, '$.revision'), 0)"
 
 
 class SqliteAssessmentRepository:
@@ -51,22 +57,38 @@ class SqliteAssessmentRepository:
             conn.execute("PRAGMA journal_mode=WAL")
             yield conn
 
-    def save(self, assessment: Assessment) -> None:
-        with self._connect() as conn:
-            conn.execute(
+    def save(self, assessment: Assessment) -> Assessment:
+        """The document, only at the revision read (0: a new one); raises ConcurrentUpdate if not."""
+        saved = assessment.model_copy(update={"revision": assessment.revision + 1})
+        row = {
+            "assessment_id": assessment.assessment_id,
+            "vin": assessment.vin,
+            "status": assessment.status.value,
+            "created_at": assessment.created_at.isoformat(),
+            "updated_at": assessment.updated_at.isoformat(),
+            "document": saved.model_dump_json(),
+            "read_revision": assessment.revision,
+        }
+        set_columns = "status = :status, updated_at = :updated_at, document = :document"
+        if assessment.revision == 0:  # new, or stored before revisions existed
+            statement = (
                 "INSERT INTO assessments (assessment_id, vin, status, created_at, updated_at, document)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (assessment_id) DO UPDATE SET status = excluded.status,"
-                " updated_at = excluded.updated_at, document = excluded.document",
-                (
-                    assessment.assessment_id,
-                    assessment.vin,
-                    assessment.status.value,
-                    assessment.created_at.isoformat(),
-                    assessment.updated_at.isoformat(),
-                    assessment.model_dump_json(),
-                ),
+                " VALUES (:assessment_id, :vin, :status, :created_at, :updated_at, :document)"
+                f" ON CONFLICT (assessment_id) DO UPDATE SET {set_columns}"
+                f" WHERE {_STORED_REVISION} = :read_revision"
             )
+        else:
+            statement = (
+                f"UPDATE assessments SET {set_columns}"
+                f" WHERE assessment_id = :assessment_id AND {_STORED_REVISION} = :read_revision"
+            )
+        with self._connect() as conn:
+            written = conn.execute(statement, row).rowcount
+        if written != 1:
+            raise ConcurrentUpdate(
+                f"assessment {assessment.assessment_id} is no longer at revision {assessment.revision}"
+            )
+        return saved
 
     def get(self, assessment_id: str) -> Assessment:
         with self._connect() as conn:
