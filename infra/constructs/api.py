@@ -25,7 +25,7 @@ from infra.constructs.lambdas import (
     removal,
     retention,
 )
-from infra.constructs.workflow import bedrock_model_arns
+from infra.constructs.workflow import bedrock_invoke_statements
 from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
 
 
@@ -116,11 +116,8 @@ class Api(Construct):
             ("audio/", "Writes regenerated description audio under audio/{assessment_id}/."),
         ):
             grant_objects(bucket, role, "s3:PutObject", prefix, why)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["bedrock:InvokeModel"], resources=bedrock_model_arns(stack, config.bedrock_model_id)
-            )
-        )
+        for statement in bedrock_invoke_statements(stack, config.bedrock_model_id):
+            role.add_to_principal_policy(statement)
         role.add_to_principal_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
         return handler
 

@@ -9,10 +9,10 @@ state carries ids only; each step reads and writes the assessment in DynamoDB.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnMapping, Duration, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -35,6 +35,7 @@ from infra.constructs.lambdas import (
     retention,
 )
 from infra.constructs.vector_search import READ_INDEX, VectorSearch
+from vehicle_assessment.adapters.aws import bedrock_models
 
 # Worth retrying: Lambda's own transient failures and a step that timed out. A step's own
 # exceptions (a bad VIN, a conflict, an encoder mismatch) would fail the same way again; the
@@ -82,15 +83,63 @@ STEPS = {
 }
 
 
-def bedrock_model_arns(stack: Stack, model_id: str) -> list[str]:
-    """The foundation model, or a cross-region inference profile and the models it may route to."""
-    geo, _, base = model_id.partition(".")
-    if geo in {"us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"} and base:
+def bedrock_invoke_statements(stack: Stack, model_id: str) -> list[iam.PolicyStatement]:
+    """bedrock:InvokeModel (which Converse needs) on the model the functions call from this region.
+
+    A Nova model is called through the region's cross-region inference profile (the same table as the
+    runtime: vehicle_assessment/adapters/aws/bedrock_models.py). A profile needs two grants: the profile
+    in this region, and its foundation model in every region the profile may route to, the latter only
+    through that profile (condition bedrock:InferenceProfileArn). AWS docs: "Prerequisites for inference
+    profiles" (bedrock/latest/userguide/inference-profiles-prereq.html).
+    """
+    geo, base = bedrock_models.split_profile_id(model_id)
+    if geo is None and not base.startswith(bedrock_models.PROFILE_MODEL_PREFIXES):
         return [
-            f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{model_id}",
-            f"arn:{stack.partition}:bedrock:*::foundation-model/{base}",
+            iam.PolicyStatement(
+                actions=["bedrock:InvokeModel"],
+                resources=[f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"],
+            )
         ]
-    return [f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"]
+    destinations: Sequence[str] | None
+    if geo is not None:  # an explicit profile id
+        profile_id, destinations = model_id, bedrock_models.profile_destination_regions(model_id)
+    elif not Token.is_unresolved(stack.region):
+        profile_id = bedrock_models.invocation_model_id(model_id, stack.region)
+        destinations = bedrock_models.profile_destination_regions(profile_id)
+    else:
+        # An environment-agnostic stack learns its region at deployment: the geography comes from a
+        # mapping of the same table, and the foundation model is allowed wherever any of its profiles
+        # may route, yet only through the one profile this region uses.
+        geography = _profile_geography_mapping(stack)
+        profile_id = f"{geography.find_in_map(stack.region, 'prefix')}.{base}"
+        destinations = sorted({r for rs in bedrock_models.NOVA_PROFILE_REGIONS.values() for r in rs})
+    arn_prefix = f"arn:{stack.partition}:bedrock"
+    profile_arn = f"{arn_prefix}:{stack.region}:{stack.account}:inference-profile/{profile_id}"
+    model_arns = [f"{arn_prefix}:{region}::foundation-model/{base}" for region in destinations or ["*"]]
+    return [
+        iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[profile_arn]),
+        iam.PolicyStatement(
+            actions=["bedrock:InvokeModel"],
+            resources=model_arns,
+            conditions={"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}},
+        ),
+    ]
+
+
+def _profile_geography_mapping(stack: Stack) -> CfnMapping:
+    """One mapping per stack (the workflow and the API both ask): region → profile prefix."""
+    existing = stack.node.try_find_child("BedrockProfileGeography")
+    if isinstance(existing, CfnMapping):
+        return existing
+    return CfnMapping(
+        stack,
+        "BedrockProfileGeography",
+        mapping={
+            region: {"prefix": prefix}
+            for prefix, regions in bedrock_models.NOVA_PROFILE_REGIONS.items()
+            for region in regions
+        },
+    )
 
 
 class Workflow(Construct):
@@ -180,11 +229,7 @@ class Workflow(Construct):
     def _grant_describe(self, config: InfraConfig) -> None:
         stack = Stack.of(self)
         describe = self.functions["describe"]
-        describe.add_to_policy(
-            iam.PolicyStatement(
-                actions=["bedrock:InvokeModel"], resources=bedrock_model_arns(stack, config.bedrock_model_id)
-            )
-        )
+        describe.add_to_policy(*bedrock_invoke_statements(stack, config.bedrock_model_id))
 
     def _grant_speak(self, bucket: s3.IBucket) -> None:
         speak = self.functions["speak"]

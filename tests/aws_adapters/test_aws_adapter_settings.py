@@ -79,7 +79,7 @@ def test_factories_build_configured_clients(aws_credentials, identity) -> None:
     assert encoder.client.meta.config.read_timeout == 70.0
 
     describer = BedrockDescriber.from_settings(BedrockSettings(max_tokens=300), REGION)
-    assert describer.max_tokens == 300 and describer.generator == f"bedrock:{DEFAULT_BEDROCK_MODEL_ID}"
+    assert describer.max_tokens == 300 and describer.generator == f"bedrock:us.{DEFAULT_BEDROCK_MODEL_ID}"
     assert describer.client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 4}
     assert describer.client.meta.region_name == REGION
 

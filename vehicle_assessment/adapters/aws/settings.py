@@ -10,6 +10,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vehicle_assessment.adapters.aws.bedrock_models import DEFAULT_BEDROCK_MODEL_ID
 from vehicle_assessment.domain.models import EncoderIdentity
 
 
@@ -60,17 +61,16 @@ class OpenSearchSettings(AwsSettingsModel):
         return host
 
 
-DEFAULT_BEDROCK_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
-
-
 class BedrockSettings(AwsSettingsModel):
+    # A foundation model id or a cross-region profile id; a Nova model id is called through its
+    # region's profile (bedrock_models.invocation_model_id).
     model_id: str = Field(default=DEFAULT_BEDROCK_MODEL_ID, min_length=1)
     max_tokens: int = Field(default=512, ge=16, le=8192)
     max_words: int = Field(default=120, ge=10, le=1000, description="word limit stated to the model")
     max_chars: int = Field(default=2500, ge=100, description="hard cap on the text kept")
-    top_p: float | None = Field(
-        default=0.9, gt=0, le=1, description="None leaves topP out (some models refuse it with temperature)"
-    )
+    # Sent only when set: temperature (from the caller's creativity) is always sent, and newer models
+    # (Claude Sonnet 4.5, Haiku 4.5...) refuse temperature and topP in one request.
+    top_p: float | None = Field(default=None, gt=0, le=1, description="None leaves topP out of the request")
     # Adaptive: Bedrock throttles per account and model, so back off client-side as well.
     client: AwsClientSettings = Field(
         default_factory=lambda: AwsClientSettings(retry_mode="adaptive", max_attempts=4, read_timeout_s=60.0)
