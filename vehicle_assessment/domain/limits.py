@@ -56,3 +56,10 @@ MAX_STORED_MAGNITUDE = Decimal("9.9999999999999999999999999999999999999E+125")
 # Besides letters, digits and spaces, the only characters a colour may hold: nothing a speech
 # engine would read out as markup, symbols or emoji names.
 COLOR_PUNCTUATION = "-/'.&(),"
+
+# API Gateway's REST integration timeout: the API function's timeout, and the budget its route works in
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html: 50 ms to 29 s by default).
+API_GATEWAY_TIMEOUT_S = 29
+# The most the regenerate route waits on Bedrock (connect + read, one attempt) before it falls back to
+# the template, leaving the rest of API Gateway's 29 s to Polly, S3 and DynamoDB.
+API_DESCRIBER_DEADLINE_S = 18

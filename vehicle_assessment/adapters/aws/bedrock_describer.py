@@ -178,7 +178,7 @@ class BedrockDescriber:
         region: str,
         fallback: TemplateDescriber | None = None,
         session: boto3.Session | None = None,
-        on_fallback: FallbackListener = _ignore_fallback,
+        on_fallback: FallbackListener | None = None,
     ) -> BedrockDescriber:
         return cls(
             make_boto3_client("bedrock-runtime", region, settings.client, session),
@@ -188,7 +188,7 @@ class BedrockDescriber:
             max_words=settings.max_words,
             max_chars=settings.max_chars,
             top_p=settings.top_p,
-            on_fallback=on_fallback,
+            on_fallback=on_fallback or _ignore_fallback,
         )
 
     @property

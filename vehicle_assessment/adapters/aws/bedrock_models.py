@@ -16,6 +16,9 @@ GovCloud); inference profile in the regions listed below.
 from __future__ import annotations
 
 DEFAULT_BEDROCK_MODEL_ID = "amazon.nova-lite-v1:0"
+# The metric a function emits each time a description falls back to the template (functions/
+# observability.py), and that an alarm watches (infra/constructs/monitoring.py).
+DESCRIPTION_FALLBACK_METRIC = "DescriptionFallback"
 
 # Geography prefix → the regions of its cross-region inference profile for the Nova models. Each
 # region is both a source (a caller there may use the profile) and a possible destination (Bedrock may
