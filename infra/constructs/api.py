@@ -27,6 +27,7 @@ from infra.constructs.lambdas import (
 )
 from infra.constructs.workflow import bedrock_invoke_statements
 from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
+from vehicle_assessment.domain import limits
 
 
 def draft4_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -96,7 +97,7 @@ class Api(Construct):
                 handler="functions.api.handler",
                 description="REST API: assessments, upload forms, history, descriptions",
                 # Regenerating a description calls Bedrock and Polly; API Gateway waits 29 s at most.
-                timeout=Duration.seconds(29),
+                timeout=Duration.seconds(limits.API_GATEWAY_TIMEOUT_S),
                 memory_mb=512,
                 environment={
                     "BUCKET_NAME": bucket.bucket_name,

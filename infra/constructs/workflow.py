@@ -40,11 +40,18 @@ from vehicle_assessment.adapters.aws import bedrock_models
 # Worth retrying: Lambda's own transient failures and a step that timed out. A step's own
 # exceptions (a bad VIN, a conflict, an encoder mismatch) would fail the same way again; the
 # clients inside the steps already retry throttling with botocore's jittered backoff.
+# AWS docs, Step Functions "Handle Lambda service exceptions" (step-functions/latest/dg/
+# bp-lambda-serviceexception.html): invoking Lambda may fail with ClientExecutionTimeoutException,
+# ServiceException, AWSLambdaException or SdkClientException (transient 500s), TooManyRequestsException
+# at the concurrency limit; and Lambda.Unknown is an unhandled failure: out of memory, a function
+# timeout, a crashed sandbox. Every step is idempotent (it reads and writes the assessment by id).
 TRANSIENT_ERRORS = [
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
-    "Lambda.TooManyRequestsException",
-    "Lambda.SdkClientException",
     "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
     sfn.Errors.TIMEOUT,
 ]
 
@@ -73,12 +80,14 @@ STEPS = {
         1024,
         package=PHOTO,
     ),
-    "value": Step("Value", "ValueFn", "value", "Values the vehicle from its verdicts", 30, 256),
-    "describe": Step("Describe", "DescribeFn", "describe", "Writes the descriptions with Bedrock", 120),
+    # Timeouts hold each function's AWS clients' worst case (every attempt timing out, after the
+    # longest backoffs) with room for the work: tests/infra/test_client_budgets.py computes them.
+    "value": Step("Value", "ValueFn", "value", "Values the vehicle from its verdicts", 60, 256),
+    "describe": Step("Describe", "DescribeFn", "describe", "Writes the descriptions with Bedrock", 180),
     "speak": Step("Speak", "SpeakFn", "speak", "Reads the descriptions aloud with Polly", 120),
-    "store": Step("Store", "StoreFn", "store", "Completes the assessment", 30, 256),
+    "store": Step("Store", "StoreFn", "store", "Completes the assessment", 60, 256),
     "mark_failed": Step(
-        "MarkFailed", "MarkFailedFn", "mark_failed", "Records why the workflow failed", 30, 256
+        "MarkFailed", "MarkFailedFn", "mark_failed", "Records why the workflow failed", 60, 256
     ),
 }
 

@@ -339,14 +339,16 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
 
 
 def test_alarms(template: Template, template_json) -> None:
-    template.resource_count_is("AWS::CloudWatch::Alarm", 4)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 5)
     metrics = {
-        a["Properties"]["MetricName"] for a in resources_of(template_json, "AWS::CloudWatch::Alarm").values()
+        a["Properties"].get("MetricName", "(metric math)")
+        for a in resources_of(template_json, "AWS::CloudWatch::Alarm").values()
     }
     assert metrics == {
         "ExecutionsFailed",
         "ApproximateNumberOfMessagesVisible",
         "Invocation5XXErrors",
         "ModelLatency",
+        "(metric math)",  # DescriptionFallbacks: tests/infra/test_client_budgets.py
     }
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)

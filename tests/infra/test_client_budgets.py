@@ -1,0 +1,202 @@
+"""Time budgets and Bedrock access, read from the synthesized template.
+
+Each function's AWS clients are built from the configuration the function itself would read: its
+typed settings defaults plus the environment the stack sets on it (taken from the template). Their
+worst case, every attempt timing out after the longest backoffs, must fit the function's Timeout with
+room left for the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.infra.cfn import REGION, placeholder, resolve_value, resources_of, state_machine_definition
+from vehicle_assessment.adapters.aws import bedrock_models
+from vehicle_assessment.adapters.aws.settings import OpenSearchSettings
+from vehicle_assessment.aws_runtime.config import (
+    ApiConfig,
+    FunctionConfig,
+    SweeperConfig,
+    UploadConfig,
+    WorkflowConfig,
+)
+from vehicle_assessment.domain import limits
+
+pytestmark = pytest.mark.slow  # synthesizes the CDK app
+
+# A function's clients may take at most this share of its timeout: the rest is the work itself
+# (and the other calls it makes around the slow one).
+CLIENT_SHARE_OF_TIMEOUT = 0.8
+
+Clients = Callable[[Any], dict[str, float]]
+
+
+def _generic(config: FunctionConfig) -> dict[str, float]:
+    # DynamoDB, S3 and Step Functions share the function's `client` settings (factory.py).
+    return {"dynamodb/s3/sfn": config.client.worst_case_s()}
+
+
+def _analyse(config: WorkflowConfig) -> dict[str, float]:
+    assert config.sagemaker is not None and config.opensearch is not None
+    return {
+        **_generic(config),
+        "sagemaker-runtime": config.sagemaker.client.worst_case_s(),
+        "opensearch": config.opensearch.worst_case_s(),
+    }
+
+
+def _describe(config: ApiConfig | WorkflowConfig) -> dict[str, float]:
+    return {**_generic(config), "bedrock-runtime": config.bedrock.client.worst_case_s()}
+
+
+def _speak(config: ApiConfig | WorkflowConfig) -> dict[str, float]:
+    return {**_generic(config), "polly": config.polly.client.worst_case_s()}
+
+
+def _aoss_index(_: None) -> dict[str, float]:
+    # infra/lambda_src/aoss_index.py builds the index with OpenSearchSettings' defaults.
+    return {"opensearch": OpenSearchSettings(collection_endpoint="collection.example").worst_case_s()}
+
+
+# Handler → (the configuration class it reads, the clients it builds from it).
+FUNCTIONS: dict[str, tuple[type[FunctionConfig] | None, Clients]] = {
+    "functions.decode_vin.handler": (WorkflowConfig, _generic),
+    "functions.analyse_photo.handler": (WorkflowConfig, _analyse),
+    "functions.value.handler": (WorkflowConfig, _generic),
+    "functions.describe.handler": (WorkflowConfig, _describe),
+    "functions.speak.handler": (WorkflowConfig, _speak),
+    "functions.store.handler": (WorkflowConfig, _generic),
+    "functions.mark_failed.handler": (WorkflowConfig, _generic),
+    "functions.upload_trigger.handler": (UploadConfig, _generic),
+    "functions.sweeper.handler": (SweeperConfig, _generic),
+    "functions.api.handler": (ApiConfig, lambda c: {**_describe(c), **_speak(c)}),
+    "infra_lambda.aoss_index.handler": (None, _aoss_index),
+}
+
+
+def _our_functions(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        fn["Properties"]["Handler"]: fn
+        for fn in resources_of(template_json, "AWS::Lambda::Function").values()
+        if fn["Properties"].get("Handler") in FUNCTIONS
+    }
+
+
+def _function_config(
+    monkeypatch: pytest.MonkeyPatch, template_json: dict[str, Any], fn: dict[str, Any], kind: type[Any]
+) -> Any:
+    """The configuration the function reads at run time: its environment in the template, resolved."""
+    variables = resolve_value(
+        fn["Properties"].get("Environment", {}).get("Variables", {}),
+        placeholder(template_json),
+        template_json.get("Mappings"),
+    )
+    with monkeypatch.context() as env:
+        for name in [n for n in os.environ if n.isupper()]:
+            env.delenv(name)
+        env.setenv("AWS_REGION", REGION)  # Lambda sets it
+        for name, value in variables.items():
+            env.setenv(name, str(value))
+        return kind()
+
+
+def test_every_function_is_budgeted(template_json: dict[str, Any]) -> None:
+    assert set(_our_functions(template_json)) == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("handler", sorted(FUNCTIONS))
+def test_each_clients_worst_case_fits_its_functions_timeout(
+    monkeypatch: pytest.MonkeyPatch, template_json: dict[str, Any], handler: str
+) -> None:
+    fn = _our_functions(template_json)[handler]
+    timeout_s = fn["Properties"]["Timeout"]
+    kind, clients = FUNCTIONS[handler]
+    config = _function_config(monkeypatch, template_json, fn, kind) if kind is not None else None
+    budget = CLIENT_SHARE_OF_TIMEOUT * timeout_s
+    too_slow = {name: worst for name, worst in clients(config).items() if worst > budget}
+    assert not too_slow, f"{handler} (timeout {timeout_s} s, {budget:.0f} s for clients): {too_slow}"
+
+
+def test_the_api_answers_within_api_gateways_limit(
+    monkeypatch: pytest.MonkeyPatch, template_json: dict[str, Any]
+) -> None:
+    fn = _our_functions(template_json)["functions.api.handler"]
+    assert fn["Properties"]["Timeout"] == limits.API_GATEWAY_TIMEOUT_S
+    config = _function_config(monkeypatch, template_json, fn, ApiConfig)
+    assert config.bedrock.client.max_attempts == 1
+    assert config.bedrock.client.worst_case_s() <= limits.API_DESCRIBER_DEADLINE_S
+
+
+LAMBDA_SERVICE_ERRORS = {
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
+}
+
+
+def test_every_task_retries_lambdas_service_exceptions(template_json: dict[str, Any]) -> None:
+    states = json.loads(state_machine_definition(template_json))["States"]
+    tasks = {n: s for n, s in states.items() if s["Type"] == "Task"}
+    tasks["AnalysePhoto"] = states["AnalysePhotos"]["ItemProcessor"]["States"]["AnalysePhoto"]
+    assert len(tasks) == 7
+    for name, task in tasks.items():
+        retried = {error for retry in task["Retry"] for error in retry["ErrorEquals"]}
+        assert retried >= LAMBDA_SERVICE_ERRORS, (name, LAMBDA_SERVICE_ERRORS - retried)
+        assert "States.ALL" not in retried and "States.TaskFailed" not in retried
+
+
+def _bedrock_statements(template_json: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    resolver, mappings = placeholder(template_json), template_json.get("Mappings")
+    return [
+        statement
+        for policy in resources_of(template_json, "AWS::IAM::Policy").values()
+        if any(role["Ref"].startswith(role_prefix) for role in policy["Properties"]["Roles"])
+        for statement in resolve_value(policy["Properties"]["PolicyDocument"], resolver, mappings)[
+            "Statement"
+        ]
+        if "bedrock:InvokeModel" in statement["Action"]
+    ]
+
+
+@pytest.mark.parametrize("role_prefix", ["WorkflowDescribeFnRole", "ApiApiFnRole"])
+def test_bedrock_grants_the_profile_and_its_models_in_every_region_it_routes_to(
+    template_json: dict[str, Any], role_prefix: str
+) -> None:
+    statements = _bedrock_statements(template_json, role_prefix)
+    profile_id = bedrock_models.invocation_model_id(bedrock_models.DEFAULT_BEDROCK_MODEL_ID, REGION)
+    assert profile_id == "us.amazon.nova-lite-v1:0"
+    profile_arn = f"arn:aws:bedrock:{REGION}:123456789012:inference-profile/{profile_id}"
+    profile = [s for s in statements if s["Resource"] == profile_arn]
+    models = [s for s in statements if s is not profile[0]] if profile else []
+    assert len(profile) == 1 and len(models) == 1, statements
+    resources = models[0]["Resource"]
+    for region in bedrock_models.NOVA_PROFILE_REGIONS["us"]:
+        assert f"arn:aws:bedrock:{region}::foundation-model/amazon.nova-lite-v1:0" in resources
+    assert all(arn.endswith("::foundation-model/amazon.nova-lite-v1:0") for arn in resources)
+    # The foundation models only through this profile, never directly.
+    assert models[0]["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}}
+
+
+def test_description_fallbacks_are_alarmed(template_json: dict[str, Any]) -> None:
+    alarms = resources_of(template_json, "AWS::CloudWatch::Alarm")
+    [alarm] = [a for lid, a in alarms.items() if "DescriptionFallbacks" in lid]
+    queries = alarm["Properties"]["Metrics"]
+    watched = {
+        d["Value"]["Ref"] if isinstance(d["Value"], dict) else d["Value"]
+        for q in queries
+        if "MetricStat" in q
+        for d in q["MetricStat"]["Metric"]["Dimensions"]
+    }
+    assert {q["MetricStat"]["Metric"]["MetricName"] for q in queries if "MetricStat" in q} == {
+        bedrock_models.DESCRIPTION_FALLBACK_METRIC
+    }
+    assert watched == {"DescribeFn", "ApiFn"}
+    assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
