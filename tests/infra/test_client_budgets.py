@@ -200,3 +200,54 @@ def test_description_fallbacks_are_alarmed(template_json: dict[str, Any]) -> Non
     }
     assert watched == {"DescribeFn", "ApiFn"}
     assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "region", "profile", "model_regions"),
+    [
+        (
+            "amazon.nova-lite-v1:0",
+            "eu-west-1",
+            "eu.amazon.nova-lite-v1:0",
+            bedrock_models.NOVA_PROFILE_REGIONS["eu"],
+        ),
+        (
+            "apac.amazon.nova-pro-v1:0",
+            "ap-south-1",
+            "apac.amazon.nova-pro-v1:0",
+            bedrock_models.NOVA_PROFILE_REGIONS["apac"],
+        ),
+        # A profile the table does not know: its model in any region, only through the profile.
+        (
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us-east-2",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            None,
+        ),
+        ("anthropic.claude-3-5-haiku-20241022-v1:0", "us-west-2", None, ("us-west-2",)),
+    ],
+)
+def test_bedrock_statements_in_a_stack_with_a_known_region(
+    model_id: str, region: str, profile: str | None, model_regions: tuple[str, ...] | None
+) -> None:
+    from aws_cdk import App, Environment, Stack
+
+    from infra.constructs.workflow import bedrock_invoke_statements
+
+    stack = Stack(App(), "Probe", env=Environment(account="123456789012", region=region))
+    statements = [
+        resolve_value(stack.resolve(s.to_statement_json()), lambda *_: "unused")
+        for s in bedrock_invoke_statements(stack, model_id)
+    ]
+    base = bedrock_models.split_profile_id(model_id)[1]
+    if profile is None:  # a model offered in-region: that region's foundation model only
+        assert [s["Resource"] for s in statements] == [f"arn:aws:bedrock:{region}::foundation-model/{base}"]
+        return
+    profile_grant, model_grant = statements
+    profile_arn = f"arn:aws:bedrock:{region}:123456789012:inference-profile/{profile}"
+    assert profile_grant["Resource"] == profile_arn
+    resources = (
+        model_grant["Resource"] if isinstance(model_grant["Resource"], list) else [model_grant["Resource"]]
+    )
+    assert resources == [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in model_regions or ["*"]]
+    assert model_grant["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}}
