@@ -9,6 +9,7 @@ state carries ids only; each step reads and writes the assessment in DynamoDB.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ from infra.constructs.lambdas import (
 )
 from infra.constructs.vector_search import READ_INDEX, VectorSearch
 from vehicle_assessment.adapters.aws import bedrock_models
+from vehicle_assessment.adapters.aws.settings import BedrockSettings, PollySettings
+from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.rules import AssessmentRules
 
 # Worth retrying: Lambda's own transient failures and a step that timed out. A step's own
 # exceptions (a bad VIN, a conflict, an encoder mismatch) would fail the same way again; the
@@ -81,15 +85,40 @@ STEPS = {
         package=PHOTO,
     ),
     # Timeouts hold each function's AWS clients' worst case (every attempt timing out, after the
-    # longest backoffs) with room for the work: tests/infra/test_client_budgets.py computes them.
+    # longest backoffs) with room for the work: tests/infra/test_client_budgets.py computes them. The
+    # describe and speak steps' grow with the descriptions they write (step_timeout_s).
     "value": Step("Value", "ValueFn", "value", "Values the vehicle from its verdicts", 60, 256),
-    "describe": Step("Describe", "DescribeFn", "describe", "Writes the descriptions with Bedrock", 180),
+    "describe": Step("Describe", "DescribeFn", "describe", "Writes the descriptions with Bedrock", 120),
     "speak": Step("Speak", "SpeakFn", "speak", "Reads the descriptions aloud with Polly", 120),
     "store": Step("Store", "StoreFn", "store", "Completes the assessment", 60, 256),
     "mark_failed": Step(
         "MarkFailed", "MarkFailedFn", "mark_failed", "Records why the workflow failed", 60, 256
     ),
 }
+
+
+def descriptions_per_assessment(config: InfraConfig) -> int:
+    return len(config.languages) * len(AssessmentRules().styles)
+
+
+def step_timeout_s(key: str, config: InfraConfig) -> int:
+    """A step's Lambda timeout. Describe and speak call Bedrock / Polly once per description (and
+    Polly once per chunk), one call after another: their timeout covers each call's worst case."""
+    step = STEPS[key]
+    bedrock, polly = BedrockSettings(), PollySettings()
+    per_description = {
+        "describe": bedrock.client.worst_case_s(),
+        "speak": math.ceil(bedrock.max_chars / polly.max_chunk_chars) * polly.client.worst_case_s(),
+    }.get(key)
+    if per_description is None:
+        return step.timeout_s
+    needed = math.ceil(descriptions_per_assessment(config) * per_description / limits.CLIENT_SHARE_OF_TIMEOUT)
+    if needed > limits.LAMBDA_MAX_TIMEOUT_S:
+        raise ValueError(
+            f"{step.state_name} would need a {needed} s timeout for {descriptions_per_assessment(config)} "
+            f"descriptions, more than Lambda's {limits.LAMBDA_MAX_TIMEOUT_S} s: configure fewer languages"
+        )
+    return max(step.timeout_s, needed)
 
 
 def bedrock_invoke_statements(stack: Stack, model_id: str) -> list[iam.PolicyStatement]:
@@ -210,7 +239,7 @@ class Workflow(Construct):
                 spec=FunctionSpec(
                     handler=f"functions.{step.module}.handler",
                     description=step.description,
-                    timeout=Duration.seconds(step.timeout_s),
+                    timeout=Duration.seconds(step_timeout_s(key, config)),
                     memory_mb=step.memory_mb,
                     environment={**environment, **step_environment.get(key, {})},
                 ),
@@ -251,7 +280,7 @@ class Workflow(Construct):
             "Writes one audio file per description under audio/{assessment_id}/.",
         )
 
-    def _task(self, key: str) -> tasks.LambdaInvoke:
+    def _task(self, key: str, config: InfraConfig) -> tasks.LambdaInvoke:
         step = STEPS[key]
         fn = self.functions[key].function
         task = tasks.LambdaInvoke(
@@ -262,7 +291,7 @@ class Workflow(Construct):
             # state's Resource is the function ARN, so errors keep the handler's errorType.
             payload_response_only=True,
             retry_on_service_exceptions=False,
-            task_timeout=sfn.Timeout.duration(Duration.seconds(STEPS[key].timeout_s + 30)),
+            task_timeout=sfn.Timeout.duration(Duration.seconds(step_timeout_s(key, config) + 30)),
         )
         task.add_retry(
             errors=TRANSIENT_ERRORS,
@@ -286,7 +315,7 @@ class Workflow(Construct):
             error="AssessmentFailed",
             cause="A step failed; the assessment records why",
         )
-        mark_failed = self._task("mark_failed")
+        mark_failed = self._task("mark_failed", config)
         # If even recording the failure fails, the execution still ends FAILED (and alarms).
         mark_failed.add_catch(
             sfn.Fail(
@@ -306,9 +335,9 @@ class Workflow(Construct):
             ).next(mark_failed)
             state.add_catch(note, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        decode = self._task("decode")
+        decode = self._task("decode", config)
         on_error(decode, "decode")
-        analyse = self._task("analyse")
+        analyse = self._task("analyse", config)
         photos = sfn.Map(
             self,
             "AnalysePhotos",
@@ -325,7 +354,7 @@ class Workflow(Construct):
         on_error(photos, "analyse")
         chain = decode.next(photos)
         for key in ("value", "describe", "speak", "store"):
-            task = self._task(key)
+            task = self._task(key, config)
             on_error(task, key)
             chain = chain.next(task)
         return chain.next(sfn.Succeed(self, "Assessed"))

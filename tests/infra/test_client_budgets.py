@@ -9,6 +9,7 @@ room left for the work.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow  # synthesizes the CDK app
 
 # A function's clients may take at most this share of its timeout: the rest is the work itself
 # (and the other calls it makes around the slow one).
-CLIENT_SHARE_OF_TIMEOUT = 0.8
+CLIENT_SHARE_OF_TIMEOUT = limits.CLIENT_SHARE_OF_TIMEOUT
 
 Clients = Callable[[Any], dict[str, float]]
 
@@ -50,12 +51,21 @@ def _analyse(config: WorkflowConfig) -> dict[str, float]:
     }
 
 
+def _descriptions(config: ApiConfig | WorkflowConfig) -> int:
+    """Descriptions one invocation writes or speaks, one after another: the API regenerates one."""
+    if isinstance(config, WorkflowConfig):
+        return len(config.rules.languages) * len(config.rules.styles)
+    return 1
+
+
 def _describe(config: ApiConfig | WorkflowConfig) -> dict[str, float]:
-    return {**_generic(config), "bedrock-runtime": config.bedrock.client.worst_case_s()}
+    calls = _descriptions(config)
+    return {**_generic(config), f"bedrock-runtime × {calls}": calls * config.bedrock.client.worst_case_s()}
 
 
 def _speak(config: ApiConfig | WorkflowConfig) -> dict[str, float]:
-    return {**_generic(config), "polly": config.polly.client.worst_case_s()}
+    calls = _descriptions(config) * math.ceil(config.bedrock.max_chars / config.polly.max_chunk_chars)
+    return {**_generic(config), f"polly × {calls}": calls * config.polly.client.worst_case_s()}
 
 
 def _aoss_index(_: None) -> dict[str, float]:
@@ -251,3 +261,19 @@ def test_bedrock_statements_in_a_stack_with_a_known_region(
     )
     assert resources == [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in model_regions or ["*"]]
     assert model_grant["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}}
+
+
+def test_describe_and_speak_timeouts_grow_with_the_languages() -> None:
+    from infra.config import InfraConfig
+    from infra.constructs.workflow import step_timeout_s
+
+    two, six = (
+        InfraConfig(languages=["en", "es"]),
+        InfraConfig(languages=["en", "es", "fr", "de", "it", "pt"]),
+    )
+    for key in ("describe", "speak"):
+        assert step_timeout_s(key, six) > step_timeout_s(key, two)
+        assert step_timeout_s(key, six) <= limits.LAMBDA_MAX_TIMEOUT_S
+    assert step_timeout_s("value", six) == step_timeout_s("value", two)
+    with pytest.raises(ValueError, match="configure fewer languages"):
+        step_timeout_s("describe", InfraConfig(languages=[f"l{i}" for i in range(12)]))
