@@ -46,7 +46,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from functions.container_cache import per_container
-from functions.observability import lambda_entry, logger, metrics
+from functions.observability import lambda_entry, logger, metrics, record_description_fallback
 from vehicle_assessment.aws_runtime import api, authz, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig, CorsSettings
 from vehicle_assessment.domain import limits
@@ -122,7 +122,7 @@ def get_services() -> api.ApiServices:
         repository=factory.build_repository(config),
         s3_client=factory.build_s3_presigning_client(config),
         objects=factory.build_object_store(config),
-        describer=factory.build_describer(config),
+        describer=factory.build_describer(config, on_fallback=record_description_fallback),
         speaker=factory.build_speaker(config),
     )
 

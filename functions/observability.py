@@ -16,6 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from vehicle_assessment.adapters.aws.bedrock_models import DESCRIPTION_FALLBACK_METRIC
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -58,6 +61,25 @@ class LazyTracer:
 logger = Logger()
 tracer = LazyTracer()
 metrics = Metrics()
+
+
+def record_description_fallback(reason: str, code: str) -> None:
+    """A description fell back to the template (the describer has logged why).
+
+    Two data points of one metric: per function (dimension ``service``), which the alarm watches, and
+    per function and reason (``reason``: throttled, model_not_found, access_denied, validation,
+    timeout, other), written at once with the error code as a property, for the dashboard and Logs
+    Insights. A reason dimension on the shared ``metrics`` object would stick to every other metric of
+    the invocation, hence the single metric.
+    """
+    metrics.add_metric(name=DESCRIPTION_FALLBACK_METRIC, unit=MetricUnit.Count, value=1)
+    with single_metric(
+        name=DESCRIPTION_FALLBACK_METRIC,
+        unit=MetricUnit.Count,
+        value=1,
+        default_dimensions={"reason": reason},
+    ) as by_reason:
+        by_reason.add_metadata("error_code", code)
 
 
 def lambda_entry(handler: Handler | None = None, *, correlation_id_path: str | None = None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functions.container_cache import per_container
+from functions.observability import record_description_fallback
 from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.aws_runtime.config import WorkflowConfig
 from vehicle_assessment.ports import (
@@ -49,7 +50,7 @@ def get_reference_index() -> ReferenceIndex:
 
 @per_container
 def get_describer() -> Describer:
-    return factory.build_describer(get_config())
+    return factory.build_describer(get_config(), on_fallback=record_description_fallback)
 
 
 @per_container

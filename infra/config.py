@@ -15,7 +15,7 @@ from constructs import Node
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra import inference_ami
-from vehicle_assessment.adapters.aws.settings import DEFAULT_BEDROCK_MODEL_ID
+from vehicle_assessment.adapters.aws.bedrock_models import DEFAULT_BEDROCK_MODEL_ID
 from vehicle_assessment.aws_runtime.authz import check_origin
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.rules import AssessmentRules, VerdictSettings

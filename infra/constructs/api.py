@@ -32,9 +32,10 @@ from infra.constructs.lambdas import (
     removal,
     retention,
 )
-from infra.constructs.workflow import bedrock_model_arns
+from infra.constructs.workflow import bedrock_invoke_statements
 from vehicle_assessment.aws_runtime import authz
 from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
+from vehicle_assessment.domain import limits
 
 
 def draft4_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -114,7 +115,7 @@ class Api(Construct):
                 handler="functions.api.handler",
                 description="REST API: assessments, upload forms, history, descriptions",
                 # Regenerating a description calls Bedrock and Polly; API Gateway waits 29 s at most.
-                timeout=Duration.seconds(29),
+                timeout=Duration.seconds(limits.API_GATEWAY_TIMEOUT_S),
                 memory_mb=512,
                 environment={
                     "BUCKET_NAME": bucket.bucket_name,
@@ -136,11 +137,8 @@ class Api(Construct):
             ("audio/", "Writes regenerated description audio under audio/{assessment_id}/."),
         ):
             grant_objects(bucket, role, "s3:PutObject", prefix, why)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["bedrock:InvokeModel"], resources=bedrock_model_arns(stack, config.bedrock_model_id)
-            )
-        )
+        for statement in bedrock_invoke_statements(stack, config.bedrock_model_id):
+            role.add_to_principal_policy(statement)
         role.add_to_principal_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
         return handler
 

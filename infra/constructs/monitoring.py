@@ -17,7 +17,8 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.constructs.embedding import VARIANT
-from infra.constructs.lambdas import PipelineFunction, removal
+from infra.constructs.lambdas import METRICS_NAMESPACE, PipelineFunction, removal
+from vehicle_assessment.adapters.aws.bedrock_models import DESCRIPTION_FALLBACK_METRIC
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class _PipelineMetrics:
     encoder_invocations: cw.Metric
     encoder_5xx: cw.Metric
     encoder_latency_p90: cw.Metric  # ModelLatency is in microseconds.
+    description_fallbacks: cw.MathExpression
 
 
 def _endpoint_metric(endpoint_name: str, name: str, statistic: str) -> cw.Metric:
@@ -37,6 +39,27 @@ def _endpoint_metric(endpoint_name: str, name: str, statistic: str) -> cw.Metric
         metric_name=name,
         dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT},
         statistic=statistic,
+        period=Duration.minutes(5),
+    )
+
+
+def _description_fallbacks(functions: dict[str, PipelineFunction]) -> cw.MathExpression:
+    """Descriptions written by the template because Bedrock failed, summed over the functions that
+    describe (the metric's ``service`` dimension is the function's construct id: lambdas.py)."""
+    describers = {key: functions[key] for key in ("describe", "api") if key in functions}
+    return cw.MathExpression(
+        expression=" + ".join(f"FILL({key}, 0)" for key in describers),
+        using_metrics={
+            key: cw.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=DESCRIPTION_FALLBACK_METRIC,
+                dimensions_map={"service": fn.node.id},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            )
+            for key, fn in describers.items()
+        },
+        label="Description fallbacks",
         period=Duration.minutes(5),
     )
 
@@ -63,6 +86,7 @@ class Monitoring(Construct):
             encoder_invocations=_endpoint_metric(endpoint_name, "Invocations", "Sum"),
             encoder_5xx=_endpoint_metric(endpoint_name, "Invocation5XXErrors", "Sum"),
             encoder_latency_p90=_endpoint_metric(endpoint_name, "ModelLatency", "p90"),
+            description_fallbacks=_description_fallbacks(functions),
         )
         self.alarms = self._build_alarms(metrics)
         self._build_dashboard(metrics, state_machine, functions)
@@ -124,6 +148,20 @@ class Monitoring(Construct):
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 alarm_description="p90 model latency above 2 s: scale out or check the instance.",
+            ),
+            cw.Alarm(
+                self,
+                "DescriptionFallbacks",
+                metric=metrics.description_fallbacks,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=(
+                    "Descriptions fell back to the template because Bedrock failed. The reason dimension "
+                    "of DescriptionFallback says why (throttled, model_not_found, access_denied, "
+                    "validation, timeout, other); the functions' logs have each error."
+                ),
             ),
         ]
         action = cw_actions.SnsAction(self.topic)

@@ -9,10 +9,11 @@ state carries ids only; each step reads and writes the assessment in DynamoDB.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnMapping, Duration, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -35,16 +36,27 @@ from infra.constructs.lambdas import (
     retention,
 )
 from infra.constructs.vector_search import READ_INDEX, VectorSearch
+from vehicle_assessment.adapters.aws import bedrock_models
+from vehicle_assessment.adapters.aws.settings import BedrockSettings, PollySettings
+from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.ports import EventPublishFailed
 
 # Worth retrying: Lambda's own transient failures and a step that timed out. A step's own
 # exceptions (a bad VIN, a conflict, an encoder mismatch) would fail the same way again; the
 # clients inside the steps already retry throttling with botocore's jittered backoff.
+# AWS docs, Step Functions "Handle Lambda service exceptions" (step-functions/latest/dg/
+# bp-lambda-serviceexception.html): invoking Lambda may fail with ClientExecutionTimeoutException,
+# ServiceException, AWSLambdaException or SdkClientException (transient 500s), TooManyRequestsException
+# at the concurrency limit; and Lambda.Unknown is an unhandled failure: out of memory, a function
+# timeout, a crashed sandbox. Every step is idempotent (it reads and writes the assessment by id).
 TRANSIENT_ERRORS = [
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
-    "Lambda.TooManyRequestsException",
-    "Lambda.SdkClientException",
     "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
     sfn.Errors.TIMEOUT,
 ]
 
@@ -80,25 +92,100 @@ STEPS = {
         1024,
         package=PHOTO,
     ),
-    "value": Step("Value", "ValueFn", "value", "Values the vehicle from its verdicts", 30, 256),
+    # Timeouts hold each function's AWS clients' worst case (every attempt timing out, after the
+    # longest backoffs) with room for the work: tests/infra/test_client_budgets.py computes them. The
+    # describe and speak steps' grow with the descriptions they write (step_timeout_s).
+    "value": Step("Value", "ValueFn", "value", "Values the vehicle from its verdicts", 60, 256),
     "describe": Step("Describe", "DescribeFn", "describe", "Writes the descriptions with Bedrock", 120),
     "speak": Step("Speak", "SpeakFn", "speak", "Reads the descriptions aloud with Polly", 120),
-    "store": Step("Store", "StoreFn", "store", "Completes the assessment", 30, 256),
+    "store": Step("Store", "StoreFn", "store", "Completes the assessment", 60, 256),
     "mark_failed": Step(
-        "MarkFailed", "MarkFailedFn", "mark_failed", "Records why the workflow failed", 30, 256
+        "MarkFailed", "MarkFailedFn", "mark_failed", "Records why the workflow failed", 60, 256
     ),
 }
 
 
-def bedrock_model_arns(stack: Stack, model_id: str) -> list[str]:
-    """The foundation model, or a cross-region inference profile and the models it may route to."""
-    geo, _, base = model_id.partition(".")
-    if geo in {"us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"} and base:
+def descriptions_per_assessment(config: InfraConfig) -> int:
+    return len(config.languages) * len(AssessmentRules().styles)
+
+
+def step_timeout_s(key: str, config: InfraConfig) -> int:
+    """A step's Lambda timeout. Describe and speak call Bedrock / Polly once per description (and
+    Polly once per chunk), one call after another: their timeout covers each call's worst case."""
+    step = STEPS[key]
+    bedrock, polly = BedrockSettings(), PollySettings()
+    per_description = {
+        "describe": bedrock.client.worst_case_s(),
+        "speak": math.ceil(bedrock.max_chars / polly.max_chunk_chars) * polly.client.worst_case_s(),
+    }.get(key)
+    if per_description is None:
+        return step.timeout_s
+    needed = math.ceil(descriptions_per_assessment(config) * per_description / limits.CLIENT_SHARE_OF_TIMEOUT)
+    if needed > limits.LAMBDA_MAX_TIMEOUT_S:
+        raise ValueError(
+            f"{step.state_name} would need a {needed} s timeout for {descriptions_per_assessment(config)} "
+            f"descriptions, more than Lambda's {limits.LAMBDA_MAX_TIMEOUT_S} s: configure fewer languages"
+        )
+    return max(step.timeout_s, needed)
+
+
+def bedrock_invoke_statements(stack: Stack, model_id: str) -> list[iam.PolicyStatement]:
+    """bedrock:InvokeModel (which Converse needs) on the model the functions call from this region.
+
+    A Nova model is called through the region's cross-region inference profile (the same table as the
+    runtime: vehicle_assessment/adapters/aws/bedrock_models.py). A profile needs two grants: the profile
+    in this region, and its foundation model in every region the profile may route to, the latter only
+    through that profile (condition bedrock:InferenceProfileArn). AWS docs: "Prerequisites for inference
+    profiles" (bedrock/latest/userguide/inference-profiles-prereq.html).
+    """
+    geo, base = bedrock_models.split_profile_id(model_id)
+    if geo is None and not base.startswith(bedrock_models.PROFILE_MODEL_PREFIXES):
         return [
-            f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{model_id}",
-            f"arn:{stack.partition}:bedrock:*::foundation-model/{base}",
+            iam.PolicyStatement(
+                actions=["bedrock:InvokeModel"],
+                resources=[f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"],
+            )
         ]
-    return [f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"]
+    destinations: Sequence[str] | None
+    if geo is not None:  # an explicit profile id
+        profile_id, destinations = model_id, bedrock_models.profile_destination_regions(model_id)
+    elif not Token.is_unresolved(stack.region):
+        profile_id = bedrock_models.invocation_model_id(model_id, stack.region)
+        destinations = bedrock_models.profile_destination_regions(profile_id)
+    else:
+        # An environment-agnostic stack learns its region at deployment: the geography comes from a
+        # mapping of the same table, and the foundation model is allowed wherever any of its profiles
+        # may route, yet only through the one profile this region uses.
+        geography = _profile_geography_mapping(stack)
+        profile_id = f"{geography.find_in_map(stack.region, 'prefix')}.{base}"
+        destinations = sorted({r for rs in bedrock_models.NOVA_PROFILE_REGIONS.values() for r in rs})
+    arn_prefix = f"arn:{stack.partition}:bedrock"
+    profile_arn = f"{arn_prefix}:{stack.region}:{stack.account}:inference-profile/{profile_id}"
+    model_arns = [f"{arn_prefix}:{region}::foundation-model/{base}" for region in destinations or ["*"]]
+    return [
+        iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[profile_arn]),
+        iam.PolicyStatement(
+            actions=["bedrock:InvokeModel"],
+            resources=model_arns,
+            conditions={"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}},
+        ),
+    ]
+
+
+def _profile_geography_mapping(stack: Stack) -> CfnMapping:
+    """One mapping per stack (the workflow and the API both ask): region → profile prefix."""
+    existing = stack.node.try_find_child("BedrockProfileGeography")
+    if isinstance(existing, CfnMapping):
+        return existing
+    return CfnMapping(
+        stack,
+        "BedrockProfileGeography",
+        mapping={
+            region: {"prefix": prefix}
+            for prefix, regions in bedrock_models.NOVA_PROFILE_REGIONS.items()
+            for region in regions
+        },
+    )
 
 
 class Workflow(Construct):
@@ -160,7 +247,7 @@ class Workflow(Construct):
                 spec=FunctionSpec(
                     handler=f"functions.{step.module}.handler",
                     description=step.description,
-                    timeout=Duration.seconds(step.timeout_s),
+                    timeout=Duration.seconds(step_timeout_s(key, config)),
                     memory_mb=step.memory_mb,
                     environment={**environment, **step_environment.get(key, {})},
                 ),
@@ -188,11 +275,7 @@ class Workflow(Construct):
     def _grant_describe(self, config: InfraConfig) -> None:
         stack = Stack.of(self)
         describe = self.functions["describe"]
-        describe.add_to_policy(
-            iam.PolicyStatement(
-                actions=["bedrock:InvokeModel"], resources=bedrock_model_arns(stack, config.bedrock_model_id)
-            )
-        )
+        describe.add_to_policy(*bedrock_invoke_statements(stack, config.bedrock_model_id))
 
     def _grant_speak(self, bucket: s3.IBucket) -> None:
         speak = self.functions["speak"]
@@ -205,7 +288,7 @@ class Workflow(Construct):
             "Writes one audio file per description under audio/{assessment_id}/.",
         )
 
-    def _task(self, key: str) -> tasks.LambdaInvoke:
+    def _task(self, key: str, config: InfraConfig) -> tasks.LambdaInvoke:
         step = STEPS[key]
         fn = self.functions[key].function
         task = tasks.LambdaInvoke(
@@ -216,7 +299,7 @@ class Workflow(Construct):
             # state's Resource is the function ARN, so errors keep the handler's errorType.
             payload_response_only=True,
             retry_on_service_exceptions=False,
-            task_timeout=sfn.Timeout.duration(Duration.seconds(STEPS[key].timeout_s + 30)),
+            task_timeout=sfn.Timeout.duration(Duration.seconds(step_timeout_s(key, config) + 30)),
         )
         task.add_retry(
             errors=TRANSIENT_ERRORS,
@@ -249,7 +332,7 @@ class Workflow(Construct):
             error="AssessmentFailed",
             cause="A step failed; the assessment records why",
         )
-        mark_failed = self._task("mark_failed")
+        mark_failed = self._task("mark_failed", config)
         # If even recording the failure fails, the execution still ends FAILED (and alarms).
         mark_failed.add_catch(
             sfn.Fail(
@@ -269,9 +352,9 @@ class Workflow(Construct):
             ).next(mark_failed)
             state.add_catch(note, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        decode = self._task("decode")
+        decode = self._task("decode", config)
         on_error(decode, "decode")
-        analyse = self._task("analyse")
+        analyse = self._task("analyse", config)
         photos = sfn.Map(
             self,
             "AnalysePhotos",
@@ -288,7 +371,7 @@ class Workflow(Construct):
         on_error(photos, "analyse")
         chain = decode.next(photos)
         for key in ("value", "describe", "speak", "store"):
-            task = self._task(key)
+            task = self._task(key, config)
             on_error(task, key)
             chain = chain.next(task)
         return chain.next(sfn.Succeed(self, "Assessed"))

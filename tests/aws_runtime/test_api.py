@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # handler end to end on moto
 
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(factory, "build_describer", lambda config: TemplateDescriber())
+    monkeypatch.setattr(factory, "build_describer", lambda config, **_: TemplateDescriber())
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
 
 

@@ -83,7 +83,7 @@ def _regenerate(assessment_id: str, context: Any, body: dict) -> tuple[int, dict
 
 
 def _describer(monkeypatch: pytest.MonkeyPatch, describer: InterleavingDescriber) -> None:
-    monkeypatch.setattr(factory, "build_describer", lambda config: describer)
+    monkeypatch.setattr(factory, "build_describer", lambda config, **_: describer)
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
 
 

@@ -35,7 +35,7 @@ class _BedrockDown:
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
     describer = BedrockDescriber(_BedrockDown(), "anthropic.test", 300, TemplateDescriber())
-    monkeypatch.setattr(factory, "build_describer", lambda config: describer)
+    monkeypatch.setattr(factory, "build_describer", lambda config, **_: describer)
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
 
 

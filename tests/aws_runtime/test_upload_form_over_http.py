@@ -25,7 +25,7 @@ EXPIRES_IN_S = 900  # ApiConfig's default presigned_post_expires_s
 
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(factory, "build_describer", lambda config: TemplateDescriber())
+    monkeypatch.setattr(factory, "build_describer", lambda config, **_: TemplateDescriber())
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
 
 

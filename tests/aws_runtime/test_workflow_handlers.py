@@ -34,7 +34,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> FakeEncoder:
     encoder = FakeEncoder()
     monkeypatch.setattr(factory, "build_encoder", lambda config: encoder)
     monkeypatch.setattr(factory, "build_reference_index", lambda config: FakeIndex())
-    monkeypatch.setattr(factory, "build_describer", lambda config: TemplateDescriber())
+    monkeypatch.setattr(factory, "build_describer", lambda config, **_: TemplateDescriber())
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
     return encoder
 

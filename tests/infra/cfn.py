@@ -30,13 +30,17 @@ def placeholder(template: Mapping[str, Any]) -> Resolver:
     return resolve
 
 
-def resolve_value(value: Any, resolver: Resolver) -> Any:
+def resolve_value(value: Any, resolver: Resolver, mappings: Mapping[str, Any] | None = None) -> Any:
+    """``mappings``: the template's Mappings section, for Fn::FindInMap."""
     if isinstance(value, list):
-        return [resolve_value(v, resolver) for v in value]
+        return [resolve_value(v, resolver, mappings) for v in value]
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
         ((key, arg),) = value.items()
+        if key == "Fn::FindInMap" and mappings is not None:
+            name, top, second = (resolve_value(a, resolver, mappings) for a in arg)
+            return mappings[name][top][second]
         if key == "Ref":
             return {
                 "AWS::Region": REGION,
@@ -49,14 +53,14 @@ def resolve_value(value: Any, resolver: Resolver) -> Any:
             return resolver(arg[0], arg[1])
         if key == "Fn::Join":
             sep, parts = arg
-            return sep.join(str(resolve_value(p, resolver)) for p in parts)
+            return sep.join(str(resolve_value(p, resolver, mappings)) for p in parts)
         if key == "Fn::Select":
             index, items = arg
-            return resolve_value(items, resolver)[int(index)]
+            return resolve_value(items, resolver, mappings)[int(index)]
         if key == "Fn::Split":
             sep, text = arg
-            return str(resolve_value(text, resolver)).split(sep)
-    return {k: resolve_value(v, resolver) for k, v in value.items()}
+            return str(resolve_value(text, resolver, mappings)).split(sep)
+    return {k: resolve_value(v, resolver, mappings) for k, v in value.items()}
 
 
 def resources_of(template: Mapping[str, Any], kind: str) -> dict[str, dict[str, Any]]:

@@ -65,7 +65,7 @@ def test_a_failing_sweeper_alarms(template: Template, template_json) -> None:
     [alarm] = [
         a
         for a in resources_of(template_json, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["MetricName"] == "Errors"
+        if a["Properties"].get("MetricName") == "Errors"
     ]
     assert alarm["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": sweeper_id}}]
     assert alarm["Properties"]["AlarmActions"]

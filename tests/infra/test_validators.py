@@ -13,6 +13,7 @@ import pytest
 
 from tests.infra.cfn import placeholder, resolve_value, state_machine_definition
 from tests.infra.test_stack import our_functions
+from vehicle_assessment.adapters.aws.bedrock_models import DEFAULT_BEDROCK_MODEL_ID
 
 pytestmark = pytest.mark.slow  # synthesizes the CDK app and runs cfn-lint and asl-validator
 
@@ -76,6 +77,6 @@ def test_each_function_environment_builds_its_config(template_json: dict[str, An
             assert config.sagemaker.identity.dimension == 768
             assert config.opensearch is not None and config.opensearch.index_name == "reference-photos"
         if handler == "functions.describe.handler":
-            assert config.bedrock.model_id.startswith("anthropic.")
+            assert config.bedrock.model_id == DEFAULT_BEDROCK_MODEL_ID
         if handler.startswith("functions.") and config_for[handler] is runtime_config.WorkflowConfig:
             assert config.rules.verdict.damaged_threshold == 0.5

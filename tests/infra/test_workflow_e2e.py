@@ -250,7 +250,7 @@ def harness(template_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setattr(LambdaSimpleBackend, "invoke", _invoke_real_handler)
     monkeypatch.setattr(factory, "build_encoder", lambda config: FakeEncoder())
     monkeypatch.setattr(factory, "build_reference_index", lambda config: FakeIndex())
-    monkeypatch.setattr(factory, "build_describer", lambda config: TemplateDescriber())
+    monkeypatch.setattr(factory, "build_describer", lambda config, **_: TemplateDescriber())
     monkeypatch.setattr(factory, "build_speaker", lambda config: FakeSpeaker())
     bus = InMemoryEventPublisher()
     monkeypatch.setattr(factory, "build_event_publisher", lambda config: bus)
@@ -312,7 +312,7 @@ def test_three_photos_run_the_synthesized_workflow_to_a_stored_assessment(harnes
 def test_a_failing_step_marks_the_assessment_failed_with_the_reason(harness: Harness, monkeypatch) -> None:
     from vehicle_assessment.aws_runtime import factory
 
-    monkeypatch.setattr(factory, "build_describer", lambda config: FailingDescriber())
+    monkeypatch.setattr(factory, "build_describer", lambda config, **_: FailingDescriber())
     harness.clear_caches()  # type: ignore[attr-defined]
 
     assessment_id = harness.upload("batch-fails")

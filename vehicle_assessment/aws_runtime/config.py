@@ -7,7 +7,9 @@ Variable names are the field names in capitals (``TABLE_NAME``, ``BUCKET_NAME``,
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vehicle_assessment.adapters.aws.settings import (
@@ -16,6 +18,8 @@ from vehicle_assessment.adapters.aws.settings import (
     OpenSearchSettings,
     PollySettings,
     SageMakerEncoderSettings,
+    api_bedrock_client,
+    api_polly_client,
 )
 from vehicle_assessment.aws_runtime.authz import check_origin
 from vehicle_assessment.domain import limits
@@ -57,12 +61,37 @@ class SweeperConfig(FunctionConfig):
 
 
 class ApiConfig(FunctionConfig):
+    """The API works behind API Gateway's 29 s: its clients' worst cases are sized to fit (two
+    attempts for DynamoDB and S3; one bounded attempt for Bedrock and Polly) unless configured."""
+
+    client: AwsClientSettings = Field(default_factory=lambda: AwsClientSettings(max_attempts=2))
     bucket_name: str = Field(min_length=3)
     expected_photos: int = Field(default=limits.DEFAULT_EXPECTED_PHOTOS, ge=1, le=limits.MAX_EXPECTED_PHOTOS)
     max_upload_bytes: int = Field(default=limits.MAX_PHOTO_BYTES, gt=0)
     presigned_post_expires_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
-    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
-    polly: PollySettings = Field(default_factory=PollySettings)
+    bedrock: BedrockSettings = Field(default_factory=lambda: BedrockSettings(client=api_bedrock_client()))
+    polly: PollySettings = Field(default_factory=lambda: PollySettings(client=api_polly_client()))
+
+    @field_validator("bedrock", "polly", mode="before")
+    @classmethod
+    def _bounded_clients(cls, value: Any, info: Any) -> Any:
+        # BEDROCK='{"model_id": ...}' (what the stack sets) keeps the API's bounded client, not the
+        # workflow's: only a client given explicitly replaces it.
+        if isinstance(value, dict) and "client" not in value:
+            client = api_bedrock_client() if info.field_name == "bedrock" else api_polly_client()
+            return {**value, "client": client}
+        return value
+
+    @model_validator(mode="after")
+    def _bedrock_fits_the_gateway(self) -> ApiConfig:
+        worst = self.bedrock.client.worst_case_s()
+        if worst > limits.API_DESCRIBER_DEADLINE_S:
+            raise ValueError(
+                f"the API's Bedrock client may wait {worst:.0f} s, more than the "
+                f"{limits.API_DESCRIBER_DEADLINE_S} s the regenerate route allows it behind API Gateway's "
+                f"{limits.API_GATEWAY_TIMEOUT_S} s: lower its attempts or timeouts"
+            )
+        return self
 
 
 class CorsSettings(BaseSettings):

@@ -19,6 +19,7 @@ from vehicle_assessment.aws_runtime.config import (
 )
 
 if TYPE_CHECKING:
+    from vehicle_assessment.adapters.aws.bedrock_describer import FallbackListener
     from vehicle_assessment.adapters.aws.settings import OpenSearchSettings, SageMakerEncoderSettings
     from vehicle_assessment.domain.models import EncoderIdentity
     from vehicle_assessment.ports import (
@@ -110,10 +111,15 @@ def build_reference_index(config: WorkflowConfig) -> ReferenceIndex:
     return opensearch_index(config.opensearch, config.aws_region, identity)
 
 
-def build_describer(config: ApiConfig | WorkflowConfig) -> Describer:
+def build_describer(
+    config: ApiConfig | WorkflowConfig, on_fallback: FallbackListener | None = None
+) -> Describer:
+    """``on_fallback``: told the reason and error code of every fallback to the template (a metric)."""
     from vehicle_assessment.adapters.aws.bedrock_describer import BedrockDescriber
 
-    return BedrockDescriber.from_settings(config.bedrock, config.aws_region, session=boto3_session())
+    return BedrockDescriber.from_settings(
+        config.bedrock, config.aws_region, session=boto3_session(), on_fallback=on_fallback
+    )
 
 
 def build_speaker(config: ApiConfig | WorkflowConfig) -> Speaker:

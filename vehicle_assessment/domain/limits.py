@@ -61,3 +61,16 @@ MAX_DOCUMENT_SAVE_ATTEMPTS = 4
 # Besides letters, digits and spaces, the only characters a colour may hold: nothing a speech
 # engine would read out as markup, symbols or emoji names.
 COLOR_PUNCTUATION = "-/'.&(),"
+
+# API Gateway's REST integration timeout: the API function's timeout, and the budget its route works in
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html: 50 ms to 29 s by default).
+API_GATEWAY_TIMEOUT_S = 29
+# The most the regenerate route waits on Bedrock (connect + read, one attempt) before it falls back to
+# the template, leaving the rest of API Gateway's 29 s to Polly, S3 and DynamoDB.
+API_DESCRIBER_DEADLINE_S = 18
+# The share of a Lambda function's timeout its AWS clients' worst case may take (every attempt timing
+# out, after the longest backoffs); the rest is left for the work. The CDK app sizes the describe and
+# speak steps with it, and tests/infra/test_client_budgets.py holds every function to it.
+CLIENT_SHARE_OF_TIMEOUT = 0.8
+# Lambda's longest timeout (15 minutes).
+LAMBDA_MAX_TIMEOUT_S = 900

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vehicle_assessment.adapters.aws.bedrock_models import invocation_model_id
 from vehicle_assessment.adapters.aws.clients import error_code, make_boto3_client, one_line_reason
 from vehicle_assessment.adapters.aws.settings import BedrockSettings
 from vehicle_assessment.domain.description import TemplateDescriber, UnsupportedLanguage
@@ -49,6 +51,36 @@ STYLE_HINTS = {
 _REFUSED = {"guardrail_intervened", "content_filtered"}
 # The vPIC decode's own diagnostics are not listing material.
 _VEHICLE_EXCLUDE = {"source", "error_codes", "error_text", "warnings"}
+
+
+FallbackReason = Literal["throttled", "model_not_found", "access_denied", "validation", "timeout", "other"]
+# Told of every fallback to the template (the reason and the error code): the runtime turns it into a
+# metric; the adapter stays free of Powertools and testable with a list.
+FallbackListener = Callable[[FallbackReason, str], None]
+
+_REASONS_BY_CODE: dict[str, FallbackReason] = {
+    "ThrottlingException": "throttled",
+    "TooManyRequestsException": "throttled",
+    "ServiceQuotaExceededException": "throttled",
+    "ServiceUnavailableException": "throttled",
+    # An unknown or retired model id ("end of its life") and a model not offered in the region.
+    "ResourceNotFoundException": "model_not_found",
+    # No model access yet: the use-case form or the Marketplace subscription of a third-party model.
+    "AccessDeniedException": "access_denied",
+    "ValidationException": "validation",
+    "ModelTimeoutException": "timeout",
+    "ReadTimeoutError": "timeout",
+    "ConnectTimeoutError": "timeout",
+}
+
+
+def fallback_reason(code: str) -> FallbackReason:
+    """The alarm-sized class of a failure code (``other`` for what the table does not name)."""
+    return _REASONS_BY_CODE.get(code, "other")
+
+
+def _ignore_fallback(reason: FallbackReason, code: str) -> None:
+    """The default listener: the log line that every fallback writes is its only trace."""
 
 
 class _NoText(Exception):
@@ -127,7 +159,8 @@ class BedrockDescriber:
         *,
         max_words: int = 120,
         max_chars: int = 2500,
-        top_p: float | None = 0.9,
+        top_p: float | None = None,
+        on_fallback: FallbackListener = _ignore_fallback,
     ) -> None:
         self.client = client
         self.model_id = model_id
@@ -136,6 +169,7 @@ class BedrockDescriber:
         self.max_words = max_words
         self.max_chars = max_chars
         self.top_p = top_p
+        self.on_fallback = on_fallback
 
     @classmethod
     def from_settings(
@@ -144,15 +178,17 @@ class BedrockDescriber:
         region: str,
         fallback: TemplateDescriber | None = None,
         session: boto3.Session | None = None,
+        on_fallback: FallbackListener | None = None,
     ) -> BedrockDescriber:
         return cls(
             make_boto3_client("bedrock-runtime", region, settings.client, session),
-            settings.model_id,
+            invocation_model_id(settings.model_id, region),
             settings.max_tokens,
             fallback or TemplateDescriber(),
             max_words=settings.max_words,
             max_chars=settings.max_chars,
             top_p=settings.top_p,
+            on_fallback=on_fallback or _ignore_fallback,
         )
 
     @property
@@ -162,8 +198,10 @@ class BedrockDescriber:
     def converse_params(
         self, request: DescriptionRequest, style: DescriptionStyle, language: str, creativity: float
     ) -> dict[str, Any]:
+        # Only what is configured: temperature always (the caller's creativity), topP only when set,
+        # since newer models refuse the two together.
         inference: dict[str, Any] = {"maxTokens": self.max_tokens, "temperature": round(creativity, 3)}
-        if self.top_p is not None:  # some newer models refuse temperature and topP together
+        if self.top_p is not None:
             inference["topP"] = self.top_p
         return {
             "modelId": self.model_id,
@@ -185,8 +223,16 @@ class BedrockDescriber:
             text = self._converse(self.converse_params(request, style, language, creativity))
         except (ClientError, BotoCoreError, _NoText) as exc:
             code = _failure_code(exc)
-            reason = one_line_reason(exc)
-            logger.warning("Bedrock %s failed for %s/%s: %s", self.model_id, style, language, reason)
+            reason = fallback_reason(code)
+            logger.warning(
+                "Bedrock %s failed for %s/%s (%s), falling back to the template: %s",
+                self.model_id,
+                style,
+                language,
+                reason,
+                one_line_reason(exc),
+            )
+            self.on_fallback(reason, code)
             return self._fall_back(request, style, language, creativity, code)
         return Description(
             style=style, language=language, text=text, generator=self.generator, creativity=creativity

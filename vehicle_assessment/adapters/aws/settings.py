@@ -6,11 +6,22 @@ its edge (from Lambda environment variables) and hands them to each adapter's ``
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vehicle_assessment.adapters.aws.bedrock_models import DEFAULT_BEDROCK_MODEL_ID
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import EncoderIdentity
+
+# botocore's standard retry backoff (botocore/retries/standard.py, ExponentialBackoff): before retry i
+# (1-based) it sleeps rand(0, 1) * min(scale * 2 ** (i - 1), 20 s), scale being 1 s for throttling (the
+# largest), plus up to 5 s more when the response carries x-amz-retry-after. A test checks these
+# against botocore's own class, so an upgrade that changes them fails loudly.
+BOTOCORE_MAX_BACKOFF_S = 20.0
+BOTOCORE_THROTTLING_BASE_S = 1.0
+BOTOCORE_RETRY_AFTER_EXTRA_S = 5.0
 
 
 class AwsSettingsModel(BaseModel):
@@ -24,15 +35,37 @@ class AwsClientSettings(AwsSettingsModel):
     # client-side token bucket that slows the caller down when the service keeps throttling.
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(default=3, ge=1, le=10, description="attempts in all, the first included")
-    connect_timeout_s: float = Field(default=3.0, gt=0)
-    read_timeout_s: float = Field(default=30.0, gt=0)
+    # DynamoDB, S3 and Step Functions answer in milliseconds; the read timeout is per socket read,
+    # not the whole body, so an S3 photo download is not bounded by it. Services that compute before
+    # they answer (Bedrock, SageMaker, Polly) set their own.
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    read_timeout_s: float = Field(default=4.0, gt=0)
+
+    def worst_case_s(self) -> float:
+        """The longest one call can take: every attempt times out, after the longest backoffs.
+
+        Adaptive mode also waits on a client-side token bucket for as long as the service keeps
+        throttling, which no setting bounds: its worst case is infinite, so budgets need "standard".
+        """
+        if self.retry_mode == "adaptive" and self.max_attempts > 1:
+            return math.inf
+        backoff = sum(
+            min(BOTOCORE_THROTTLING_BASE_S * 2 ** (retry - 1), BOTOCORE_MAX_BACKOFF_S)
+            + BOTOCORE_RETRY_AFTER_EXTRA_S
+            for retry in range(1, self.max_attempts)
+        )
+        return self.max_attempts * (self.connect_timeout_s + self.read_timeout_s) + backoff
 
 
 class SageMakerEncoderSettings(AwsSettingsModel):
     endpoint_name: str = Field(min_length=1, max_length=63)
     identity: EncoderIdentity = Field(description="the encoder the endpoint must serve")
-    # Real-time endpoints answer within 60 s or fail; one ViT-L-14 batch of 16 fits easily.
-    client: AwsClientSettings = Field(default_factory=lambda: AwsClientSettings(read_timeout_s=70.0))
+    # Real-time endpoints answer within 60 s or fail; one ViT-L-14 batch of 16 takes well under a
+    # second on the GPU, so 20 s means the instance is in trouble: better another attempt (or the
+    # state machine's retry) than one wait that outlasts the analyse function (tests/infra budgets).
+    client: AwsClientSettings = Field(
+        default_factory=lambda: AwsClientSettings(connect_timeout_s=2.0, read_timeout_s=20.0)
+    )
 
 
 class OpenSearchSettings(AwsSettingsModel):
@@ -41,7 +74,8 @@ class OpenSearchSettings(AwsSettingsModel):
     )
     index_name: str = Field(default="reference-photos", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     port: int = Field(default=443, gt=0, lt=65536)
-    timeout_s: float = Field(default=30.0, gt=0)
+    # A k-NN query answers in well under a second; bulk loads (the CLI) may raise it.
+    timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10, description="opensearch-py transport retries")
     # HNSW build parameters (faiss): m links per node, ef_construction candidate list size.
     hnsw_m: int = Field(default=16, ge=2, le=100)
@@ -49,6 +83,10 @@ class OpenSearchSettings(AwsSettingsModel):
     bulk_chunk_size: int = Field(default=200, ge=1, le=10_000)
     bulk_max_retries: int = Field(default=3, ge=0, le=10, description="retries of documents answered 429")
     bulk_initial_backoff_s: float = Field(default=2.0, ge=0)
+
+    def worst_case_s(self) -> float:
+        """opensearch-py resends at once (no backoff) on timeouts and retryable statuses."""
+        return self.timeout_s * (1 + self.max_retries)
 
     @field_validator("collection_endpoint")
     @classmethod
@@ -60,21 +98,35 @@ class OpenSearchSettings(AwsSettingsModel):
         return host
 
 
-DEFAULT_BEDROCK_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
-
-
 class BedrockSettings(AwsSettingsModel):
+    # A foundation model id or a cross-region profile id; a Nova model id is called through its
+    # region's profile (bedrock_models.invocation_model_id).
     model_id: str = Field(default=DEFAULT_BEDROCK_MODEL_ID, min_length=1)
     max_tokens: int = Field(default=512, ge=16, le=8192)
     max_words: int = Field(default=120, ge=10, le=1000, description="word limit stated to the model")
     max_chars: int = Field(default=2500, ge=100, description="hard cap on the text kept")
-    top_p: float | None = Field(
-        default=0.9, gt=0, le=1, description="None leaves topP out (some models refuse it with temperature)"
-    )
-    # Adaptive: Bedrock throttles per account and model, so back off client-side as well.
+    # Sent only when set: temperature (from the caller's creativity) is always sent, and newer models
+    # (Claude Sonnet 4.5, Haiku 4.5...) refuse temperature and topP in one request.
+    top_p: float | None = Field(default=None, gt=0, le=1, description="None leaves topP out of the request")
+    # Converse answers once the whole text is written (Nova Lite: ~500 tokens in a few seconds).
+    # Standard retries, not adaptive: adaptive's client-side throttling has no bound on its wait,
+    # and the describe function's timeout must cover the worst case (tests/infra budgets).
     client: AwsClientSettings = Field(
-        default_factory=lambda: AwsClientSettings(retry_mode="adaptive", max_attempts=4, read_timeout_s=60.0)
+        default_factory=lambda: AwsClientSettings(connect_timeout_s=2.0, read_timeout_s=30.0)
     )
+
+
+def api_bedrock_client(deadline_s: float = limits.API_DESCRIBER_DEADLINE_S) -> AwsClientSettings:
+    """Bedrock behind API Gateway's 29 s: one attempt, connect + read within ``deadline_s``."""
+    connect_s = 2.0
+    return AwsClientSettings(
+        max_attempts=1, connect_timeout_s=connect_s, read_timeout_s=deadline_s - connect_s
+    )
+
+
+def api_polly_client() -> AwsClientSettings:
+    """Polly on the API route, after Bedrock: one short attempt (its failure is recorded, not fatal)."""
+    return AwsClientSettings(max_attempts=1, connect_timeout_s=2.0, read_timeout_s=6.0)
 
 
 class PollyVoice(NamedTuple):
@@ -100,7 +152,10 @@ class PollySettings(AwsSettingsModel):
     max_chunk_chars: int = Field(
         default=2500, ge=100, le=2900, description="text characters per request (Polly bills up to 3000)"
     )
-    client: AwsClientSettings = Field(default_factory=AwsClientSettings)
+    # Neural voices start streaming within a second or two for a 2,500-character chunk.
+    client: AwsClientSettings = Field(
+        default_factory=lambda: AwsClientSettings(connect_timeout_s=2.0, read_timeout_s=10.0)
+    )
 
     @field_validator("voices")
     @classmethod
