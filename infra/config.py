@@ -81,6 +81,10 @@ class InfraConfig(BaseModel):
     sweep_rate_minutes: int = Field(default=15, ge=1, le=1440)
     upload_max_concurrency: int = Field(default=10, ge=2, le=1000, description="SQS event source cap")
     photo_retention_days: int = Field(default=365, ge=1)
+    # How long an overwritten or deleted photo (a noncurrent S3 version) is kept. The workflow reads
+    # the version it counted, so this is how long the valued evidence outlives a re-upload.
+    # None: as long as photo_retention_days.
+    replaced_photo_retention_days: int | None = Field(default=None, ge=1)
     assessment_ttl_days: int | None = Field(default=None, ge=1)
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
 
@@ -151,6 +155,11 @@ class InfraConfig(BaseModel):
             damaged_threshold=self.damaged_threshold, confidence_threshold=self.confidence_threshold
         )
         return self
+
+    @property
+    def noncurrent_version_days(self) -> int:
+        """Days a replaced photo version is kept (the upload bucket's noncurrent-version expiration)."""
+        return self.replaced_photo_retention_days or self.photo_retention_days
 
     @model_validator(mode="after")
     def _scaling_bounds(self) -> InfraConfig:

@@ -137,9 +137,18 @@ def grant_table(table: dynamodb.ITable, role: iam.IRole) -> None:
     )
 
 
-def grant_objects(bucket: s3.IBucket, role: iam.IRole, action: str, prefix: str, why: str) -> None:
-    """One exact S3 object action under one prefix (CDK's grant_read/grant_put add wildcard actions)."""
+# Reading a photo by the version its upload event named needs s3:GetObjectVersion; s3:GetObject
+# alone reads only the current version
+# (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "versionId").
+READ_PINNED_PHOTO = ("s3:GetObject", "s3:GetObjectVersion")
+
+
+def grant_objects(
+    bucket: s3.IBucket, role: iam.IRole, action: str | tuple[str, ...], prefix: str, why: str
+) -> None:
+    """Exact S3 object actions under one prefix (CDK's grant_read/grant_put add wildcard actions)."""
+    actions = [action] if isinstance(action, str) else list(action)
     role.add_to_principal_policy(
-        iam.PolicyStatement(actions=[action], resources=[bucket.arn_for_objects(f"{prefix}*")])
+        iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects(f"{prefix}*")])
     )
     acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{prefix}*]", why)

@@ -25,6 +25,7 @@ from infra.bundling import LIGHT, PHOTO, LambdaCode
 from infra.config import InfraConfig
 from infra.constructs.embedding import Embedding
 from infra.constructs.lambdas import (
+    READ_PINNED_PHOTO,
     FunctionSpec,
     PipelineFunction,
     acknowledge,
@@ -170,7 +171,7 @@ class Workflow(Construct):
             grant_objects(
                 bucket,
                 analyse.role,
-                "s3:GetObject",
+                READ_PINNED_PHOTO,
                 prefix,
                 f"Reads the photo it analyses; photo keys are per upload under {prefix}.",
             )

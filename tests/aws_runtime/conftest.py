@@ -170,8 +170,10 @@ def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
 
 
-def s3_notification(key_encoded: str, size: int, event_name: str = "ObjectCreated:Post") -> dict[str, Any]:
-    """An S3 event notification as S3 sends it (keys URL-encoded)."""
+def s3_notification(
+    key_encoded: str, size: int, event_name: str = "ObjectCreated:Post", version_id: str | None = None
+) -> dict[str, Any]:
+    """An S3 event notification as S3 sends it (keys URL-encoded; versionId on a versioned bucket)."""
     return {
         "Records": [
             {
@@ -189,6 +191,7 @@ def s3_notification(key_encoded: str, size: int, event_name: str = "ObjectCreate
                         "size": size,
                         "eTag": "0123456789abcdef",
                         "sequencer": "0A1B",
+                        **({"versionId": version_id} if version_id is not None else {}),
                     },
                 },
             }

@@ -137,7 +137,8 @@ def analyse_photo(
     record = next((p for p in assessment.photos if p.photo_id == state.photo.photo_id), None)
     if record is None:
         raise ValueError(f"assessment {state.assessment_id} has no photo {state.photo.photo_id!r}")
-    data = objects.get(record.object_key)
+    # The version counted at upload: a re-upload under the same key never replaces the evidence.
+    data = objects.get(record.object_key, record.object_version)
     # The upload trigger read 16 bytes; the digest and true size are known only now. A retried or
     # redriven Map starts again from the received photo: the Value step re-marks copies.
     record = record.model_copy(

@@ -14,8 +14,9 @@ Assessment item attributes:
 * ``received_photo_keys`` (SS): the canonical photo ids (``domain/upload_keys.py``) counted towards
   ``expected_photos``. Absent until the first photo (DynamoDB has no empty sets). Upload events are
   at-least-once and unordered, so the count is the size of this set, never a counter.
-* ``uploads`` (M): photo id -> {photo_id, object_key, filename, size_bytes, content_type, received_at}:
-  the same identity as the counter, so every counted photo is one photo of the document.
+* ``uploads`` (M): photo id -> {photo_id, object_key, filename, size_bytes, content_type, received_at,
+  version_id}: the same identity as the counter, so every counted photo is one photo of the document;
+  ``version_id`` is the S3 version the upload event named (NULL if none), the one the workflow reads.
 * ``rejected_uploads`` (M): S3 key -> {reason, size_bytes, content_type, at}: nothing is lost silently.
   At most ``limits.MAX_REJECTED_UPLOADS_PER_ASSESSMENT`` entries, so the item stays far below 400 KB;
   later rejections are orphan-upload items naming the assessment, counted in
@@ -266,6 +267,7 @@ class DynamoAssessmentRepository:
         now: datetime,
         photo_id: str,
         filename: str,
+        version_id: str | None = None,
     ) -> PhotoReceipt:
         """Count one uploaded photo, exactly once, and only while the assessment awaits photos.
 
@@ -280,6 +282,7 @@ class DynamoAssessmentRepository:
             "size_bytes": size_bytes,
             "content_type": content_type,
             "received_at": iso(now),
+            "version_id": version_id,  # the S3 version the workflow reads (NULL when none)
         }
         try:
             response = self.table.update_item(
@@ -310,7 +313,7 @@ class DynamoAssessmentRepository:
         except Exception as exc:
             if error_code(exc) != _CONDITION_FAILED:
                 raise
-            return self._why_not_counted(assessment_id, object_key, photo_id, _old_item(exc))
+            return self._why_not_counted(assessment_id, object_key, photo_id, version_id, _old_item(exc))
         new = response["Attributes"]
         return PhotoReceipt(
             outcome=UploadOutcome.ACCEPTED,
@@ -320,21 +323,28 @@ class DynamoAssessmentRepository:
         )
 
     def _why_not_counted(
-        self, assessment_id: str, object_key: str, photo_id: str, old: dict[str, Any] | None
+        self,
+        assessment_id: str,
+        object_key: str,
+        photo_id: str,
+        version_id: str | None,
+        old: dict[str, Any] | None,
     ) -> PhotoReceipt:
         if old is None:
             # Either the item does not exist, or the answer lacked it: read once to be sure.
             old = self._get_item(assessment_id)
         if old is None:
             return PhotoReceipt.unknown(assessment_id)
-        counted_as = old.get("uploads", {}).get(photo_id, {}).get("object_key")
+        counted = old.get("uploads", {}).get(photo_id, {})
         return PhotoReceipt.not_counted(
             photo_id,
             object_key,
-            counted_as,
+            counted.get("object_key"),
             old.get("received_photo_keys", ()),
             int(old["expected_photos"]),
             AssessmentStatus(old["status"]),
+            version_id,
+            counted.get("version_id"),
         )
 
     def reject_upload(
