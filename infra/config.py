@@ -97,6 +97,11 @@ class InfraConfig(BaseModel):
     index_loader_principal_arns: list[str] = Field(default_factory=list)
 
     # --- API ---
+    # Create API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one per account
+    # and Region, https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html).
+    # Off: the account's role must already be set (API Gateway refuses stage logging otherwise, "CloudWatch
+    # Logs role ARN must be set in account settings"); on replaces any role another stack set.
+    api_gateway_cloudwatch_role: bool = False
     api_throttle_rate: float = Field(default=50.0, gt=0)
     api_throttle_burst: int = Field(default=100, ge=1)
 

@@ -191,7 +191,7 @@ class Ingest(Construct):
             config=config,
             common_environment=common_environment,
         )
-        grant_table(table, upload_trigger.role)
+        grant_table(table, upload_trigger.role, "upload_trigger")
         # A ranged GetObject (magic bytes and metadata) under the two upload prefixes only.
         for prefix in UPLOAD_PREFIXES:
             grant_objects(
@@ -240,7 +240,7 @@ class Ingest(Construct):
             config=config,
             common_environment=common_environment,
         )
-        grant_table(table, sweeper.role)
+        grant_table(table, sweeper.role, "sweeper")
         state_machine.grant_start_execution(sweeper.role)
         events.Rule(
             self,

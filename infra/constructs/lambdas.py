@@ -14,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
 from infra.config import LOG_RETENTION_NAMES, InfraConfig
+from vehicle_assessment.adapters.aws.dynamodb import GSI1, GSI2
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 METRICS_NAMESPACE = "VehicleAssessment"
@@ -127,20 +128,67 @@ def logical_id(construct: IConstruct) -> str:
     return Stack.of(construct).get_logical_id(child)
 
 
-def grant_table(table: dynamodb.ITable, role: iam.IRole) -> None:
-    """Item reads and writes, and queries of the table's indexes: every function uses the repository."""
-    table.grant_read_write_data(role)
-    acknowledge(
-        role,
-        f"AwsSolutions-IAM5[Resource::<{logical_id(table)}.Arn>/index/*]",
-        "Queries GSI1 (a VIN's history) and GSI2 (assessments awaiting photos) of this table only.",
-    )
+@dataclass(frozen=True)
+class TableAccess:
+    """The DynamoDB actions one function's code calls, and the indexes it queries."""
+
+    actions: tuple[str, ...]
+    indexes: tuple[str, ...] = ()
+
+
+# THE list of what each function does to the assessment table, read off the repository
+# (adapters/aws/dynamodb.py: get_item → GetItem, put_item → PutItem, update_item → UpdateItem,
+# query → Query) and the services that call it. No code scans, deletes or batch-writes items, so no
+# role may (CDK's grant_read_write_data would add Scan, DeleteItem, BatchWriteItem and more).
+# Checked against the synthesized template and the adapter's source by tests/infra/test_least_privilege.py.
+_READ_UPDATE = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+TABLE_ACCESS: Mapping[str, TableAccess] = {
+    # create (PutItem, conditional), exists/progress (GetItem), record_photo / reject_upload
+    # (UpdateItem; an orphan or overflow rejection is a PutItem).
+    "upload_trigger": TableAccess(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")),
+    # awaiting_before queries the sparse GSI2; mark_status is an UpdateItem. It never scans.
+    "sweeper": TableAccess(("dynamodb:Query", "dynamodb:UpdateItem"), indexes=(GSI2,)),
+    # Every workflow step: get (GetItem), save / mark_status / save_photo_result (UpdateItem).
+    "workflow_step": TableAccess(_READ_UPDATE),
+    # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated
+    # description (UpdateItem), a VIN's history (Query on GSI1).
+    "api": TableAccess(
+        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"), indexes=(GSI1,)
+    ),
+}
+
+
+def grant_table(table: dynamodb.ITable, role: iam.IRole, user: str) -> None:
+    """Exactly the item actions ``TABLE_ACCESS[user]`` names, on the table and the indexes it queries."""
+    access = TABLE_ACCESS[user]
+    resources = [table.table_arn, *(f"{table.table_arn}/index/{name}" for name in access.indexes)]
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(access.actions), resources=resources))
 
 
 # Reading a photo by the version its upload event named needs s3:GetObjectVersion; s3:GetObject
 # alone reads only the current version
 # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "versionId").
 READ_PINNED_PHOTO = ("s3:GetObject", "s3:GetObjectVersion")
+
+
+# polly:SynthesizeSpeech's only resource type is the lexicon (Service Authorization Reference,
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonpolly.html). We name no
+# lexicon, so no narrower ARN exists than this account's lexicons in this Region, the scoping the Polly
+# guide documents (https://docs.aws.amazon.com/polly/latest/dg/api-permissions-reference.html).
+SPEECH_NAG_RESOURCE = "arn:<AWS::Partition>:polly:<AWS::Region>:<AWS::AccountId>:lexicon/*"
+
+
+def grant_speech(role: iam.IRole) -> None:
+    """polly:SynthesizeSpeech, scoped to this account's lexicons in this Region (see above)."""
+    stack = Stack.of(role)
+    arn = stack.format_arn(service="polly", resource="lexicon", resource_name="*")
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=[arn]))
+    acknowledge(
+        role,
+        f"AwsSolutions-IAM5[Resource::{SPEECH_NAG_RESOURCE}]",
+        "polly:SynthesizeSpeech authorizes only against lexicon ARNs (Service Authorization Reference); "
+        "no lexicon is used, so this account's lexicons in this Region is the narrowest scope there is.",
+    )
 
 
 def grant_objects(

@@ -30,6 +30,7 @@ from infra.constructs.lambdas import (
     PipelineFunction,
     acknowledge,
     grant_objects,
+    grant_speech,
     grant_table,
     logical_id,
     removal,
@@ -161,7 +162,7 @@ class Workflow(Construct):
                 config=config,
                 common_environment=common_environment,
             )
-            grant_table(table, fn.role)
+            grant_table(table, fn.role, "workflow_step")
             functions[key] = fn
         return functions
 
@@ -189,7 +190,7 @@ class Workflow(Construct):
 
     def _grant_speak(self, bucket: s3.IBucket) -> None:
         speak = self.functions["speak"]
-        speak.add_to_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
+        grant_speech(speak.role)
         grant_objects(
             bucket,
             speak.role,
