@@ -95,6 +95,9 @@ class InfraConfig(BaseModel):
     collection_standby_replicas: bool = True
     # Principals (e.g. an operator role) allowed to load reference photos into the index.
     index_loader_principal_arns: list[str] = Field(default_factory=list)
+    # Synth refuses a stack nobody can load reference photos into (every assessment would fail on
+    # the empty index) unless this says it is meant (e.g. photos loaded by a principal added later).
+    acknowledge_no_index_loader: bool = False
 
     # --- API ---
     # Create API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one per account
@@ -177,7 +180,20 @@ class InfraConfig(BaseModel):
         """Read every field from the construct tree's context; absent keys keep their defaults."""
         values = {name: node.try_get_context(name) for name in cls.model_fields}
         try:
-            return cls.model_validate({k: v for k, v in values.items() if v is not None})
+            config = cls.model_validate({k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
             # Name the context keys in the message: that is where the user has to fix them.
             raise ValueError(f"invalid CDK context:\n{exc}") from exc
+        config.require_index_loader()
+        return config
+
+    def require_index_loader(self) -> None:
+        """A deployable stack names who loads the reference index; an empty index fails every photo."""
+        if not self.index_loader_principal_arns and not self.acknowledge_no_index_loader:
+            raise ValueError(
+                "invalid CDK context: no index_loader_principal_arns. The reference index starts empty "
+                "and every assessment fails until reference photos are loaded, which only these "
+                "principals may do. Deploy with "
+                "-c index_loader_principal_arns='[\"arn:aws:iam::<account>:role/<loader>\"]', or with "
+                "-c acknowledge_no_index_loader=true if you grant the collection access another way."
+            )

@@ -58,6 +58,10 @@ class IndexMismatch(PortError):
     """The reference index was built by another encoder than the one querying it."""
 
 
+class ReferenceIndexEmpty(PortError):
+    """The reference index holds no photos: nothing can be assessed until they are loaded."""
+
+
 class StateFileUnusable(PortError):
     """A local state file is damaged, truncated or not ours; the message names it and the remedy."""
 
