@@ -3,8 +3,9 @@
 ``photo`` (arm64: 104 MiB unzipped, 41 MiB zipped) serves the analyse-photo function and the
 AOSS index custom resource, the only code that needs numpy, pillow and opensearch-py. ``light``
 (37 MiB unzipped, 21 MiB zipped; 20 MiB of it botocore) serves the nine other functions:
-Powertools, pydantic, requests, the X-Ray SDK and the pinned AWS SDK. Both carry the same ``functions`` and ``vehicle_assessment`` sources; only the
-photo package carries ``infra_lambda`` (the custom resource's handler).
+Powertools, pydantic, requests, the X-Ray SDK and the pinned AWS SDK. Both carry the same
+``functions`` and ``vehicle_assessment`` sources; only the photo package carries ``infra_lambda``
+(the custom resource's handler).
 
 The dependencies are lock files installed with ``pip install --no-deps``: ``functions/requirements.txt``
 (light) and ``functions/requirements-photo.txt`` (``-r requirements.txt`` plus the photo extras).
