@@ -55,7 +55,7 @@ class Call:
     line: int
     service: str
     method: str
-    keywords: tuple[str, ...]  # explicit keyword names (a ** splat is not checked here)
+    keywords: tuple[str, ...]  # keyword names, with the keys of the dicts any ** splat names
 
 
 def _pins() -> dict[str, str]:
@@ -75,7 +75,9 @@ def adapter_calls() -> list[Call]:
         service = SERVICE_OF_ADAPTER[path.name]
         if service is None:
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        dict_keys = _dict_keys_by_name(tree)
+        for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             receiver = node.func.value
@@ -87,9 +89,47 @@ def adapter_calls() -> list[Call]:
                 else ""
             )
             if name in {"client", "table"} or name.endswith("_client"):
-                keywords = tuple(k.arg for k in node.keywords if k.arg is not None)
+                keywords = tuple(
+                    name for keyword in node.keywords for name in _keyword_names(keyword, dict_keys)
+                )
                 calls.append(Call(path.name, node.lineno, service, node.func.attr, keywords))
     return calls
+
+
+def _literal_keys(node: ast.AST) -> set[str]:
+    """Top-level string keys of a dict literal, or of both branches of ``{...} if v else {}``."""
+    if isinstance(node, ast.IfExp):
+        return _literal_keys(node.body) | _literal_keys(node.orelse)
+    if not isinstance(node, ast.Dict):
+        return set()
+    return {key.value for key in node.keys if isinstance(key, ast.Constant) and isinstance(key.value, str)}
+
+
+def _dict_keys_by_name(tree: ast.Module) -> dict[str, set[str]]:
+    """For each variable name: the keys of dict literals assigned to it, and of ``name["Key"] = ...``."""
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    found.setdefault(target.id, set()).update(_literal_keys(node.value))
+                elif (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Name)
+                    and isinstance(target.slice, ast.Constant)
+                    and isinstance(target.slice.value, str)
+                ):
+                    found.setdefault(target.value.id, set()).add(target.slice.value)
+    return found
+
+
+def _keyword_names(keyword: ast.keyword, dict_keys: dict[str, set[str]]) -> set[str]:
+    if keyword.arg is not None:
+        return {keyword.arg}
+    if isinstance(keyword.value, ast.Name):  # **kwargs: what was put into that dict
+        return dict_keys.get(keyword.value.id, set())
+    return _literal_keys(keyword.value)
 
 
 def test_the_environment_runs_the_pinned_sdk() -> None:
