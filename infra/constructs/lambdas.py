@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
 from infra.config import LOG_RETENTION_NAMES, InfraConfig
-from vehicle_assessment.adapters.aws.dynamodb import GSI1, GSI2
+from vehicle_assessment.adapters.aws.dynamodb import TABLE_ACCESS
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 METRICS_NAMESPACE = "VehicleAssessment"
@@ -128,38 +128,9 @@ def logical_id(construct: IConstruct) -> str:
     return Stack.of(construct).get_logical_id(child)
 
 
-@dataclass(frozen=True)
-class TableAccess:
-    """The DynamoDB actions one function's code calls, and the indexes it queries."""
-
-    actions: tuple[str, ...]
-    indexes: tuple[str, ...] = ()
-
-
-# THE list of what each function does to the assessment table, read off the repository
-# (adapters/aws/dynamodb.py: get_item → GetItem, put_item → PutItem, update_item → UpdateItem,
-# query → Query) and the services that call it. No code scans, deletes or batch-writes items, so no
-# role may (CDK's grant_read_write_data would add Scan, DeleteItem, BatchWriteItem and more).
-# Checked against the synthesized template and the adapter's source by tests/infra/test_least_privilege.py.
-_READ_UPDATE = ("dynamodb:GetItem", "dynamodb:UpdateItem")
-TABLE_ACCESS: Mapping[str, TableAccess] = {
-    # create (PutItem, conditional), exists/progress (GetItem), record_photo / reject_upload
-    # (UpdateItem; an orphan or overflow rejection is a PutItem).
-    "upload_trigger": TableAccess(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")),
-    # awaiting_before queries the sparse GSI2; mark_status is an UpdateItem. It never scans.
-    "sweeper": TableAccess(("dynamodb:Query", "dynamodb:UpdateItem"), indexes=(GSI2,)),
-    # Every workflow step: get (GetItem), save / mark_status / save_photo_result (UpdateItem).
-    "workflow_step": TableAccess(_READ_UPDATE),
-    # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated
-    # description (UpdateItem), a VIN's history (Query on GSI1).
-    "api": TableAccess(
-        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"), indexes=(GSI1,)
-    ),
-}
-
-
 def grant_table(table: dynamodb.ITable, role: iam.IRole, user: str) -> None:
-    """Exactly the item actions ``TABLE_ACCESS[user]`` names, on the table and the indexes it queries."""
+    """Exactly the item actions ``TABLE_ACCESS[user]`` names (the list lives beside the repository,
+    adapters/aws/dynamodb.py), on the table and the indexes it queries."""
     access = TABLE_ACCESS[user]
     resources = [table.table_arn, *(f"{table.table_arn}/index/{name}" for name in access.indexes)]
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(access.actions), resources=resources))

@@ -56,3 +56,21 @@ def test_sweeper_without_a_starter_leaves_full_ones_alone(aws: Aws, repository) 
     report = sweep(repository, timedelta(hours=1), NOW)
     assert (report.marked_incomplete, report.left_alone) == ([], ["full"])
     assert repository.get("full").status == AssessmentStatus.AWAITING_PHOTOS
+
+
+def test_the_sweeper_handler_runs_on_its_role_grants(
+    aws: Aws, repository, lambda_context, monkeypatch
+) -> None:
+    """The handler's repository holds only the sweeper's grants (a Query of GSI2, UpdateItem): the
+    sweep must work without Scan or any other index (conftest's GrantedTable refuses them)."""
+    from datetime import UTC, datetime
+
+    from functions import sweeper as sweeper_handler
+
+    monkeypatch.setenv("SWEEP_TIMEOUT_MINUTES", "60")
+    repository.create(
+        open_assessment(AssessmentInputs(vin=VIN), 2, datetime.now(UTC) - timedelta(hours=3), "old-1")
+    )
+    report = sweeper_handler.handler({}, lambda_context)
+    assert report["marked_incomplete"] == ["old-1"]
+    assert repository.get("old-1").status == AssessmentStatus.INCOMPLETE

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.constructs.lambdas import TABLE_ACCESS
+from vehicle_assessment.adapters.aws.dynamodb import TABLE_ACCESS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -69,10 +70,12 @@ from vehicle_assessment.ports import (
 
 # The port's value types, importable from here as before.
 __all__ = [
+    "TABLE_ACCESS",
     "AwaitingAssessment",
     "DynamoAssessmentRepository",
     "PhotoReceipt",
     "RejectedUpload",
+    "TableAccess",
     "UploadOutcome",
     "from_dynamo",
     "table_definition",
@@ -109,6 +112,38 @@ def table_definition(table_name: str) -> dict[str, Any]:
             for name in (GSI1, GSI2)
         ],
     }
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """The DynamoDB actions one function's code calls, and the indexes it queries."""
+
+    actions: tuple[str, ...]
+    indexes: tuple[str, ...] = ()
+
+
+# THE list of what each function does to the assessment table, read off the repository below
+# (get_item → GetItem, put_item → PutItem, update_item → UpdateItem, query → Query) and the services
+# that call it; infra/constructs/lambdas.py grants exactly these. No code scans, deletes or
+# batch-writes items, so no role may (CDK's grant_read_write_data would add Scan, DeleteItem,
+# BatchWriteItem and more). Checked against the synthesized template and this module's calls
+# (tests/infra/test_least_privilege.py), and enforced in every handler test on moto
+# (tests/aws_runtime/conftest.py: a call outside the list fails as AccessDenied would).
+_READ_UPDATE = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+TABLE_ACCESS: Mapping[str, TableAccess] = {
+    # create (PutItem, conditional), exists/progress (GetItem), record_photo / reject_upload
+    # (UpdateItem; an orphan or overflow rejection is a PutItem).
+    "upload_trigger": TableAccess(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")),
+    # awaiting_before queries the sparse GSI2; mark_status is an UpdateItem. It never scans.
+    "sweeper": TableAccess(("dynamodb:Query", "dynamodb:UpdateItem"), indexes=(GSI2,)),
+    # Every workflow step: get (GetItem), save / mark_status / save_photo_result (UpdateItem).
+    "workflow_step": TableAccess(_READ_UPDATE),
+    # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated
+    # description (UpdateItem), a VIN's history (Query on GSI1).
+    "api": TableAccess(
+        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"), indexes=(GSI1,)
+    ),
+}
 
 
 def assessment_pk(assessment_id: str) -> str:
