@@ -9,9 +9,11 @@ test and scripts/benchmark.py all build them through ``build_package``.
 
 Both requirement files are lock files installed with ``pip install --no-deps``: what is listed is
 exactly what is bundled, the AWS SDK included. The Lambda Python runtime ships its own boto3, but
-its version differs by region and changes under a deployed function; the bundled copy comes first
-on the path (/var/task precedes the runtime's directories). ``unmet_requirements`` fails the build
-when a bundled distribution needs anything that is not pinned.
+its version differs by region and changes under a deployed function; the bundled copy wins, since
+the runtime searches /var/task first and a bundled runtime-included library takes precedence
+(https://docs.aws.amazon.com/lambda/latest/dg/python-package.html, "Dependency search path and
+runtime-included libraries"). ``unmet_requirements`` fails the build when a bundled distribution
+needs anything that is not pinned.
 """
 
 from __future__ import annotations
