@@ -1,15 +1,16 @@
 """Two Lambda assets, each built once per synth without Docker: ``light`` and ``photo``.
 
-``photo`` (arm64: 82 MiB unzipped, 24.6 MiB zipped) serves the analyse-photo function and the
+``photo`` (arm64: 104 MiB unzipped, 41 MiB zipped) serves the analyse-photo function and the
 AOSS index custom resource, the only code that needs numpy, pillow and opensearch-py. ``light``
-(14 MiB unzipped, 4.6 MiB zipped) serves the nine other functions: Powertools, pydantic, requests
-and the X-Ray SDK. Both carry the same ``functions`` and ``vehicle_assessment`` sources; only the
-photo package carries ``infra_lambda`` (the custom resource's handler).
+(37 MiB unzipped, 21 MiB zipped; 20 MiB of it botocore) serves the nine other functions:
+Powertools, pydantic, requests, the X-Ray SDK and the pinned AWS SDK. Both carry the same
+``functions`` and ``vehicle_assessment`` sources; only the photo package carries ``infra_lambda``
+(the custom resource's handler).
 
 The dependencies are lock files installed with ``pip install --no-deps``: ``functions/requirements.txt``
 (light) and ``functions/requirements-photo.txt`` (``-r requirements.txt`` plus the photo extras).
-Every distribution is pinned there, except boto3/botocore/s3transfer, which the Lambda Python runtime
-provides; the build fails when a pinned distribution requires one that is not pinned. A dependency
+Every distribution is pinned there, boto3/botocore/s3transfer included (the runtime's copy differs by
+region); the build fails when a pinned distribution requires one that is not pinned. A dependency
 that a light function needs goes into requirements.txt; one only analyse-photo needs, into
 requirements-photo.txt. Print the sizes with ``pytest tests/infra/test_bundle.py`` or
 ``python scripts/benchmark.py`` (figure P4).

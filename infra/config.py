@@ -83,6 +83,10 @@ class InfraConfig(BaseModel):
     sweep_rate_minutes: int = Field(default=15, ge=1, le=1440)
     upload_max_concurrency: int = Field(default=10, ge=2, le=1000, description="SQS event source cap")
     photo_retention_days: int = Field(default=365, ge=1)
+    # How long an overwritten or deleted photo (a noncurrent S3 version) is kept. The workflow reads
+    # the version it counted, so this is how long the valued evidence outlives a re-upload.
+    # None: as long as photo_retention_days.
+    replaced_photo_retention_days: int | None = Field(default=None, ge=1)
     assessment_ttl_days: int | None = Field(default=None, ge=1)
 
     # --- browsers and sign-in ---
@@ -109,8 +113,16 @@ class InfraConfig(BaseModel):
     collection_standby_replicas: bool = True
     # Principals (e.g. an operator role) allowed to load reference photos into the index.
     index_loader_principal_arns: list[str] = Field(default_factory=list)
+    # Synth refuses a stack nobody can load reference photos into (every assessment would fail on
+    # the empty index) unless this says it is meant (e.g. photos loaded by a principal added later).
+    acknowledge_no_index_loader: bool = False
 
     # --- API ---
+    # Create API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one per account
+    # and Region, https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html).
+    # Off: the account's role must already be set (API Gateway refuses stage logging otherwise, "CloudWatch
+    # Logs role ARN must be set in account settings"); on replaces any role another stack set.
+    api_gateway_cloudwatch_role: bool = False
     api_throttle_rate: float = Field(default=50.0, gt=0)
     api_throttle_burst: int = Field(default=100, ge=1)
 
@@ -213,6 +225,11 @@ class InfraConfig(BaseModel):
         )
         return self
 
+    @property
+    def noncurrent_version_days(self) -> int:
+        """Days a replaced photo version is kept (the upload bucket's noncurrent-version expiration)."""
+        return self.replaced_photo_retention_days or self.photo_retention_days
+
     @model_validator(mode="after")
     def _scaling_bounds(self) -> InfraConfig:
         if self.encoder_min_instances > self.encoder_max_instances:
@@ -224,7 +241,20 @@ class InfraConfig(BaseModel):
         """Read every field from the construct tree's context; absent keys keep their defaults."""
         values = {name: node.try_get_context(name) for name in cls.model_fields}
         try:
-            return cls.model_validate({k: v for k, v in values.items() if v is not None})
+            config = cls.model_validate({k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
             # Name the context keys in the message: that is where the user has to fix them.
             raise ValueError(f"invalid CDK context:\n{exc}") from exc
+        config.require_index_loader()
+        return config
+
+    def require_index_loader(self) -> None:
+        """A deployable stack names who loads the reference index; an empty index fails every photo."""
+        if not self.index_loader_principal_arns and not self.acknowledge_no_index_loader:
+            raise ValueError(
+                "invalid CDK context: no index_loader_principal_arns. The reference index starts empty "
+                "and every assessment fails until reference photos are loaded, which only these "
+                "principals may do. Deploy with "
+                "-c index_loader_principal_arns='[\"arn:aws:iam::<account>:role/<loader>\"]', or with "
+                "-c acknowledge_no_index_loader=true if you grant the collection access another way."
+            )

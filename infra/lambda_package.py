@@ -2,14 +2,18 @@
 test and scripts/benchmark.py all build them through ``build_package``.
 
 ``light``  every function but analyse-photo: the ``functions`` handlers, the ``vehicle_assessment``
-           package and ``functions/requirements.txt`` (Powertools, pydantic, requests, X-Ray SDK).
+           package and ``functions/requirements.txt`` (Powertools, pydantic, requests, X-Ray SDK, and
+           the AWS SDK: boto3/botocore/s3transfer).
 ``photo``  analyse-photo and the AOSS index custom resource: the same sources plus ``infra_lambda``
            and ``functions/requirements-photo.txt`` (the light set + numpy, pillow, opensearch-py).
 
 Both requirement files are lock files installed with ``pip install --no-deps``: what is listed is
-exactly what is bundled. boto3/botocore/s3transfer are not listed (the Lambda Python runtime ships
-them; aws-xray-sdk alone would otherwise pull 32 MB of botocore), and ``unmet_requirements`` fails
-the build when a bundled distribution needs anything else that is not pinned.
+exactly what is bundled, the AWS SDK included. The Lambda Python runtime ships its own boto3, but
+its version differs by region and changes under a deployed function; the bundled copy wins, since
+the runtime searches /var/task first and a bundled runtime-included library takes precedence
+(https://docs.aws.amazon.com/lambda/latest/dg/python-package.html, "Dependency search path and
+runtime-included libraries"). ``unmet_requirements`` fails the build when a bundled distribution
+needs anything that is not pinned.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ LAMBDA_PYTHON = "3.12"
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 # These must never reach a Lambda: only local mode and the endpoint container embed images.
 FORBIDDEN_PACKAGES = ("torch", "torchvision", "open_clip", "open_clip_torch", "triton", "nvidia")
-# The Lambda Python runtime provides these; a bundled copy would only add ~33 MB.
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
+# The AWS SDK, pinned in functions/requirements.txt and bundled (not the runtime's copy).
+PINNED_SDK = ("boto3", "botocore", "s3transfer")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
 # Never imported at run time: test suites (numpy's alone: 8 MB unzipped) and type stubs, removed
 # from the installed wheels (never from our sources), and pip's console scripts (bin/, whose shebang
@@ -207,8 +211,6 @@ def unmet_requirements(path: Path, architecture: str | None = "arm64") -> list[s
             if requirement.marker is not None and not requirement.marker.evaluate(environment):
                 continue
             name = canonicalize_name(requirement.name)
-            if name in RUNTIME_PROVIDED:
-                continue
             version = installed.get(name)
             if version is None:
                 problems.append(f"{dist.metadata['Name']} requires {requirement}: not pinned")

@@ -184,7 +184,7 @@ def analyse_assessment_photos(
     index: ReferenceIndex,
     rules: AssessmentRules,
 ) -> Assessment:
-    data = [objects.get(photo.object_key) for photo in assessment.photos]
+    data = [objects.get(photo.object_key, photo.object_version) for photo in assessment.photos]
     photos = analyse_photos(assessment.photos, data, encoder, index, rules)
     return note_untrained_encoder(
         assessment.model_copy(update={"photos": photos, "encoder": encoder.identity})

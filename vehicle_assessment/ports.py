@@ -67,6 +67,10 @@ class IndexMismatch(PortError):
     """The reference index was built by another encoder than the one querying it."""
 
 
+class ReferenceIndexEmpty(PortError):
+    """The reference index holds no photos: nothing can be assessed until they are loaded."""
+
+
 class StateFileUnusable(PortError):
     """A local state file is damaged, truncated or not ours; the message names it and the remedy."""
 
@@ -78,7 +82,12 @@ class EventPublishFailed(PortError):
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        """The object's bytes: the given version's, else the current one's. Raises ObjectNotFound.
+
+        A store that keeps no versions raises ValueError for a version id: it cannot pin evidence.
+        """
+        ...
 
     def exists(self, key: str) -> bool: ...
 
@@ -139,17 +148,27 @@ class PhotoReceipt:
         received_photo_ids: Iterable[str],
         expected: int,
         status: AssessmentStatus,
+        version_id: str | None = None,
+        counted_version: str | None = None,
     ) -> PhotoReceipt:
         """Why a photo of an existing assessment was not counted: a redelivery, or a rejection.
 
-        Photos are counted by their canonical id; `counted_as` is the object key under which this
-        photo id was counted, if it was. The same object again is a redelivery (DUPLICATE); another
-        object for the same photo id (another spelling of its key) is a second object, rejected.
+        Photos are counted by their canonical id; `counted_as` is the object key (and
+        `counted_version` the S3 version) under which this photo id was counted, if it was. The same
+        object version again is a redelivery (DUPLICATE); another object for the same photo id
+        (another spelling of its key) or another version of the same key (a re-upload) is a second
+        object, rejected: the version that was counted is the evidence that is analysed.
         """
         received = set(received_photo_ids)
         if photo_id in received:
             if counted_as in (None, object_key):
-                return cls(UploadOutcome.DUPLICATE, len(received), expected, status)
+                if version_id is None or counted_version in (None, version_id):
+                    return cls(UploadOutcome.DUPLICATE, len(received), expected, status)
+                reason = (
+                    f"photo {photo_id!r} was already received as version {counted_version!r}; "
+                    f"the re-upload (version {version_id!r}) is not used"
+                )
+                return cls(UploadOutcome.REJECTED, len(received), expected, status, reason)
             reason = f"photo {photo_id!r} was already received as {counted_as!r}"
             return cls(UploadOutcome.REJECTED, len(received), expected, status, reason)
         if status != AssessmentStatus.AWAITING_PHOTOS:
@@ -212,8 +231,13 @@ class WorkflowRepository(AssessmentRepository, Protocol):
         now: datetime,
         photo_id: str,
         filename: str,
+        version_id: str | None = None,
     ) -> PhotoReceipt:
-        """Count one uploaded photo, exactly once, and only while the assessment awaits photos."""
+        """Count one uploaded photo, exactly once, and only while the assessment awaits photos.
+
+        ``version_id`` is the S3 object version the upload event named: it is kept with the photo
+        (``PhotoRecord.object_version``) so every later read gets those bytes, not a re-upload's.
+        """
         ...
 
     def reject_upload(
@@ -282,11 +306,13 @@ class ObjectHead:
     first_bytes: bytes
     metadata: dict[str, str]
     size: int | None
+    version_id: str | None = None  # the version that was read (None: the store keeps no versions)
 
 
 class ObjectProbe(Protocol):
-    def head(self, key: str, n_bytes: int) -> ObjectHead:
-        """The first bytes and user metadata of an object; raises ObjectNotFound."""
+    def head(self, key: str, n_bytes: int, version_id: str | None = None) -> ObjectHead:
+        """The first bytes and user metadata of an object (of that version, if given); raises
+        ObjectNotFound."""
         ...
 
 

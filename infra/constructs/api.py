@@ -15,7 +15,6 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -28,6 +27,7 @@ from infra.constructs.lambdas import (
     PipelineFunction,
     acknowledge,
     grant_objects,
+    grant_speech,
     grant_table,
     removal,
     retention,
@@ -130,7 +130,7 @@ class Api(Construct):
             common_environment=common_environment,
         )
         role = handler.role
-        grant_table(table, role)
+        grant_table(table, role, "api")
         # Presigned POSTs are signed with this role: it must be allowed to put what it signs.
         for prefix, why in (
             ("uploads/", "Signs presigned POSTs for uploads/{assessment_id}/{photo}."),
@@ -139,7 +139,7 @@ class Api(Construct):
             grant_objects(bucket, role, "s3:PutObject", prefix, why)
         for statement in bedrock_invoke_statements(stack, config.bedrock_model_id):
             role.add_to_principal_policy(statement)
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
+        grant_speech(role)
         return handler
 
     def _build_rest_api(self, config: InfraConfig) -> apigw.RestApi:
@@ -151,9 +151,12 @@ class Api(Construct):
             "RestApi",
             description="Vehicle damage assessment API (Cognito-authorised)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            # Stage logging needs the account's API Gateway CloudWatch role.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=removal(config),
+            # Stage logging needs the account's API Gateway CloudWatch role. That role is one setting
+            # per account and Region (AWS::ApiGateway::Account): creating it here would replace
+            # whatever role another stack set, so only when the context flag asks for it.
+            cloud_watch_role=config.api_gateway_cloudwatch_role,
+            # CDK refuses a removal policy for a role it does not create.
+            cloud_watch_role_removal_policy=removal(config) if config.api_gateway_cloudwatch_role else None,
             deploy_options=apigw.StageOptions(
                 stage_name="v1",
                 throttling_rate_limit=config.api_throttle_rate,

@@ -16,6 +16,7 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.constructs.lambdas import (
+    READ_PINNED_PHOTO,
     FunctionSpec,
     PipelineFunction,
     acknowledge,
@@ -90,8 +91,18 @@ class Ingest(Construct):
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)
                 ),
-                # Overwritten/deleted photos stay recoverable for a month, then stop costing.
-                s3.LifecycleRule(id="expire-noncurrent", noncurrent_version_expiration=Duration.days(30)),
+                # Evidence retention. The workflow reads the version the upload event named
+                # (PhotoRecord.object_version), so a photo overwritten after it was counted is a
+                # noncurrent version that must stay readable as long as its assessment: S3 deletes a
+                # noncurrent version only NoncurrentDays after it became noncurrent
+                # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/intro-lifecycle-rules.html).
+                # Chosen over Object Lock governance mode: Object Lock
+                # needs a retention on every version, cannot be turned off again, and still yields to
+                # s3:BypassGovernanceRetention; no role of this stack may delete object versions.
+                s3.LifecycleRule(
+                    id="expire-noncurrent",
+                    noncurrent_version_expiration=Duration.days(config.noncurrent_version_days),
+                ),
                 *(
                     s3.LifecycleRule(
                         id=f"expire-{prefix.rstrip('/')}",
@@ -183,13 +194,13 @@ class Ingest(Construct):
             config=config,
             common_environment=common_environment,
         )
-        grant_table(table, upload_trigger.role)
+        grant_table(table, upload_trigger.role, "upload_trigger")
         # A ranged GetObject (magic bytes and metadata) under the two upload prefixes only.
         for prefix in UPLOAD_PREFIXES:
             grant_objects(
                 self.bucket,
                 upload_trigger.role,
-                "s3:GetObject",
+                READ_PINNED_PHOTO,
                 prefix,
                 f"Reads the first bytes of any photo under {prefix}: keys are per upload, "
                 "the prefix is the boundary.",
@@ -232,7 +243,7 @@ class Ingest(Construct):
             config=config,
             common_environment=common_environment,
         )
-        grant_table(table, sweeper.role)
+        grant_table(table, sweeper.role, "sweeper")
         state_machine.grant_start_execution(sweeper.role)
         events.Rule(
             self,

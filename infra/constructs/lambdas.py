@@ -14,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
 from infra.config import LOG_RETENTION_NAMES, InfraConfig
+from vehicle_assessment.adapters.aws.dynamodb import TABLE_ACCESS
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 METRICS_NAMESPACE = "VehicleAssessment"
@@ -127,19 +128,46 @@ def logical_id(construct: IConstruct) -> str:
     return Stack.of(construct).get_logical_id(child)
 
 
-def grant_table(table: dynamodb.ITable, role: iam.IRole) -> None:
-    """Item reads and writes, and queries of the table's indexes: every function uses the repository."""
-    table.grant_read_write_data(role)
+def grant_table(table: dynamodb.ITable, role: iam.IRole, user: str) -> None:
+    """Exactly the item actions ``TABLE_ACCESS[user]`` names (the list lives beside the repository,
+    adapters/aws/dynamodb.py), on the table and the indexes it queries."""
+    access = TABLE_ACCESS[user]
+    resources = [table.table_arn, *(f"{table.table_arn}/index/{name}" for name in access.indexes)]
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(access.actions), resources=resources))
+
+
+# Reading a photo by the version its upload event named needs s3:GetObjectVersion; s3:GetObject
+# alone reads only the current version
+# (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "versionId").
+READ_PINNED_PHOTO = ("s3:GetObject", "s3:GetObjectVersion")
+
+
+# polly:SynthesizeSpeech's only resource type is the lexicon (Service Authorization Reference,
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonpolly.html). We name no
+# lexicon, so no narrower ARN exists than this account's lexicons in this Region, the scoping the Polly
+# guide documents (https://docs.aws.amazon.com/polly/latest/dg/api-permissions-reference.html).
+SPEECH_NAG_RESOURCE = "arn:<AWS::Partition>:polly:<AWS::Region>:<AWS::AccountId>:lexicon/*"
+
+
+def grant_speech(role: iam.IRole) -> None:
+    """polly:SynthesizeSpeech, scoped to this account's lexicons in this Region (see above)."""
+    stack = Stack.of(role)
+    arn = stack.format_arn(service="polly", resource="lexicon", resource_name="*")
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=[arn]))
     acknowledge(
         role,
-        f"AwsSolutions-IAM5[Resource::<{logical_id(table)}.Arn>/index/*]",
-        "Queries GSI1 (a VIN's history) and GSI2 (assessments awaiting photos) of this table only.",
+        f"AwsSolutions-IAM5[Resource::{SPEECH_NAG_RESOURCE}]",
+        "polly:SynthesizeSpeech authorizes only against lexicon ARNs (Service Authorization Reference); "
+        "no lexicon is used, so this account's lexicons in this Region is the narrowest scope there is.",
     )
 
 
-def grant_objects(bucket: s3.IBucket, role: iam.IRole, action: str, prefix: str, why: str) -> None:
-    """One exact S3 object action under one prefix (CDK's grant_read/grant_put add wildcard actions)."""
+def grant_objects(
+    bucket: s3.IBucket, role: iam.IRole, action: str | tuple[str, ...], prefix: str, why: str
+) -> None:
+    """Exact S3 object actions under one prefix (CDK's grant_read/grant_put add wildcard actions)."""
+    actions = [action] if isinstance(action, str) else list(action)
     role.add_to_principal_policy(
-        iam.PolicyStatement(actions=[action], resources=[bucket.arn_for_objects(f"{prefix}*")])
+        iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects(f"{prefix}*")])
     )
     acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{prefix}*]", why)

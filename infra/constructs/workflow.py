@@ -26,10 +26,12 @@ from infra.bundling import LIGHT, PHOTO, LambdaCode
 from infra.config import InfraConfig
 from infra.constructs.embedding import Embedding
 from infra.constructs.lambdas import (
+    READ_PINNED_PHOTO,
     FunctionSpec,
     PipelineFunction,
     acknowledge,
     grant_objects,
+    grant_speech,
     grant_table,
     logical_id,
     removal,
@@ -255,7 +257,7 @@ class Workflow(Construct):
                 config=config,
                 common_environment=common_environment,
             )
-            grant_table(table, fn.role)
+            grant_table(table, fn.role, "workflow_step")
             functions[key] = fn
         return functions
 
@@ -265,7 +267,7 @@ class Workflow(Construct):
             grant_objects(
                 bucket,
                 analyse.role,
-                "s3:GetObject",
+                READ_PINNED_PHOTO,
                 prefix,
                 f"Reads the photo it analyses; photo keys are per upload under {prefix}.",
             )
@@ -279,7 +281,7 @@ class Workflow(Construct):
 
     def _grant_speak(self, bucket: s3.IBucket) -> None:
         speak = self.functions["speak"]
-        speak.add_to_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
+        grant_speech(speak.role)
         grant_objects(
             bucket,
             speak.role,

@@ -45,6 +45,26 @@ def _assessment(assessment_id: str, vin: str, created: datetime) -> Assessment:
     )
 
 
+def test_object_store_refuses_a_version_it_cannot_keep(tmp_path) -> None:
+    store = FilesystemObjectStore(tmp_path)
+    store.put("uploads/a/1.jpg", b"x", "image/jpeg")
+    # A pinned S3 version cannot be honoured here: say so rather than hand over other bytes.
+    with pytest.raises(ValueError, match="keeps no versions"):
+        store.get("uploads/a/1.jpg", "3HL4kqtJvjVBH40Nrjfkd")
+
+
+def test_in_memory_store_reads_a_pinned_version() -> None:
+    from vehicle_assessment.adapters.memory import InMemoryObjectStore
+
+    store = InMemoryObjectStore()
+    store.put("k", b"first", "image/jpeg")
+    first = store.current_version("k")
+    store.put("k", b"second", "image/jpeg")
+    assert store.get("k") == b"second" and store.get("k", first) == b"first"
+    with pytest.raises(ObjectNotFound):
+        store.get("k", "9")
+
+
 def test_repository_saves_gets_and_updates(tmp_path) -> None:
     repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
     now = datetime(2026, 11, 27, tzinfo=UTC)

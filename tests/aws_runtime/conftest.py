@@ -151,6 +151,72 @@ def _subscribe_to_finished_events(events: Any, sqs: Any) -> str:
     return queue_url
 
 
+# boto3 Table method -> the IAM action it needs.
+_TABLE_ACTIONS = {
+    "get_item": "dynamodb:GetItem",
+    "put_item": "dynamodb:PutItem",
+    "update_item": "dynamodb:UpdateItem",
+    "query": "dynamodb:Query",
+    "scan": "dynamodb:Scan",
+    "delete_item": "dynamodb:DeleteItem",
+    "batch_writer": "dynamodb:BatchWriteItem",
+}
+
+
+class GrantedTable:
+    """A boto3 Table that allows only what the function's role is granted (``TABLE_ACCESS``), as IAM
+    would: the handlers' tests then fail on a call the deployed role could not make."""
+
+    def __init__(self, table: Any, user: str) -> None:
+        from vehicle_assessment.adapters.aws.dynamodb import TABLE_ACCESS
+
+        self._table, self._user, self._access = table, user, TABLE_ACCESS[user]
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._table, name)
+        action = _TABLE_ACTIONS.get(name)
+        if action is None:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            index = kwargs.get("IndexName")
+            if action not in self._access.actions or (
+                index is not None and index not in self._access.indexes
+            ):
+                from botocore.exceptions import ClientError
+
+                what = f"{action} on index {index}" if index else action
+                raise ClientError(
+                    {"Error": {"Code": "AccessDeniedException", "Message": f"{self._user} may not {what}"}},
+                    action.split(":")[1],
+                )
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture(autouse=True)
+def least_privilege_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every repository a handler builds holds only its role's DynamoDB grants (by its config type)."""
+    from vehicle_assessment.aws_runtime import config, factory
+
+    build = factory.build_repository
+    users = (
+        (config.UploadConfig, "upload_trigger"),
+        (config.SweeperConfig, "sweeper"),
+        (config.ApiConfig, "api"),
+        (config.WorkflowConfig, "workflow_step"),
+    )
+
+    def granted(function_config: Any) -> Any:
+        repository = build(function_config)
+        user = next(name for kind, name in users if isinstance(function_config, kind))
+        repository.table = GrantedTable(repository.table, user)
+        return repository
+
+    monkeypatch.setattr(factory, "build_repository", granted)
+
+
 @pytest.fixture
 def observed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """What the handler logged (records) and which metrics it added (name -> count)."""
@@ -198,8 +264,10 @@ def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
 
 
-def s3_notification(key_encoded: str, size: int, event_name: str = "ObjectCreated:Post") -> dict[str, Any]:
-    """An S3 event notification as S3 sends it (keys URL-encoded)."""
+def s3_notification(
+    key_encoded: str, size: int, event_name: str = "ObjectCreated:Post", version_id: str | None = None
+) -> dict[str, Any]:
+    """An S3 event notification as S3 sends it (keys URL-encoded; versionId on a versioned bucket)."""
     return {
         "Records": [
             {
@@ -217,6 +285,7 @@ def s3_notification(key_encoded: str, size: int, event_name: str = "ObjectCreate
                         "size": size,
                         "eTag": "0123456789abcdef",
                         "sequencer": "0A1B",
+                        **({"versionId": version_id} if version_id is not None else {}),
                     },
                 },
             }

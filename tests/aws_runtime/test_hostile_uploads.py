@@ -227,9 +227,9 @@ class _MetadataProbe:
         self.probe = probe
         self.metadata = metadata
 
-    def head(self, key: str, n_bytes: int) -> ObjectHead:
-        head = self.probe.head(key, n_bytes)
-        return ObjectHead(head.first_bytes, dict(self.metadata), head.size)
+    def head(self, key: str, n_bytes: int, version_id: str | None = None) -> ObjectHead:
+        head = self.probe.head(key, n_bytes, version_id)
+        return ObjectHead(head.first_bytes, dict(self.metadata), head.size, head.version_id)
 
 
 @pytest.fixture

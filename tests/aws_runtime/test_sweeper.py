@@ -89,3 +89,21 @@ def test_the_sweeper_handler_publishes_incomplete_events_and_fails_loudly_when_i
         ("stale-1:INCOMPLETE", "INCOMPLETE"),
         ("stale-2:INCOMPLETE", "INCOMPLETE"),
     ]
+
+
+def test_the_sweeper_handler_runs_on_its_role_grants(
+    aws: Aws, repository, lambda_context, monkeypatch
+) -> None:
+    """The handler's repository holds only the sweeper's grants (a Query of GSI2, UpdateItem): the
+    sweep must work without Scan or any other index (conftest's GrantedTable refuses them)."""
+    from datetime import UTC, datetime
+
+    from functions import sweeper as sweeper_handler
+
+    monkeypatch.setenv("SWEEP_TIMEOUT_MINUTES", "60")
+    repository.create(
+        open_assessment(AssessmentInputs(vin=VIN), 2, datetime.now(UTC) - timedelta(hours=3), "old-1")
+    )
+    report = sweeper_handler.handler({}, lambda_context)
+    assert report["marked_incomplete"] == ["old-1"]
+    assert repository.get("old-1").status == AssessmentStatus.INCOMPLETE

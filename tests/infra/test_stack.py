@@ -115,7 +115,8 @@ def test_upload_bucket_is_private_encrypted_versioned_logged(template: Template)
                 "Rules": Match.array_with(
                     [
                         Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}),
-                        Match.object_like({"NoncurrentVersionExpiration": {"NoncurrentDays": 30}}),
+                        # Replaced photos (evidence) kept as long as photo_retention_days by default.
+                        Match.object_like({"NoncurrentVersionExpiration": {"NoncurrentDays": 365}}),
                     ]
                 )
             },

@@ -72,11 +72,11 @@ class FakeProbe:
     def put(self, key: str, data: bytes, **metadata: str) -> None:
         self.objects[key] = (data, metadata)
 
-    def head(self, key: str, n_bytes: int) -> ObjectHead:
+    def head(self, key: str, n_bytes: int, version_id: str | None = None) -> ObjectHead:
         if key not in self.objects:
             raise ObjectNotFound(f"no object at {key}")
         data, metadata = self.objects[key]
-        return ObjectHead(data[:n_bytes], dict(metadata), len(data))
+        return ObjectHead(data[:n_bytes], dict(metadata), len(data), version_id)
 
 
 class FakeStarter:
@@ -101,7 +101,20 @@ def starter() -> FakeStarter:
     return FakeStarter()
 
 
-def record(repository: WorkflowRepository, assessment_id: str, n: int | str, now: datetime = NOW) -> Any:
+def record(
+    repository: WorkflowRepository,
+    assessment_id: str,
+    n: int | str,
+    now: datetime = NOW,
+    version_id: str | None = None,
+) -> Any:
     return repository.record_photo(
-        assessment_id, f"uploads/{assessment_id}/{n}.jpg", 1000, "image/jpeg", now, str(n), f"{n}.jpg"
+        assessment_id,
+        f"uploads/{assessment_id}/{n}.jpg",
+        1000,
+        "image/jpeg",
+        now,
+        str(n),
+        f"{n}.jpg",
+        version_id=version_id,
     )

@@ -300,3 +300,24 @@ def test_an_item_stored_before_revisions_reads_as_revision_0_and_saves_once(
     assert saved.revision == 1 and repo.get("o-1") == saved
     with pytest.raises(ConcurrentUpdate):
         repo.save(legacy)
+
+
+def test_the_counted_version_is_pinned_and_a_reupload_is_refused(
+    workflow_repository: WorkflowRepository,
+) -> None:
+    repo = workflow_repository
+    repo.create(awaiting("v-1"))
+    assert record(repo, "v-1", 1, version_id="ver-a").outcome == UploadOutcome.ACCEPTED
+    # The same event again (at-least-once delivery) is a redelivery of the counted version.
+    assert record(repo, "v-1", 1, version_id="ver-a").outcome == UploadOutcome.DUPLICATE
+    # Another version under the same key is a re-upload: not counted, and said why.
+    reupload = record(repo, "v-1", 1, version_id="ver-b")
+    assert reupload.outcome == UploadOutcome.REJECTED and reupload.received == 1
+    assert reupload.reason is not None and "'ver-a'" in reupload.reason and "'ver-b'" in reupload.reason
+    [photo] = repo.get("v-1").photos
+    assert photo.object_version == "ver-a"
+    # An analysed record keeps the pinned version; a store without versions records None.
+    repo.save_photo_result("v-1", photo.model_copy(update={"sha256": "ab" * 32}), IDENTITY)
+    assert repo.get("v-1").photos[0].object_version == "ver-a"
+    assert record(repo, "v-1", 2).outcome == UploadOutcome.ACCEPTED
+    assert repo.get("v-1").photos[1].object_version is None

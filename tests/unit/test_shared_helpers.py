@@ -23,7 +23,7 @@ def test_one_line_flattens_and_cuts_with_an_ellipsis() -> None:
 def test_the_untrained_note_is_added_first_and_once() -> None:
     class NoObjects:
         def put(self, key: str, data: bytes, content_type: str) -> None: ...
-        def get(self, key: str) -> bytes:
+        def get(self, key: str, version_id: str | None = None) -> bytes:
             raise KeyError(key)
 
         def exists(self, key: str) -> bool:

@@ -142,6 +142,7 @@ class InMemoryAssessmentRepository:
         now: datetime,
         photo_id: str,
         filename: str,
+        version_id: str | None = None,
     ) -> PhotoReceipt:
         with self._lock:
             item = self._items.get(assessment_id)
@@ -152,9 +153,16 @@ class InMemoryAssessmentRepository:
                 not received or (photo_id not in received and len(received) < item.expected_photos)
             )
             if not countable:
-                counted_as = item.uploads.get(photo_id, {}).get("object_key")
+                counted = item.uploads.get(photo_id, {})
                 return PhotoReceipt.not_counted(
-                    photo_id, object_key, counted_as, received, item.expected_photos, item.status
+                    photo_id,
+                    object_key,
+                    counted.get("object_key"),
+                    received,
+                    item.expected_photos,
+                    item.status,
+                    version_id,
+                    counted.get("version_id"),
                 )
             received.add(photo_id)
             item.uploads[photo_id] = {
@@ -164,6 +172,7 @@ class InMemoryAssessmentRepository:
                 "size_bytes": size_bytes,
                 "content_type": content_type,
                 "received_at": _iso(now),
+                "version_id": version_id,
             }
             item.updated_at = _iso(now)
             return PhotoReceipt(UploadOutcome.ACCEPTED, len(received), item.expected_photos, item.status)
@@ -280,19 +289,33 @@ class InMemoryAssessmentRepository:
 
 
 class InMemoryObjectStore:
-    """Implements ObjectStore in a dict (bytes and content type per key)."""
+    """Implements ObjectStore in a dict, versioned like the upload bucket: every put is a new version
+    (ids "1", "2", ... per key) and a read names one or gets the current (last) one."""
 
     def __init__(self) -> None:
-        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.objects: dict[str, tuple[bytes, str]] = {}  # the current version
+        self.versions: dict[str, list[bytes]] = {}
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         self.objects[key] = (bytes(data), content_type)
+        self.versions.setdefault(key, []).append(bytes(data))
 
-    def get(self, key: str) -> bytes:
-        try:
-            return self.objects[key][0]
-        except KeyError:
-            raise ObjectNotFound(f"no object at {key!r}") from None
+    def current_version(self, key: str) -> str:
+        """The version id the last put of ``key`` got (what an S3 event would name)."""
+        if key not in self.versions:
+            raise ObjectNotFound(f"no object at {key!r}")
+        return str(len(self.versions[key]))
+
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        if version_id is None:
+            try:
+                return self.objects[key][0]
+            except KeyError:
+                raise ObjectNotFound(f"no object at {key!r}") from None
+        versions = self.versions.get(key, [])
+        if not version_id.isdigit() or not 1 <= int(version_id) <= len(versions):
+            raise ObjectNotFound(f"no object at {key!r} version {version_id!r}")
+        return versions[int(version_id) - 1]
 
     def exists(self, key: str) -> bool:
         return key in self.objects

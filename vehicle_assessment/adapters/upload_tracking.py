@@ -22,7 +22,7 @@ def tracked_assessment(
     """The document (``Assessment.model_dump(mode="json")``) with what was written beside it.
 
     ``status`` and ``updated_at`` are the last status move's (the sweeper and the workflow start
-    touch only those); ``uploads`` (photo id -> photo_id, object_key, filename, size_bytes; items
+    touch only those); ``uploads`` (photo id -> photo_id, object_key, filename, size_bytes, version_id; items
     written before photos were keyed by id are keyed by object key and lack it) become RECEIVED
     photos unless the document has them already; ``photo_results`` (photo_id -> PhotoRecord as
     JSON), one per analysed photo, win over both. ``revision`` is the stored one (optimistic
@@ -44,6 +44,7 @@ def tracked_assessment(
                 size_bytes=upload["size_bytes"],
                 sha256="",  # known once the workflow has read the bytes
                 status=PhotoStatus.RECEIVED,
+                object_version=upload.get("version_id"),  # absent on items written before pinning
             ).model_dump(mode="json"),
         )
     photos |= photo_results

@@ -65,9 +65,12 @@ _DECIMAL_NUMBER = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?")
 
 
 class _S3Object(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
     key: str
     size: int = Field(default=0, ge=0)
+    # "The object version if bucket is versioning-enabled, otherwise null" (ours is versioned):
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html
+    version_id: str | None = Field(default=None, alias="versionId", min_length=1, max_length=1024)
 
 
 class _S3Bucket(BaseModel):
@@ -100,6 +103,7 @@ class UploadedObject(BaseModel):
     bucket: str
     key: str  # decoded
     size: int
+    version_id: str | None = None  # the S3 version the event names; pinned when the photo is counted
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,14 @@ def read_queue_message(body: str | Mapping[str, Any]) -> QueueMessage:
             continue
         # S3 URL-encodes keys in events ("uploads/a/my+photo.jpg" for "my photo.jpg").
         key = unquote_plus(record.s3.object.key)
-        created.append(UploadedObject(bucket=record.s3.bucket.name, key=key, size=record.s3.object.size))
+        created.append(
+            UploadedObject(
+                bucket=record.s3.bucket.name,
+                key=key,
+                size=record.s3.object.size,
+                version_id=record.s3.object.version_id,
+            )
+        )
     return QueueMessage(created, ignored)
 
 
@@ -213,7 +224,7 @@ class _NoObjects:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         raise AssertionError("no photo is stored when an assessment is opened")
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, version_id: str | None = None) -> bytes:
         raise AssertionError("no photo is read when an assessment is opened")
 
     def exists(self, key: str) -> bool:
@@ -333,7 +344,7 @@ def handle_upload(
             f"file too large: {uploaded.size / (1024 * 1024):.1f} MB exceeds {mb:.1f} MB",
         )
     try:
-        head = services.probe.head(key, SNIFF_BYTES)
+        head = services.probe.head(key, SNIFF_BYTES, uploaded.version_id)
     except ObjectNotFound:
         return reject(assessment_id, "object was deleted before it was checked")
 
@@ -351,8 +362,16 @@ def handle_upload(
     if content_type is None:
         return reject(assessment_id, "not an image: content is not JPEG, PNG or WebP")
 
+    # The version that was checked is the evidence: every later read asks for it by id.
     receipt = repo.record_photo(
-        assessment_id, key, size, content_type, now, photo_id=parsed.photo_id, filename=photo_name
+        assessment_id,
+        key,
+        size,
+        content_type,
+        now,
+        photo_id=parsed.photo_id,
+        filename=photo_name,
+        version_id=uploaded.version_id or head.version_id,
     )
     if receipt.outcome == UploadOutcome.UNKNOWN_ASSESSMENT:
         return reject(assessment_id, receipt.reason or "unknown assessment", content_type)

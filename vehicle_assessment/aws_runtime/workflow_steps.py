@@ -47,14 +47,20 @@ from vehicle_assessment.ports import (
     Describer,
     EventPublisher,
     ImageEncoder,
+    IndexMismatch,
     ObjectStore,
     ReferenceIndex,
+    ReferenceIndexEmpty,
     Speaker,
     VinDecoder,
     WorkflowRepository,
 )
 
 _MAX_REASON = 1000
+# What a fresh stack's assessments fail with until someone loads the reference photos.
+REFERENCE_INDEX_EMPTY = (
+    "the reference index is empty: load reference photos with `vehicle-assessment index build --target aws`"
+)
 
 
 class WorkflowConflict(RuntimeError):
@@ -155,7 +161,8 @@ def analyse_photo(
     record = next((p for p in assessment.photos if p.photo_id == state.photo.photo_id), None)
     if record is None:
         raise ValueError(f"assessment {state.assessment_id} has no photo {state.photo.photo_id!r}")
-    data = objects.get(record.object_key)
+    # The version counted at upload: a re-upload under the same key never replaces the evidence.
+    data = objects.get(record.object_key, record.object_version)
     # The upload trigger read 16 bytes; the digest and true size are known only now. A retried or
     # redriven Map starts again from the received photo: the Value step re-marks copies.
     record = record.model_copy(
@@ -167,7 +174,15 @@ def analyse_photo(
             "duplicate_of": None,
         }
     )
-    [analysed] = pipeline.analyse_photos([record], [data], encoder, index, rules)
+    try:
+        [analysed] = pipeline.analyse_photos([record], [data], encoder, index, rules)
+    except IndexMismatch as exc:
+        # A fresh stack's index records the configured encoder (no weights fingerprint) and no vectors,
+        # so it reads as a mismatch, or as a search with no neighbours: name the real cause. Counted
+        # only on this unhappy path, so a working index costs no extra request per photo.
+        if index.count() == 0:
+            raise ReferenceIndexEmpty(REFERENCE_INDEX_EMPTY) from exc
+        raise
     repository.save_photo_result(state.assessment_id, analysed, encoder.identity)
     return PhotoOutcome(
         assessment_id=state.assessment_id,

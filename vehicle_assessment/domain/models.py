@@ -294,6 +294,9 @@ class PhotoRecord(Model):
     size_bytes: int
     sha256: str
     status: PhotoStatus
+    # The object store's version of the upload that was counted (S3 versionId); every read uses it,
+    # so a later re-upload under the same key never replaces the evidence. None: no versions kept.
+    object_version: str | None = None
     reason: str | None = None
     duplicate_of: str | None = None  # the photo_id this one copies, when status is DUPLICATE
     width: int | None = None

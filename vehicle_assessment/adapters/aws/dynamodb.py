@@ -14,8 +14,9 @@ Assessment item attributes:
 * ``received_photo_keys`` (SS): the canonical photo ids (``domain/upload_keys.py``) counted towards
   ``expected_photos``. Absent until the first photo (DynamoDB has no empty sets). Upload events are
   at-least-once and unordered, so the count is the size of this set, never a counter.
-* ``uploads`` (M): photo id -> {photo_id, object_key, filename, size_bytes, content_type, received_at}:
-  the same identity as the counter, so every counted photo is one photo of the document.
+* ``uploads`` (M): photo id -> {photo_id, object_key, filename, size_bytes, content_type, received_at,
+  version_id}: the same identity as the counter, so every counted photo is one photo of the document;
+  ``version_id`` is the S3 version the upload event named (NULL if none), the one the workflow reads.
 * ``rejected_uploads`` (M): S3 key -> {reason, size_bytes, content_type, at}: nothing is lost silently.
   At most ``limits.MAX_REJECTED_UPLOADS_PER_ASSESSMENT`` entries, so the item stays far below 400 KB;
   later rejections are orphan-upload items naming the assessment, counted in
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -76,10 +78,12 @@ from vehicle_assessment.ports import (
 
 # The port's value types, importable from here as before.
 __all__ = [
+    "TABLE_ACCESS",
     "AwaitingAssessment",
     "DynamoAssessmentRepository",
     "PhotoReceipt",
     "RejectedUpload",
+    "TableAccess",
     "UploadOutcome",
     "from_dynamo",
     "table_definition",
@@ -116,6 +120,39 @@ def table_definition(table_name: str) -> dict[str, Any]:
             for name in (GSI1, GSI2)
         ],
     }
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """The DynamoDB actions one function's code calls, and the indexes it queries."""
+
+    actions: tuple[str, ...]
+    indexes: tuple[str, ...] = ()
+
+
+# THE list of what each function does to the assessment table, read off the repository below
+# (get_item → GetItem, put_item → PutItem, update_item → UpdateItem, query → Query) and the services
+# that call it; infra/constructs/lambdas.py grants exactly these. No code scans, deletes or
+# batch-writes items, so no role may (CDK's grant_read_write_data would add Scan, DeleteItem,
+# BatchWriteItem and more). Checked against the synthesized template and this module's calls
+# (tests/infra/test_least_privilege.py), and enforced in every handler test on moto
+# (tests/aws_runtime/conftest.py: a call outside the list fails as AccessDenied would).
+_READ_UPDATE = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+TABLE_ACCESS: Mapping[str, TableAccess] = {
+    # create (PutItem, conditional), exists/progress (GetItem), record_photo / reject_upload
+    # (UpdateItem; an orphan or overflow rejection is a PutItem).
+    "upload_trigger": TableAccess(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")),
+    # awaiting_before queries the sparse GSI2; mark_status is an UpdateItem. It never scans.
+    # GetItem: after marking an assessment INCOMPLETE, it reads it to publish the finished event.
+    "sweeper": TableAccess(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"), indexes=(GSI2,)),
+    # Every workflow step: get (GetItem), save / mark_status / save_photo_result (UpdateItem).
+    "workflow_step": TableAccess(_READ_UPDATE),
+    # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated
+    # description (UpdateItem), a VIN's history (Query on GSI1).
+    "api": TableAccess(
+        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"), indexes=(GSI1,)
+    ),
+}
 
 
 def assessment_pk(assessment_id: str) -> str:
@@ -300,6 +337,7 @@ class DynamoAssessmentRepository:
         now: datetime,
         photo_id: str,
         filename: str,
+        version_id: str | None = None,
     ) -> PhotoReceipt:
         """Count one uploaded photo, exactly once, and only while the assessment awaits photos.
 
@@ -314,6 +352,7 @@ class DynamoAssessmentRepository:
             "size_bytes": size_bytes,
             "content_type": content_type,
             "received_at": iso(now),
+            "version_id": version_id,  # the S3 version the workflow reads (NULL when none)
         }
         try:
             response = self.table.update_item(
@@ -344,7 +383,7 @@ class DynamoAssessmentRepository:
         except Exception as exc:
             if error_code(exc) != _CONDITION_FAILED:
                 raise
-            return self._why_not_counted(assessment_id, object_key, photo_id, _old_item(exc))
+            return self._why_not_counted(assessment_id, object_key, photo_id, version_id, _old_item(exc))
         new = response["Attributes"]
         return PhotoReceipt(
             outcome=UploadOutcome.ACCEPTED,
@@ -354,21 +393,28 @@ class DynamoAssessmentRepository:
         )
 
     def _why_not_counted(
-        self, assessment_id: str, object_key: str, photo_id: str, old: dict[str, Any] | None
+        self,
+        assessment_id: str,
+        object_key: str,
+        photo_id: str,
+        version_id: str | None,
+        old: dict[str, Any] | None,
     ) -> PhotoReceipt:
         if old is None:
             # Either the item does not exist, or the answer lacked it: read once to be sure.
             old = self._get_item(assessment_id)
         if old is None:
             return PhotoReceipt.unknown(assessment_id)
-        counted_as = old.get("uploads", {}).get(photo_id, {}).get("object_key")
+        counted = old.get("uploads", {}).get(photo_id, {})
         return PhotoReceipt.not_counted(
             photo_id,
             object_key,
-            counted_as,
+            counted.get("object_key"),
             old.get("received_photo_keys", ()),
             int(old["expected_photos"]),
             AssessmentStatus(old["status"]),
+            version_id,
+            counted.get("version_id"),
         )
 
     def reject_upload(

@@ -12,6 +12,7 @@ from vehicle_assessment.ports import ObjectNotFound
 # GetObject says NoSuchKey; HeadObject has no body, so only the status ("404"/"NotFound") remains.
 # Without s3:ListBucket on the bucket, S3 answers a missing key with 403 AccessDenied instead.
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+_NO_VERSION = {"NoSuchVersion", "InvalidArgument"}
 
 
 def _check_key(key: str) -> str:
@@ -31,13 +32,19 @@ class S3ObjectStore:
         # Encryption at rest is the bucket's default (SSE-S3/KMS), set by the infrastructure.
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        """The current object, or the pinned version. A VersionId request needs s3:GetObjectVersion
+        (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html#API_GetObject_RequestSyntax)."""
         key = _check_key(key)
+        pinned = {"VersionId": version_id} if version_id is not None else {}
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            response = self.client.get_object(Bucket=self.bucket, Key=key, **pinned)
         except ClientError as exc:
-            if error_code(exc) in _MISSING:
-                raise ObjectNotFound(f"no object at s3://{self.bucket}/{key}") from exc
+            # A version id S3 does not know answers NoSuchVersion (or 400 InvalidArgument for one
+            # that is malformed): the pinned evidence is gone, which is ObjectNotFound to the caller.
+            if error_code(exc) in _MISSING or (version_id is not None and error_code(exc) in _NO_VERSION):
+                where = f"s3://{self.bucket}/{key}" + (f" version {version_id}" if version_id else "")
+                raise ObjectNotFound(f"no object at {where}") from exc
             raise
         with response["Body"] as body:
             return body.read()

@@ -29,7 +29,12 @@ class FilesystemObjectStore:
             handle.write(data)
         os.replace(tmp, path)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        if version_id is not None:
+            # Local mode writes each photo once under its own key; a version id comes only from S3.
+            raise ValueError(
+                f"the filesystem store keeps no versions: cannot read {key!r} version {version_id!r}"
+            )
         path = self._path(key)
         try:
             return path.read_bytes()
