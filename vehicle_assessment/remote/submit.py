@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 from xml.etree import ElementTree
 
 import requests
@@ -133,8 +133,12 @@ class Backoff:
 Progress = Callable[[AssessmentView, float], None]
 
 
+class AssessmentReader(Protocol):
+    def get_assessment(self, assessment_id: str) -> AssessmentView: ...
+
+
 def wait_until_final(
-    api: ApiClient,
+    api: AssessmentReader,
     assessment_id: str,
     timeout_s: float,
     progress: Progress,
