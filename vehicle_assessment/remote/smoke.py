@@ -154,8 +154,8 @@ def targets_from_stack(cloudformation: Any, lambda_client: Any, stack_name: str,
 # --- the checks ---------------------------------------------------------------------------------
 
 
-class ClientFactory(Protocol):
-    def __call__(self, service: str) -> Any: ...
+# A boto3 client per service name ("sagemaker", "bedrock-runtime", ...).
+ClientFactory = Callable[[str], Any]
 
 
 class ReferenceIndexProbe(Protocol):
