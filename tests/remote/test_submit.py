@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -93,23 +94,38 @@ def test_a_system_submits_three_photos_and_gets_the_report(
         assert secret not in out + err
 
 
-def test_a_person_signs_in_with_user_password_auth(
-    s3_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # moto's server plays Cognito's InitiateAuth; the API accepts only the access token it issued.
-    idp = boto3.client("cognito-idp", region_name=REGION, endpoint_url=s3_url)
+def _yard_user_pool(moto_url: str, flow: str) -> tuple[Any, str, str]:
+    """A user pool on moto's server with one person, ana; its app client allows ``flow``."""
+    idp = boto3.client("cognito-idp", region_name=REGION, endpoint_url=moto_url)
     pool = idp.create_user_pool(PoolName="yard")["UserPool"]["Id"]
-    client_id = idp.create_user_pool_client(
-        UserPoolId=pool, ClientName="yard-app", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
-    )["UserPoolClient"]["ClientId"]
+    client_id = idp.create_user_pool_client(UserPoolId=pool, ClientName="yard-app", ExplicitAuthFlows=[flow])[
+        "UserPoolClient"
+    ]["ClientId"]
     idp.admin_create_user(UserPoolId=pool, Username="ana")
     idp.admin_set_user_password(UserPoolId=pool, Username="ana", Password="Yard-Passw0rd!", Permanent=True)
+    return idp, pool, client_id
+
+
+@pytest.mark.parametrize(
+    ("flow", "options"),
+    [("ALLOW_USER_SRP_AUTH", []), ("ALLOW_USER_PASSWORD_AUTH", ["--auth-flow", "password"])],
+)
+def test_a_person_signs_in_and_the_api_gets_the_access_token_cognito_issued(
+    s3_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flow: str,
+    options: list[str],
+) -> None:
+    # moto's server plays Cognito (it does not check SRP proofs: tests/remote/test_sign_in.py does);
+    # the API accepts only an access token it issued.
+    idp, pool, client_id = _yard_user_pool(s3_url, flow)
     monkeypatch.setenv("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER", s3_url)
     monkeypatch.setenv("VDA_PASSWORD", "Yard-Passw0rd!")
 
     def issued_by_cognito(token: str) -> bool:
         try:
-            return idp.get_user(AccessToken=token)["Username"] == "ana"
+            return bool(idp.get_user(AccessToken=token)["Username"] == "ana")
         except idp.exceptions.ClientError:
             return False
 
@@ -122,10 +138,13 @@ def test_a_person_signs_in_with_user_password_auth(
             VIN,
             "--api-url",
             f"{api}/prod",
+            "--user-pool-id",
+            pool,
             "--user-pool-client-id",
             client_id,
             "--username",
             "ana",
+            *options,
             "--json",
             str(PHOTOS[0]),
         )
@@ -139,13 +158,7 @@ def test_a_person_signs_in_with_user_password_auth(
 def test_a_wrong_password_is_refused_without_echoing_it(
     s3_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    idp = boto3.client("cognito-idp", region_name=REGION, endpoint_url=s3_url)
-    pool = idp.create_user_pool(PoolName="yard2")["UserPool"]["Id"]
-    client_id = idp.create_user_pool_client(
-        UserPoolId=pool, ClientName="yard-app", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
-    )["UserPoolClient"]["ClientId"]
-    idp.admin_create_user(UserPoolId=pool, Username="ana")
-    idp.admin_set_user_password(UserPoolId=pool, Username="ana", Password="Yard-Passw0rd!", Permanent=True)
+    _, _, client_id = _yard_user_pool(s3_url, "ALLOW_USER_PASSWORD_AUTH")
     monkeypatch.setenv("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER", s3_url)
     monkeypatch.setenv("VDA_PASSWORD", "not-the-Passw0rd")
 
@@ -160,6 +173,8 @@ def test_a_wrong_password_is_refused_without_echoing_it(
         client_id,
         "--username",
         "ana",
+        "--auth-flow",
+        "password",
         str(PHOTOS[0]),
     )
 

@@ -104,6 +104,43 @@ def password_token(cognito_idp: Any, client_id: str, username: str, password: st
     return token
 
 
+def srp_token(cognito_idp: Any, user_pool_id: str, client_id: str, username: str, password: str) -> str:
+    """A person's access token: Cognito InitiateAuth with USER_SRP_AUTH, then the PASSWORD_VERIFIER answer.
+
+    SRP proves the password without sending it (Cognito developer guide, "Authentication flows"); the
+    public app client allows only this flow. The SRP arithmetic is pycognito's ``AWSSRP`` (the
+    client Cognito's own SDKs implement), not ours. InitiateAuth and RespondToAuthChallenge are
+    unsigned calls: no AWS credentials are needed.
+    """
+    from pycognito.aws_srp import AWSSRP
+    from pycognito.exceptions import ForceChangePasswordException, MFAChallengeException
+
+    srp = AWSSRP(
+        username=username, password=password, pool_id=user_pool_id, client_id=client_id, client=cognito_idp
+    )
+    try:
+        tokens = srp.authenticate_user()
+    except (ClientError, BotoCoreError) as exc:
+        raise AuthError(f"sign-in as {username} failed: {one_line_reason(exc)}") from exc
+    except ForceChangePasswordException as exc:
+        raise AuthError(
+            f"sign-in as {username} needs a new password first (NEW_PASSWORD_REQUIRED): sign in once in "
+            "the yard app, or ask an administrator"
+        ) from exc
+    except MFAChallengeException as exc:
+        raise AuthError(
+            f"sign-in as {username} asks for an MFA code, which this command does not take: use a user "
+            "without MFA for scripted runs, or --client-credentials"
+        ) from exc
+    except NotImplementedError as exc:  # another challenge (e.g. a remembered-device flow)
+        raise AuthError(f"sign-in as {username}: {exc}") from exc
+    result = tokens.get("AuthenticationResult") if isinstance(tokens, dict) else None
+    if not result:
+        raise AuthError(f"sign-in as {username} answered no tokens")
+    token: str = result["AccessToken"]
+    return token
+
+
 def client_credentials_token(
     session: requests.Session, cognito_domain: str, client_id: str, client_secret: str, scope: str | None
 ) -> str:

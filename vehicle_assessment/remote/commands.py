@@ -20,6 +20,7 @@ from vehicle_assessment.remote.client import (
     client_credentials_token,
     http_session,
     password_token,
+    srp_token,
 )
 from vehicle_assessment.remote.options import CLIENT_SECRET_ENV, PASSWORD_ENV
 from vehicle_assessment.remote.smoke import (
@@ -82,6 +83,7 @@ def stack_outputs(args: argparse.Namespace, environ: Mapping[str, str]) -> Stack
         outputs = read_stack_outputs(_aws_client("cloudformation", region), args.stack)
     return outputs.overridden(
         api_url=args.api_url,
+        user_pool_id=args.user_pool_id,
         user_pool_client_id=args.user_pool_client_id,
         integration_client_id=args.integration_client_id,
         cognito_domain=args.cognito_domain,
@@ -98,7 +100,14 @@ def token_provider(
         client_id = outputs.require("user_pool_client_id", "--user-pool-client-id")
         region = region_of(args, outputs, environ)
         password = _secret(PASSWORD_ENV, f"password for {args.username}: ", environ, prompter)
-        return lambda: password_token(_aws_client("cognito-idp", region), client_id, args.username, password)
+        if args.auth_flow == "password":
+            return lambda: password_token(
+                _aws_client("cognito-idp", region), client_id, args.username, password
+            )
+        pool_id = outputs.require("user_pool_id", "--user-pool-id")
+        return lambda: srp_token(
+            _aws_client("cognito-idp", region), pool_id, client_id, args.username, password
+        )
     if args.client_credentials:
         client_id = outputs.require("integration_client_id", "--integration-client-id")
         domain = outputs.require("cognito_domain", "--cognito-domain")

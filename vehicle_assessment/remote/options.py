@@ -21,6 +21,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     stack.add_argument("--stack", metavar="NAME", help="the deployed stack's name")
     stack.add_argument("--region", help="AWS region (default: AWS_REGION, or the user pool's region)")
     stack.add_argument("--api-url", help="the ApiUrl output")
+    stack.add_argument("--user-pool-id", help="the UserPoolId output (SRP sign-in names the pool)")
     stack.add_argument("--user-pool-client-id", help="the UserPoolClientId output (people sign in with it)")
     stack.add_argument(
         "--integration-client-id", help="the IntegrationClientId output (systems sign in with it)"
@@ -30,14 +31,18 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
         "sign-in (secrets only from the environment or a prompt, never from a flag)"
     )
     how = sign_in.add_mutually_exclusive_group()
-    how.add_argument(
-        "--username",
-        help=f"sign in as this person (USER_PASSWORD_AUTH); password from {PASSWORD_ENV} or a prompt",
-    )
+    how.add_argument("--username", help=f"sign in as this person; password from {PASSWORD_ENV} or a prompt")
     how.add_argument(
         "--client-credentials",
         action="store_true",
         help=f"sign in as a system (OAuth client_credentials); secret from {CLIENT_SECRET_ENV} or a prompt",
+    )
+    sign_in.add_argument(
+        "--auth-flow",
+        choices=["srp", "password"],
+        default="srp",
+        help="how --username signs in: srp (USER_SRP_AUTH, the password never leaves this machine; the "
+        "public app client's flow) or password (USER_PASSWORD_AUTH, if the app client allows it)",
     )
     sign_in.add_argument("--scope", help="OAuth scopes to ask for with --client-credentials (default: all)")
     parser.add_argument(
