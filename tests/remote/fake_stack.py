@@ -105,6 +105,8 @@ class FakeStack:
     posted_forms: list[list[str]] = field(default_factory=list)
     assessments: dict[str, AssessmentView] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
+    # (method, status) answered to the next matching API requests before any is routed: a flaky gateway.
+    flaky: list[tuple[str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.s3 = boto3.client(
@@ -182,6 +184,8 @@ class FakeStack:
             names = re.findall(rb'Content-Disposition: form-data; name="([^"]+)"', body)
             self.posted_forms.append([name.decode() for name in names])
             return 204, {}
+        if self.flaky and self.flaky[0][0] == method and path.startswith("/prod/"):
+            return self.flaky.pop(0)[1], {"message": "Service Unavailable"}
         bearer = str(headers.get("Authorization", "")).removeprefix("Bearer ")
         self.tokens_seen.append(bearer)
         if not self.accepts_token(bearer):

@@ -203,6 +203,27 @@ def test_the_exit_code_follows_the_final_status_as_assess_does(
     assert final.value in out
 
 
+def test_a_flaky_gateway_is_retried_for_reads_but_a_create_is_never_sent_twice(
+    s3_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VDA_CLIENT_SECRET", SYSTEM_CLIENT_SECRET)
+    # Two 503s on a GET: urllib3 retries them and the run completes.
+    reads = FakeStack(s3_url, flaky=[("GET", 503), ("GET", 503)])
+    with serve(reads) as api:
+        code, _, err = run_cli(capsys, "submit", "--vin", VIN, *system_args(api), str(PHOTOS[0]))
+    assert code == 0, err
+    assert reads.flaky == []
+
+    # A 503 on the create may have created it: the client reports it rather than creating a second one.
+    creates = FakeStack(s3_url, flaky=[("POST", 503)])
+    with serve(creates) as api:
+        code, _, err = run_cli(capsys, "submit", "--vin", VIN, *system_args(api), str(PHOTOS[0]))
+    assert code == 3
+    assert "POST assessments answered 503: Service Unavailable" in err
+    assert creates.requests.count(("POST", "/prod/assessments")) == 1
+    assert creates.assessments == {}
+
+
 def test_a_wrong_client_secret_is_refused_without_echoing_it(
     stack: FakeStack, api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
