@@ -394,3 +394,40 @@ def test_smoke_needs_the_stack_name(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_description_generator_marks_bedrock() -> None:
     # The end-to-end check relies on this prefix: the describer's own generator name.
     assert BEDROCK_GENERATOR.startswith("bedrock:")
+
+
+def test_the_command_wiring_reads_the_stack_and_submits_the_three_sample_photos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fakes = {"cloudformation": FakeCloudFormation(), "lambda": FakeLambda()}
+    monkeypatch.setattr(commands, "_aws_client", lambda service, region: fakes[service])
+    submitted: dict[str, Any] = {}
+
+    def fake_submit(args: Any, request: Any, photos: Any, environ: Any, outputs: Any) -> AssessmentView:
+        submitted.update(request=request, photos=photos, outputs=outputs)
+        raise RemoteError("stopped here")
+
+    monkeypatch.setattr(commands, "submit_from_args", fake_submit)
+    args = commands_parser_args(
+        "smoke", "--stack", STACK, "--region", REGION, "--api-url", "http://127.0.0.1:1/x/"
+    )
+
+    targets, services = commands.smoke_from_args(args, environ={})
+    with pytest.raises(RemoteError):
+        services.submit()
+
+    assert targets.table_name == TABLE and targets.region == REGION
+    assert submitted["outputs"].api_url == "http://127.0.0.1:1/x/"  # the flag over the ApiUrl output
+    assert [p.name for p in submitted["photos"]] == [
+        "0003_JPEG.jpg",
+        "0303_JPEG.jpg",
+        "red_44070187_5e5a50b675_b.jpg",
+    ]
+    assert all(p.is_file() for p in submitted["photos"])
+    assert submitted["request"].vin == "1HGCM82633A004352"
+
+
+def commands_parser_args(*argv: str) -> Any:
+    from vehicle_assessment.cli import build_parser
+
+    return build_parser().parse_args(list(argv))

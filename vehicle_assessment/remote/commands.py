@@ -122,11 +122,12 @@ def submit_from_args(
     request: CreateAssessmentRequest,
     photo_paths: Sequence[Path],
     environ: Mapping[str, str] | None = None,
+    outputs: StackOutputs | None = None,
 ) -> AssessmentView:
     """`submit`: raises RemoteError (BadPhoto, ApiError, AuthError, WaitTimedOut are ones)."""
     environ = os.environ if environ is None else environ
     photos = [read_photo(path) for path in photo_paths]  # refuse a bad photo before signing in
-    outputs = stack_outputs(args, environ)
+    outputs = outputs or stack_outputs(args, environ)
     api = ApiClient(
         outputs.require("api_url", "--api-url"),
         token_provider(args, outputs, environ),
@@ -162,8 +163,18 @@ def smoke_from_args(
 
         return OpenSearchReferenceIndex.from_settings(settings, region, identity)
 
+    # The outputs already read, with any flag in place of its output; the password or secret is
+    # asked for when the end-to-end check signs in.
+    outputs = targets.outputs.overridden(
+        api_url=args.api_url,
+        user_pool_id=args.user_pool_id,
+        user_pool_client_id=args.user_pool_client_id,
+        integration_client_id=args.integration_client_id,
+        cognito_domain=args.cognito_domain,
+    )
+
     def submit() -> AssessmentView:
         request = CreateAssessmentRequest(vin=PROBE_VIN, color="silver", mileage=120_000)
-        return submit_from_args(args, request, smoke_photos(), environ)
+        return submit_from_args(args, request, smoke_photos(), environ, outputs)
 
     return targets, SmokeServices(client=client, open_index=open_index, submit=submit)
