@@ -8,7 +8,7 @@ DEMO_DIR := demo-output
 DEMO_ENV := HF_HUB_OFFLINE=1 VDA_DATA_DIR=$(DEMO_DIR) VDA_ENCODER__FALLBACK_UNTRAINED_MODEL=ViT-B-32
 DEMO_VIN := 1FTMW1T88MFA00001
 
-.PHONY: venv demo test test-fast lint clean synth container-test
+.PHONY: venv demo test test-fast lint clean synth container-test smoke smoke-needs-stack
 
 # The demo needs only the runtime; the tests add the AWS SDK, moto, the CDK and linters.
 $(VENV)/.runtime: requirements.txt pyproject.toml
@@ -48,6 +48,16 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# After `cdk deploy`: each service checked once, then the sample photos submitted end to end (README
+# "After a deploy: the smoke test"). Signs in as a system: VDA_CLIENT_SECRET=... make smoke STACK=name;
+# SMOKE_SIGN_IN="--username ana" signs in as a person instead (VDA_PASSWORD or a prompt).
+SMOKE_SIGN_IN ?= --client-credentials
+smoke: smoke-needs-stack $(VENV)/.dev
+	$(VENV)/bin/vehicle-assessment smoke --stack $(STACK) $(if $(REGION),--region $(REGION)) $(SMOKE_SIGN_IN)
+
+smoke-needs-stack:
+	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name> [REGION=<region>]" >&2; exit 2; }
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache cdk.out .container-test

@@ -26,6 +26,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "adapters.aws": ("adapters.aws",),
     "pipeline": ("pipeline", "indexing", "report"),
     "aws_runtime": ("aws_runtime",),
+    # Clients of a deployed stack (`submit`, `smoke`): they speak the API's models and probe the adapters.
+    "remote": ("remote",),
     # Entry points and the local composition root: they may wire any adapter into the pipeline.
     "entry": ("cli", "architecture", "evaluation", "adapters.local.wiring"),
 }
@@ -40,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "adapters.aws": {"domain", "ports", "settings", "adapters.common"},
     "pipeline": {"domain", "ports", "settings"},
     "aws_runtime": {"domain", "ports", "settings", "adapters.common", "adapters.aws", "pipeline"},
+    "remote": {"domain", "ports", "settings", "adapters.aws", "aws_runtime"},
     "entry": {
         "domain",
         "ports",
@@ -49,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
         "adapters.aws",
         "pipeline",
         "aws_runtime",
+        "remote",
     },
 }
 

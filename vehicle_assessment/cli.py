@@ -5,6 +5,7 @@ Exit codes: 0 success; 2 bad input (usage, VIN, photo files, labels); 3 environm
 or not ours); 4 the assessment ran and FAILED
 (it is stored with the step and reason; see `show ID`); 5 the assessment ran but no photo could
 be assessed (all rejected or copies): it is stored as NEEDS_PHOTOS, with no damage figure;
+6 `submit` stopped waiting (the assessment goes on in the cloud), or `smoke` found a failure;
 130 interrupted (Ctrl-C).
 """
 
@@ -37,11 +38,14 @@ from vehicle_assessment.ports import (
     StateFileUnusable,
     WritableReferenceIndex,
 )
+from vehicle_assessment.remote.errors import RemoteError
+from vehicle_assessment.remote.options import add_stack_arguments
 from vehicle_assessment.report import render_assessment, render_list
 from vehicle_assessment.settings import LocalSettings
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_READY, EXIT_FAILED = 0, 2, 3, 4
 EXIT_NEEDS_PHOTOS = 5
+EXIT_REMOTE_UNFINISHED = 6
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 DEFAULT_LIST_LIMIT = 50
@@ -65,9 +69,12 @@ EPILOG = f"""exit codes:
   {EXIT_BAD_INPUT:<4} bad input (usage, VIN, photo files, labels, a value out of its bounds)
   {EXIT_NOT_READY:<4} environment not ready (weights missing, index empty or built by another encoder,
        a state file under --data-dir damaged or not ours)
-  {EXIT_FAILED:<4} the assessment ran and FAILED (stored with the step and reason; see `show ID`)
+  {EXIT_FAILED:<4} the assessment ran and FAILED (stored with the step and reason; see `show ID`);
+       `submit`: also INCOMPLETE (not every photo arrived in time)
   {EXIT_NEEDS_PHOTOS:<4} the assessment ran but no photo could be assessed (all rejected or copies):
        stored as NEEDS_PHOTOS with no damage figure; take new photos
+  {EXIT_REMOTE_UNFINISHED:<4} `submit`: still running when --timeout passed (it goes on in the cloud);
+       `smoke`: a check FAILED (see the table)
   {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C); `index build` keeps what it finished and resumes on rerun
 
 limits:
@@ -224,6 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--json", action="store_true", help="print {vin, assessments, next_token} as JSON (records in full)"
     )
+
+    submit = _add_command(
+        commands,
+        "submit",
+        "run one assessment on a deployed stack as a yard app does: sign in, create, upload, wait",
+    )
+    submit.add_argument("--vin", required=True, help="the 17-character vehicle identification number")
+    submit.add_argument("--color", help=f"paint colour: {_INPUT_BOUNDS['color']}")
+    submit.add_argument("--mileage", type=_miles, help=f"odometer: {_INPUT_BOUNDS['mileage']}")
+    submit.add_argument(
+        "--estimate", type=_usd_amount, help=f"your undamaged value estimate: {_INPUT_BOUNDS['estimate_usd']}"
+    )
+    submit.add_argument("--json", action="store_true", help="print the final record as JSON")
+    submit.add_argument("photos", nargs="+", type=Path, help="photo files (JPEG, PNG or WebP)")
+    add_stack_arguments(submit)
+
+    smoke = _add_command(
+        commands,
+        "smoke",
+        "after a deploy: check each service once, then submit the sample photos end to end",
+    )
+    add_stack_arguments(smoke)
 
     evaluate = _add_command(
         commands, "evaluate", "leave-one-out evaluation of the reference index (metrics, report, plots)"
@@ -396,10 +425,22 @@ def cmd_assess(args: argparse.Namespace, settings: LocalSettings) -> int:
     for warning in getattr(ports.encoder, "warnings", []):
         print(f"WARNING: {warning}", file=sys.stderr)
     assessment = AssessmentRunner(ports, settings.rules).assess(inputs, uploads)
-    if args.json:
+    return _report_outcome(assessment, args.json, settings.objects_dir)
+
+
+def _report_outcome(assessment: Assessment, as_json: bool, objects_dir: Path | None) -> int:
+    """Print a finished assessment; its exit code (`assess` and `submit` alike)."""
+    if as_json:
         _emit_json(_assessment_json(assessment))
     else:
-        print(render_assessment(assessment, settings.objects_dir))
+        print(render_assessment(assessment, objects_dir))
+    if assessment.status == AssessmentStatus.INCOMPLETE:
+        print(
+            f"INCOMPLETE: not every photo arrived before the upload window closed "
+            f"(assessment {assessment.assessment_id}); submit again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if assessment.status == AssessmentStatus.FAILED:
         return EXIT_FAILED
     if assessment.status == AssessmentStatus.NEEDS_PHOTOS:
@@ -410,6 +451,30 @@ def cmd_assess(args: argparse.Namespace, settings: LocalSettings) -> int:
         )
         return EXIT_NEEDS_PHOTOS
     return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest
+    from vehicle_assessment.remote.commands import submit_from_args
+
+    try:
+        request = CreateAssessmentRequest(
+            vin=args.vin, color=args.color, mileage=args.mileage, estimate_usd=args.estimate
+        )
+        AssessmentInputs(vin=args.vin, color=args.color, mileage=args.mileage, estimate_usd=args.estimate)
+    except ValidationError as exc:
+        raise CliError(_input_error(exc), EXIT_BAD_INPUT) from exc
+    check_vin(request.vin, date.today())  # refuse a bad VIN before signing in
+    return _report_outcome(submit_from_args(args, request, args.photos), args.json, None)
+
+
+def cmd_smoke(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from vehicle_assessment.remote.commands import smoke_from_args
+    from vehicle_assessment.remote.smoke import passed, render_table, run_smoke
+
+    results = run_smoke(*smoke_from_args(args))
+    print(render_table(results))
+    return EXIT_OK if passed(results) else EXIT_REMOTE_UNFINISHED
 
 
 def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
@@ -496,6 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "show": cmd_show,
         "list": cmd_list,
         "evaluate": cmd_evaluate,
+        "submit": cmd_submit,
+        "smoke": cmd_smoke,
     }
     try:
         settings = settings_from_args(args)
@@ -512,9 +579,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EncoderUnavailable, IndexMismatch, StateFileUnusable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_READY
+    except RemoteError as exc:
+        return _remote_error(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _remote_error(exc: RemoteError) -> int:
+    from vehicle_assessment.remote.client import ApiError
+    from vehicle_assessment.remote.submit import BadPhoto, WaitTimedOut
+
+    print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, WaitTimedOut):
+        return EXIT_REMOTE_UNFINISHED
+    if isinstance(exc, BadPhoto) or (isinstance(exc, ApiError) and exc.status in (400, 404, 413, 422)):
+        return EXIT_BAD_INPUT
+    return EXIT_NOT_READY  # the stack, Cognito or the API could not be used
 
 
 if __name__ == "__main__":
