@@ -174,6 +174,17 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's line breaks (the exit-code and limits tables)."""
 
 
+def _add_vehicle_inputs(parser: argparse.ArgumentParser) -> None:
+    """What the yard says about the vehicle, and its photos: the same for `assess` and `submit`."""
+    parser.add_argument("--vin", required=True, help="the 17-character vehicle identification number")
+    parser.add_argument("--color", help=f"paint colour, spoken in the audio: {_INPUT_BOUNDS['color']}")
+    parser.add_argument("--mileage", type=_miles, help=f"odometer: {_INPUT_BOUNDS['mileage']}")
+    parser.add_argument(
+        "--estimate", type=_usd_amount, help=f"your undamaged value estimate: {_INPUT_BOUNDS['estimate_usd']}"
+    )
+    parser.add_argument("photos", nargs="+", type=Path, help="photo files (JPEG, PNG or WebP)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vehicle-assessment",
@@ -206,14 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     assess = _add_command(commands, "assess", "assess a vehicle from its photos")
-    assess.add_argument("--vin", required=True, help="the 17-character vehicle identification number")
-    assess.add_argument("--color", help=f"paint colour, spoken in the audio: {_INPUT_BOUNDS['color']}")
-    assess.add_argument("--mileage", type=_miles, help=f"odometer: {_INPUT_BOUNDS['mileage']}")
-    assess.add_argument(
-        "--estimate", type=_usd_amount, help=f"your undamaged value estimate: {_INPUT_BOUNDS['estimate_usd']}"
-    )
+    _add_vehicle_inputs(assess)
     assess.add_argument("--json", action="store_true", help="print the stored record as JSON")
-    assess.add_argument("photos", nargs="+", type=Path, help="photo files (JPEG, PNG or WebP)")
 
     show = _add_command(commands, "show", "print a stored assessment")
     show.add_argument("assessment_id", help="the id `assess` or `list` printed")
@@ -237,14 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         "submit",
         "run one assessment on a deployed stack as a yard app does: sign in, create, upload, wait",
     )
-    submit.add_argument("--vin", required=True, help="the 17-character vehicle identification number")
-    submit.add_argument("--color", help=f"paint colour: {_INPUT_BOUNDS['color']}")
-    submit.add_argument("--mileage", type=_miles, help=f"odometer: {_INPUT_BOUNDS['mileage']}")
-    submit.add_argument(
-        "--estimate", type=_usd_amount, help=f"your undamaged value estimate: {_INPUT_BOUNDS['estimate_usd']}"
-    )
+    _add_vehicle_inputs(submit)
     submit.add_argument("--json", action="store_true", help="print the final record as JSON")
-    submit.add_argument("photos", nargs="+", type=Path, help="photo files (JPEG, PNG or WebP)")
     add_stack_arguments(submit)
 
     smoke = _add_command(
