@@ -290,8 +290,7 @@ def build_package(
     if bad:
         raise RuntimeError(f"the {package} Lambda package must not contain {bad}: check {requirements.name}")
     layer = sdk_pins(repo_root)
-    # /var/task comes before /opt/python: a copy here would replace the layer's pinned one.
-    shadowing = sorted(set(installed_distributions(out)) & set(layer))
+    shadowing = shadowing_the_layer(out, layer)
     if shadowing:
         raise RuntimeError(
             f"the {package} Lambda package must not contain {shadowing}: the SDK layer provides them "
@@ -302,6 +301,12 @@ def build_package(
         raise RuntimeError(f"functions/{requirements.name} is incomplete: " + "; ".join(unmet))
     _check_size(f"the {package} Lambda package", package_size(out))
     return out
+
+
+def shadowing_the_layer(path: Path, layer: dict[str, str]) -> list[str]:
+    """The layer's distributions that a function package also carries: /var/task comes before
+    /opt/python, so each would replace the layer's pinned copy (and could break the SDK's)."""
+    return sorted(set(installed_distributions(path)) & set(layer))
 
 
 def build_layer(out: Path, architecture: str | None = "arm64", repo_root: Path = REPO_ROOT) -> Path:

@@ -32,7 +32,13 @@ from infra.bundling import (
     requirements_file,
     zipped_size,
 )
-from infra.lambda_package import LAYER_PYTHON_DIR, installed_distributions, sdk_pins
+from infra.lambda_package import (
+    LAYER_PYTHON_DIR,
+    installed_distributions,
+    sdk_pins,
+    shadowing_the_layer,
+    unmet_requirements,
+)
 from vehicle_assessment.domain.limits import LAMBDA_PACKAGE_ZIPPED_TARGET_MIB
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,6 +137,33 @@ def lambda_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
         source = origin.parent if origin.name == "__init__.py" else origin
         (runtime / source.name).symlink_to(source, target_is_directory=source.is_dir())
     return runtime
+
+
+def _fake_distribution(target: Path, name: str, version: str, *requires: str) -> None:
+    info = target / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {requirement}" for requirement in requires]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+
+
+def test_a_function_package_with_an_sdk_distribution_shadows_the_layer(tmp_path: Path) -> None:
+    layer = sdk_pins()
+    assert {"boto3", "botocore", "s3transfer", "urllib3"} <= set(layer)
+    _fake_distribution(tmp_path, "requests", "2.34.2", "urllib3<3,>=1.21.1")
+    assert shadowing_the_layer(tmp_path, layer) == []
+    _fake_distribution(tmp_path, "boto3", layer["boto3"])
+    assert shadowing_the_layer(tmp_path, layer) == ["boto3"]
+
+
+def test_what_the_layer_pins_counts_as_provided_to_a_function_package(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "aws-xray-sdk", "2.15.0", "botocore>=1.11.3", "wrapt")
+    _fake_distribution(tmp_path, "wrapt", "2.5.2")
+    assert unmet_requirements(tmp_path) == ["aws-xray-sdk requires botocore>=1.11.3: not pinned"]
+    assert unmet_requirements(tmp_path, provided=sdk_pins()) == []
+    assert unmet_requirements(tmp_path, provided={"botocore": "1.0.0"}) == [
+        "aws-xray-sdk requires botocore>=1.11.3: 1.0.0 is pinned"
+    ]
 
 
 @pytest.mark.slow
