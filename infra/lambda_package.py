@@ -1,19 +1,27 @@
-"""The two Lambda packages, built with pip alone (no CDK, no Docker): infra/bundling.py, the bundle
-test and scripts/benchmark.py all build them through ``build_package``.
+"""The two Lambda packages and the SDK layer, built with pip alone (no CDK, no Docker):
+infra/bundling.py, the bundle test and scripts/benchmark.py all build them through ``build_package``
+and ``build_layer``.
 
 ``light``  every function but analyse-photo: the ``functions`` handlers, the ``vehicle_assessment``
-           package and ``functions/requirements.txt`` (Powertools, pydantic, requests, X-Ray SDK, and
-           the AWS SDK: boto3/botocore/s3transfer).
+           package and ``functions/requirements.txt`` (Powertools, pydantic, requests, X-Ray SDK).
 ``photo``  analyse-photo and the AOSS index custom resource: the same sources plus ``infra_lambda``
            and ``functions/requirements-photo.txt`` (the light set + numpy, pillow, opensearch-py).
+``sdk``    the layer every function carries: ``functions/requirements-sdk.txt`` (boto3, botocore,
+           s3transfer and their dependencies) under ``python/``, the directory Lambda puts on the
+           Python path (https://docs.aws.amazon.com/lambda/latest/dg/packaging-layers.html, "Layer
+           paths for each Lambda runtime").
 
-Both requirement files are lock files installed with ``pip install --no-deps``: what is listed is
-exactly what is bundled, the AWS SDK included. The Lambda Python runtime ships its own boto3, but
-its version differs by region and changes under a deployed function; the bundled copy wins, since
-the runtime searches /var/task first and a bundled runtime-included library takes precedence
+Every requirement file is a lock file installed with ``pip install --no-deps``: what is listed is
+exactly what is bundled. The Lambda Python runtime ships its own boto3, but its version differs by
+region and changes under a deployed function; the layer's copy wins, since the search path is
+/var/task (the function package), then the layer's /opt/python, then the runtime's libraries
+(/var/runtime, /var/lang/lib/python3.x/site-packages): "Libraries in function layers therefore have
+precedence over versions included in the runtime", and "dependencies in your deployment package
+also have precedence over dependencies in layers"
 (https://docs.aws.amazon.com/lambda/latest/dg/python-package.html, "Dependency search path and
-runtime-included libraries"). ``unmet_requirements`` fails the build when a bundled distribution
-needs anything that is not pinned.
+runtime-included libraries"). So a function package must carry NO distribution of the layer (it
+would shadow the pinned one): ``build_package`` fails when one gets in. ``unmet_requirements`` fails
+the build when a distribution needs anything that is neither pinned in the package nor in the layer.
 """
 
 from __future__ import annotations
@@ -39,8 +47,12 @@ LAMBDA_PYTHON = "3.12"
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 # These must never reach a Lambda: only local mode and the endpoint container embed images.
 FORBIDDEN_PACKAGES = ("torch", "torchvision", "open_clip", "open_clip_torch", "triton", "nvidia")
-# The AWS SDK, pinned in functions/requirements.txt and bundled (not the runtime's copy).
+# The AWS SDK, pinned in functions/requirements-sdk.txt and shipped in the layer (not the runtime's copy).
 PINNED_SDK = ("boto3", "botocore", "s3transfer")
+SDK_LAYER = "sdk"
+SDK_REQUIREMENTS = "requirements-sdk.txt"  # under functions/
+# Lambda extracts a layer to /opt; /opt/python is on a Python function's path (packaging-layers.html).
+LAYER_PYTHON_DIR = "python"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
 # Never imported at run time: test suites (numpy's alone: 8 MB unzipped) and type stubs, removed
 # from the installed wheels (never from our sources), and pip's console scripts (bin/, whose shebang
@@ -79,7 +91,28 @@ PACKAGES = {
 
 
 def requirements_file(package: str = LIGHT, repo_root: Path = REPO_ROOT) -> Path:
-    return repo_root / "functions" / PACKAGES[package].requirements
+    name = SDK_REQUIREMENTS if package == SDK_LAYER else PACKAGES[package].requirements
+    return repo_root / "functions" / name
+
+
+def lock_file_pins(path: Path) -> dict[str, str]:
+    """``{canonical name: version}`` of a lock file's ``name==version`` lines (``-r`` lines skipped)."""
+    pins: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        requirement = Requirement(line)
+        versions = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if len(versions) != 1:
+            raise ValueError(f"{path.name}: {line!r} is not an exact pin (name==version)")
+        pins[canonicalize_name(requirement.name)] = versions[0]
+    return pins
+
+
+def sdk_pins(repo_root: Path = REPO_ROOT) -> dict[str, str]:
+    """What the SDK layer provides to every function: the pins of functions/requirements-sdk.txt."""
+    return lock_file_pins(requirements_file(SDK_LAYER, repo_root))
 
 
 @functools.lru_cache(maxsize=8)
@@ -92,11 +125,21 @@ def stage_sources(package: str = LIGHT, repo_root: Path = REPO_ROOT) -> Path:
     spec = PACKAGES[package]
     staging = Path(tempfile.mkdtemp(prefix=f"vda-lambda-{package}-"))
     atexit.register(shutil.rmtree, staging, True)
-    # The light package leaves the photo pins out: changing them must not redeploy nine functions.
+    # The light package leaves the photo pins out: changing them must not redeploy nine functions;
+    # neither package carries the SDK pins (the layer's asset does).
     photo_only = () if package == PHOTO else (PACKAGES[PHOTO].requirements,)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", *photo_only)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", SDK_REQUIREMENTS, *photo_only)
     for source, target in spec.sources:
         shutil.copytree(repo_root / source, staging / target, ignore=ignore)
+    return staging
+
+
+@functools.lru_cache(maxsize=2)
+def stage_layer_sources(repo_root: Path = REPO_ROOT) -> Path:
+    """The SDK layer's asset directory: its lock file alone, so the layer's hash follows the pins only."""
+    staging = Path(tempfile.mkdtemp(prefix="vda-lambda-sdk-"))
+    atexit.register(shutil.rmtree, staging, True)
+    shutil.copy2(requirements_file(SDK_LAYER, repo_root), staging / SDK_REQUIREMENTS)
     return staging
 
 
@@ -193,16 +236,24 @@ def _marker_environment(architecture: str | None) -> dict[str, str]:
     }
 
 
-def unmet_requirements(path: Path, architecture: str | None = "arm64") -> list[str]:
-    """What the distributions in ``path`` require but neither the package nor the runtime provides.
+def installed_distributions(path: Path) -> dict[str, str]:
+    """``{canonical name: version}`` of the distributions installed in a ``pip --target`` directory."""
+    return {
+        canonicalize_name(dist.metadata["Name"]): dist.version
+        for dist in importlib.metadata.distributions(path=[str(path)])
+    }
+
+
+def unmet_requirements(
+    path: Path, architecture: str | None = "arm64", provided: dict[str, str] | None = None
+) -> list[str]:
+    """What the distributions in ``path`` require but neither ``path`` nor ``provided`` (the layer's
+    pins, for a function package) has.
 
     ``pip install --no-deps`` installs a lock file as it is, so a missing pin would only show as an
     ImportError once deployed; this is ``pip check`` for a ``--target`` directory.
     """
-    installed = {
-        canonicalize_name(dist.metadata["Name"]): dist.version
-        for dist in importlib.metadata.distributions(path=[str(path)])
-    }
+    installed = {**(provided or {}), **installed_distributions(path)}
     environment = _marker_environment(architecture)
     problems = []
     for dist in importlib.metadata.distributions(path=[str(path)]):
@@ -238,12 +289,48 @@ def build_package(
     bad = forbidden_in(out)
     if bad:
         raise RuntimeError(f"the {package} Lambda package must not contain {bad}: check {requirements.name}")
-    unmet = unmet_requirements(out, architecture)
+    layer = sdk_pins(repo_root)
+    shadowing = shadowing_the_layer(out, layer)
+    if shadowing:
+        raise RuntimeError(
+            f"the {package} Lambda package must not contain {shadowing}: the SDK layer provides them "
+            f"(functions/{SDK_REQUIREMENTS}); remove them from {requirements.name}"
+        )
+    unmet = unmet_requirements(out, architecture, provided=layer)
     if unmet:
         raise RuntimeError(f"functions/{requirements.name} is incomplete: " + "; ".join(unmet))
-    size = package_size(out)
-    if size > MAX_UNZIPPED_BYTES:
-        raise RuntimeError(
-            f"the {package} Lambda package is {size / 1e6:.1f} MB, over Lambda's 250 MB unzipped limit"
-        )
+    _check_size(f"the {package} Lambda package", package_size(out))
     return out
+
+
+def shadowing_the_layer(path: Path, layer: dict[str, str]) -> list[str]:
+    """The layer's distributions that a function package also carries: /var/task comes before
+    /opt/python, so each would replace the layer's pinned copy (and could break the SDK's)."""
+    return sorted(set(installed_distributions(path)) & set(layer))
+
+
+def build_layer(out: Path, architecture: str | None = "arm64", repo_root: Path = REPO_ROOT) -> Path:
+    """The SDK layer's content in ``out``: the pinned wheels under ``out/python``, nothing else.
+
+    Raises when the layer would be broken (a pin missing, the SDK absent) or too big for Lambda.
+    """
+    requirements = stage_layer_sources(repo_root) / SDK_REQUIREMENTS
+    site = out / LAYER_PYTHON_DIR
+    subprocess.run(pip_command(requirements, site, architecture), check=True)
+    prune(site)
+    bad = forbidden_in(site)
+    if bad:
+        raise RuntimeError(f"the SDK layer must not contain {bad}: check {SDK_REQUIREMENTS}")
+    missing = [name for name in PINNED_SDK if name not in installed_distributions(site)]
+    if missing:
+        raise RuntimeError(f"functions/{SDK_REQUIREMENTS} must pin {missing}: the layer is the SDK")
+    unmet = unmet_requirements(site, architecture)
+    if unmet:
+        raise RuntimeError(f"functions/{SDK_REQUIREMENTS} is incomplete: " + "; ".join(unmet))
+    _check_size("the SDK layer", package_size(out))
+    return out
+
+
+def _check_size(what: str, size: int) -> None:
+    if size > MAX_UNZIPPED_BYTES:
+        raise RuntimeError(f"{what} is {size / 1e6:.1f} MB, over Lambda's 250 MB unzipped limit")

@@ -13,10 +13,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
+from infra.bundling import RUNTIME, sdk_layer
 from infra.config import LOG_RETENTION_NAMES, InfraConfig
 from vehicle_assessment.adapters.aws.dynamodb import TABLE_ACCESS
 
-RUNTIME = lambda_.Runtime.PYTHON_3_12
 METRICS_NAMESPACE = "VehicleAssessment"
 
 
@@ -82,6 +82,8 @@ class PipelineFunction(Construct):
             if config.lambda_architecture == "arm64"
             else lambda_.Architecture.X86_64,
             code=code,
+            # The pinned AWS SDK: one layer for every function (infra/bundling.py), never the runtime's.
+            layers=[sdk_layer(self, config.bundling, config.lambda_architecture)],
             handler=spec.handler,
             description=spec.description,
             timeout=spec.timeout,

@@ -1,10 +1,11 @@
-"""The REAL Lambda packages, built with pip as a synth builds them.
+"""The REAL Lambda packages and SDK layer, built with pip as a synth builds them.
 
-For Lambda's platform (arm64, Python 3.12): each within Lambda's limit, no torch, the pinned AWS SDK
-bundled, numpy/PIL in the photo package only; sizes printed unzipped and zipped. For this machine's
-platform: every handler imports from its package alone, with what the Lambda runtime ships (boto3,
-botocore and their dependencies) behind it, and the SDK comes from the package, never the runtime,
-so a missing pin fails here and not once deployed.
+For Lambda's platform (arm64, Python 3.12): each function package within the P4 target (zipped) and
+free of the AWS SDK, the layer holding the pinned SDK under python/, the biggest function and the layer
+within Lambda's unzipped limit, no torch, numpy/PIL in the photo package only; sizes printed. For this
+machine's platform: every handler imports from its package, then the layer, then what the Lambda
+runtime ships (boto3, botocore and their dependencies) — Lambda's own search order — and the SDK
+comes from the layer, never the runtime, so a missing pin fails here and not once deployed.
 """
 
 from __future__ import annotations
@@ -23,12 +24,22 @@ from infra.bundling import (
     LIGHT,
     MAX_UNZIPPED_BYTES,
     PHOTO,
+    SDK_LAYER,
+    build_layer,
     build_package,
     forbidden_in,
     package_size,
     requirements_file,
     zipped_size,
 )
+from infra.lambda_package import (
+    LAYER_PYTHON_DIR,
+    installed_distributions,
+    sdk_pins,
+    shadowing_the_layer,
+    unmet_requirements,
+)
+from vehicle_assessment.domain.limits import LAMBDA_PACKAGE_ZIPPED_TARGET_MIB
 
 REPO = Path(__file__).resolve().parents[2]
 # What Lambda's Python runtime has on its path (boto3 and its dependencies), next to /var/task.
@@ -36,11 +47,13 @@ RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "dateutil", "jmespath", "s
 SDK = ("boto3", "botocore", "s3transfer")
 PHOTO_ONLY = ("numpy", "PIL", "opensearchpy")
 
-# Run with `python -I -S`: no site-packages, only the package and the runtime's modules.
+# Run with `python -I -S`: no site-packages, only the package, the layer's python/ and the runtime's
+# modules, in Lambda's order (/var/task, /opt/python, then the runtime's libraries:
+# https://docs.aws.amazon.com/lambda/latest/dg/python-package.html#python-package-searchpath).
 _IMPORT_PROBE = """
 import importlib, importlib.util, json, sys
-modules, package, runtime = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-sys.path[:0] = [package, runtime]
+modules, package, layer, runtime = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+sys.path[:0] = [package, layer, runtime]
 failed = {}
 for name in modules:
     try:
@@ -49,7 +62,9 @@ for name in modules:
         failed[name] = f"{type(exc).__name__}: {exc}"
 found = {m: importlib.util.find_spec(m) is not None for m in ("numpy", "PIL", "opensearchpy")}
 origins = {
-    m: sys.modules[m].__file__ for m in ("pydantic_core", "requests", "boto3", "botocore") if m in sys.modules
+    m: sys.modules[m].__file__
+    for m in ("pydantic_core", "requests", "boto3", "botocore", "s3transfer", "urllib3", "dateutil")
+    if m in sys.modules
 }
 print(json.dumps({"failed": failed, "found": found, "origins": origins}))
 """
@@ -94,18 +109,21 @@ def mib(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MiB"
 
 
+def _build_all(root: Path, architecture: str | None) -> dict[str, Path]:
+    with network():
+        packages = {name: build_package(name, root / name, architecture) for name in (LIGHT, PHOTO)}
+        return {**packages, SDK_LAYER: build_layer(root / SDK_LAYER, architecture)}
+
+
 @pytest.fixture(scope="module")
 def lambda_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("lambda-arm64")
-    with network():
-        return {name: build_package(name, root / name, "arm64") for name in (LIGHT, PHOTO)}
+    """The light and photo packages and the SDK layer (its content under python/), for arm64."""
+    return _build_all(tmp_path_factory.mktemp("lambda-arm64"), "arm64")
 
 
 @pytest.fixture(scope="module")
 def host_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("lambda-host")
-    with network():
-        return {name: build_package(name, root / name, None) for name in (LIGHT, PHOTO)}
+    return _build_all(tmp_path_factory.mktemp("lambda-host"), None)
 
 
 @pytest.fixture(scope="module")
@@ -121,36 +139,80 @@ def lambda_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return runtime
 
 
+def _fake_distribution(target: Path, name: str, version: str, *requires: str) -> None:
+    info = target / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {requirement}" for requirement in requires]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+
+
+def test_a_function_package_with_an_sdk_distribution_shadows_the_layer(tmp_path: Path) -> None:
+    layer = sdk_pins()
+    assert {"boto3", "botocore", "s3transfer", "urllib3"} <= set(layer)
+    _fake_distribution(tmp_path, "requests", "2.34.2", "urllib3<3,>=1.21.1")
+    assert shadowing_the_layer(tmp_path, layer) == []
+    _fake_distribution(tmp_path, "boto3", layer["boto3"])
+    assert shadowing_the_layer(tmp_path, layer) == ["boto3"]
+
+
+def test_what_the_layer_pins_counts_as_provided_to_a_function_package(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "aws-xray-sdk", "2.15.0", "botocore>=1.11.3", "wrapt")
+    _fake_distribution(tmp_path, "wrapt", "2.5.2")
+    assert unmet_requirements(tmp_path) == ["aws-xray-sdk requires botocore>=1.11.3: not pinned"]
+    assert unmet_requirements(tmp_path, provided=sdk_pins()) == []
+    assert unmet_requirements(tmp_path, provided={"botocore": "1.0.0"}) == [
+        "aws-xray-sdk requires botocore>=1.11.3: 1.0.0 is pinned"
+    ]
+
+
 @pytest.mark.slow
-def test_real_packages_fit_lambda_without_torch_and_carry_the_pinned_sdk(lambda_packages, capsys) -> None:
+def test_real_packages_fit_lambda_without_torch_and_the_layer_carries_the_pinned_sdk(
+    lambda_packages, capsys
+) -> None:
     assert requirements_file(LIGHT).is_file() and requirements_file(PHOTO).is_file()
+    assert requirements_file(SDK_LAYER).is_file()
     sizes = {name: (package_size(path), zipped_size(path)) for name, path in lambda_packages.items()}
+    functions = {name: path for name, path in lambda_packages.items() if name != SDK_LAYER}
+    biggest = max(functions, key=lambda name: sizes[name][0])
+    combined = sizes[biggest][0] + sizes[SDK_LAYER][0]
     with capsys.disabled():
         print()
         for name, (unzipped, zipped) in sizes.items():
-            print(
-                f"Lambda package {name} (arm64): {mib(unzipped)} unzipped, {mib(zipped)} zipped "
-                f"(limit {MAX_UNZIPPED_BYTES / 2**20:.0f} MiB unzipped)"
-            )
-    for name, path in lambda_packages.items():
-        assert sizes[name][0] <= MAX_UNZIPPED_BYTES, name
+            kind = "layer" if name == SDK_LAYER else "package"
+            print(f"Lambda {kind} {name} (arm64): {mib(unzipped)} unzipped, {mib(zipped)} zipped")
+        print(
+            f"biggest function ({biggest}) + layer: {mib(combined)} unzipped "
+            f"(limit {MAX_UNZIPPED_BYTES / 2**20:.0f} MiB); target P4: each function "
+            f"≤ {LAMBDA_PACKAGE_ZIPPED_TARGET_MIB:.0f} MiB zipped"
+        )
+    layer_site = lambda_packages[SDK_LAYER] / LAYER_PYTHON_DIR
+    # Lambda's limit: a function and all its layers, unzipped (python-package.html, .zip limits).
+    assert combined <= MAX_UNZIPPED_BYTES, (biggest, combined)
+    for name, path in functions.items():
+        assert sizes[name][1] <= LAMBDA_PACKAGE_ZIPPED_TARGET_MIB * 2**20, (name, mib(sizes[name][1]))
         assert forbidden_in(path) == [], name
-        # The pinned SDK, not the runtime's (whose version differs by region).
-        assert [m for m in SDK if (path / m).is_dir()] == list(SDK), name
+        # No SDK in a function package: /var/task precedes /opt/python and would shadow the layer's.
+        assert [m for m in (*SDK, "urllib3", "dateutil", "jmespath") if (path / m).exists()] == [], name
+        assert set(installed_distributions(path)).isdisjoint(sdk_pins()), name
         assert (path / "functions" / "api.py").is_file() and (path / "vehicle_assessment").is_dir()
+    # The layer: python/ at the root (packaging-layers.html), the pinned SDK in it, nothing else.
+    assert sorted(p.name for p in lambda_packages[SDK_LAYER].iterdir()) == [LAYER_PYTHON_DIR]
+    assert [m for m in SDK if not (layer_site / m).is_dir()] == []
+    assert installed_distributions(layer_site) == sdk_pins()
+    assert forbidden_in(layer_site) == []
     light, photo = lambda_packages[LIGHT], lambda_packages[PHOTO]
     assert [m for m in PHOTO_ONLY if (light / m).exists()] == []
     assert [m for m in PHOTO_ONLY if not (photo / m).exists()] == []
     assert (photo / "infra_lambda" / "aoss_index.py").is_file()
     assert not (light / "infra_lambda").exists()
-    # Only what the photo step adds makes the difference (both share every light dependency, the
-    # SDK's ~20 MiB included).
+    # Only what the photo step adds makes the difference (both share every light dependency).
     assert sizes[LIGHT][0] < sizes[PHOTO][0] / 2
 
 
-def _probe(package: Path, runtime: Path, modules: list[str], code: str = _IMPORT_PROBE) -> dict:
+def _probe(package: Path, layer: Path, runtime: Path, modules: list[str], code: str = _IMPORT_PROBE) -> dict:
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code, json.dumps(modules), str(package), str(runtime)],
+        [sys.executable, "-I", "-S", "-c", code, json.dumps(modules), str(package), str(layer), str(runtime)],
         capture_output=True,
         text=True,
         env={"AWS_DEFAULT_REGION": "us-east-1"},
@@ -162,15 +224,19 @@ def _probe(package: Path, runtime: Path, modules: list[str], code: str = _IMPORT
 
 
 @pytest.mark.slow
-def test_every_handler_imports_from_its_package_alone(host_packages, lambda_runtime) -> None:
+def test_every_handler_imports_from_its_package_and_the_layer(host_packages, lambda_runtime) -> None:
     light, photo = host_packages[LIGHT], host_packages[PHOTO]
+    layer = host_packages[SDK_LAYER] / LAYER_PYTHON_DIR
 
-    result = _probe(light, lambda_runtime, [*handler_modules(light), "boto3", "botocore"])
+    result = _probe(light, layer, lambda_runtime, [*handler_modules(light), "boto3", "botocore"])
     assert result["failed"] == {}
     assert result["found"] == {"numpy": False, "PIL": False, "opensearchpy": False}
-    # The package's pinned SDK wins over the runtime's copy behind it.
-    assert {"boto3", "botocore"} <= set(result["origins"]), result
-    assert all(origin.startswith(str(light)) for origin in result["origins"].values()), result
+    # The layer's pinned SDK (and what it requires) wins over the runtime's copy behind it.
+    origins = result["origins"]
+    assert {"boto3", "botocore", "s3transfer", "urllib3", "dateutil"} <= set(origins), result
+    sdk_origins = {m: o for m, o in origins.items() if m in {*SDK, "urllib3", "dateutil"}}
+    assert all(origin.startswith(str(layer)) for origin in sdk_origins.values()), result
+    assert origins["pydantic_core"].startswith(str(light)), result  # the package's own pins: /var/task
 
     photo_modules = [
         *handler_modules(photo),
@@ -182,8 +248,12 @@ def test_every_handler_imports_from_its_package_alone(host_packages, lambda_runt
         "opensearchpy",
     ]
     assert "functions.analyse_photo" in photo_modules and "infra_lambda.aoss_index" in photo_modules
-    result = _probe(photo, lambda_runtime, photo_modules)
+    result = _probe(photo, layer, lambda_runtime, photo_modules)
     assert result["failed"] == {}
     assert result["found"] == {"numpy": True, "PIL": True, "opensearchpy": True}
+    # The index custom resource imports boto3 (its credentials): the layer's, not the runtime's.
+    assert result["origins"]["boto3"].startswith(str(layer)), result
     # numpy and pillow still work once their test suites and stubs are pruned.
-    _probe(photo, lambda_runtime, [], "import json, sys\nsys.path[:0] = sys.argv[2:4]\n" + _PHOTO_PROBE)
+    _probe(
+        photo, layer, lambda_runtime, [], "import json, sys\nsys.path[:0] = sys.argv[2:5]\n" + _PHOTO_PROBE
+    )

@@ -1,9 +1,10 @@
-"""The AWS SDK the Lambda bundles pin has every operation and parameter the adapters use.
+"""The AWS SDK the Lambda layer pins has every operation and parameter the adapters use.
 
-The pins live in functions/requirements.txt (bundled, so the Lambda runtime's own boto3, whose version
-differs by region, is never what runs). This test reads botocore's service models, the same files the
-bundled botocore loads, and checks each client call found in ``adapters/aws/*.py``: the operation
-exists and every keyword it passes is a member of the operation's input. The environment running it
+The pins live in functions/requirements-sdk.txt, the lock file of the one SDK layer every function
+attaches (so the Lambda runtime's own boto3, whose version differs by region, is never what runs).
+This test reads botocore's service models, the same files the layer's botocore loads, and checks
+each client call found in ``adapters/aws/*.py``: the operation exists and every keyword it passes
+is a member of the operation's input. The environment running it
 must have the pinned version (requirements-dev.txt pins the same), or the check would be of another SDK.
 """
 
@@ -60,9 +61,12 @@ class Call:
     keywords: tuple[str, ...]  # keyword names, with the keys of the dicts any ** splat names
 
 
+SDK_LOCK_FILE = ROOT / "functions" / "requirements-sdk.txt"
+
+
 def _pins() -> dict[str, str]:
     pins = {}
-    for line in (ROOT / "functions" / "requirements.txt").read_text().splitlines():
+    for line in SDK_LOCK_FILE.read_text().splitlines():
         name, _, version = line.partition("==")
         if version and name.strip() in PINNED:
             pins[name.strip()] = version.strip()
@@ -136,9 +140,17 @@ def _keyword_names(keyword: ast.keyword, dict_keys: dict[str, set[str]]) -> set[
 
 def test_the_environment_runs_the_pinned_sdk() -> None:
     pins = _pins()
-    assert set(pins) == set(PINNED), "functions/requirements.txt must pin boto3, botocore and s3transfer"
+    assert set(pins) == set(PINNED), "functions/requirements-sdk.txt must pin boto3, botocore and s3transfer"
     installed = {name: importlib.metadata.version(name) for name in PINNED}
     assert installed == pins, "install the pinned SDK (requirements-dev.txt) to check against it"
+
+
+def test_the_sdk_is_pinned_in_the_layer_only() -> None:
+    """One lock file for the SDK: a second pin in a function's lock file would be shadowing the layer
+    (/var/task precedes /opt/python) and could drift from what this test checks."""
+    for name in ("requirements.txt", "requirements-photo.txt"):
+        lines = (ROOT / "functions" / name).read_text().splitlines()
+        assert [line for line in lines if line.partition("==")[0].strip() in PINNED] == [], name
 
 
 def test_every_adapter_call_is_an_operation_of_the_pinned_sdk() -> None:

@@ -196,6 +196,32 @@ def test_two_code_assets_photo_one_for_analyse_and_index_only(
     assert (light_dir / "functions" / "requirements.txt").is_file()
 
 
+def test_one_sdk_layer_for_every_function_and_no_sdk_in_their_packages(
+    cloud_assembly, template_json: dict[str, Any]
+) -> None:
+    """The pinned AWS SDK ships once, as a layer every function (the index custom resource included)
+    attaches; the function assets carry no SDK pins (infra/bundling.py "sdk")."""
+    layers = resources_of(template_json, "AWS::Lambda::LayerVersion")
+    assert len(layers) == 1
+    ((layer_id, layer),) = layers.items()
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    functions = our_functions(template_json)
+    assert {f["Properties"]["Handler"] for f in functions.values()} == set(HANDLERS)
+    for fn in functions.values():
+        assert fn["Properties"].get("Layers") == [{"Ref": layer_id}], fn["Properties"]["Handler"]
+    # With bundling "skip" the layer's asset is its lock file, which pins the SDK.
+    layer_dir = cloud_assembly / f"asset.{layer['Properties']['Content']['S3Key'].removesuffix('.zip')}"
+    assert sorted(p.name for p in layer_dir.iterdir()) == ["requirements-sdk.txt"]
+    pins = (layer_dir / "requirements-sdk.txt").read_text()
+    assert all(f"\n{name}==" in pins for name in ("boto3", "botocore", "s3transfer"))
+    for key in {f["Properties"]["Code"]["S3Key"] for f in functions.values()}:
+        asset = cloud_assembly / f"asset.{key.removesuffix('.zip')}"
+        assert not (asset / "functions" / "requirements-sdk.txt").exists()
+        light_pins = (asset / "functions" / "requirements.txt").read_text()
+        assert not any(f"\n{name}==" in light_pins for name in ("boto3", "botocore", "s3transfer"))
+
+
 def test_no_aws_managed_policies_on_our_roles(template_json: dict[str, Any]) -> None:
     for fn in our_functions(template_json).values():
         role = template_json["Resources"][fn["Properties"]["Role"]["Fn::GetAtt"][0]]
