@@ -45,7 +45,8 @@ MIN_COSINE = 0.99
 BATCH_SIZES = (1, 4, 16)
 
 
-def _photos(root: Path, n: int) -> list[Image.Image]:
+def intake_sized_photos(root: Path, n: int) -> list[Image.Image]:
+    """Up to `n` photos under `root`, shrunk as intake shrinks the copy it embeds."""
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:n]
     if not paths:
         raise SystemExit(f"no photos under {root}")
@@ -99,7 +100,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print(f"FAIL: torch {torch.__version__} sees no CUDA device (built for CUDA {torch.version.cuda})")
         return 1
-    images = _photos(args.photos, args.n_photos)
+    images = intake_sized_photos(args.photos, args.n_photos)
     with tempfile.TemporaryDirectory() as model_dir:
         (Path(model_dir) / inference.MODEL_SPEC_FILE).write_text(
             json.dumps({"model_name": args.model, "untrained": True})
