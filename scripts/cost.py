@@ -41,7 +41,6 @@ from typing import Any, Literal
 ROOT = Path(__file__).resolve().parents[1]
 # jsii (imported by infra.config's constructs) prints a Node version banner otherwise.
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 if str(ROOT) not in sys.path:  # run as `python scripts/cost.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
@@ -311,7 +310,7 @@ def measure_workload(config: InfraConfig) -> Workload:
     )
     from vehicle_assessment.aws_runtime import workflow_steps as steps
     from vehicle_assessment.aws_runtime.uploads import open_assessment
-    from vehicle_assessment.domain.description import TemplateDescriber
+    from vehicle_assessment.domain.description import TEMPLATE_LANGUAGES, TemplateDescriber
     from vehicle_assessment.domain.models import (
         AssessmentInputs,
         DamageType,
@@ -346,7 +345,10 @@ def measure_workload(config: InfraConfig) -> Workload:
         def search(self, vectors: Any, k: int) -> list[list[Neighbour]]:
             dent = ReferenceLabel(damaged=True, damage_type=DamageType.DENT, severity=Severity.MODERATE)
             return [
-                [Neighbour(reference_id=f"r{i}", source=f"r/{i}.jpg", similarity=0.9, label=dent) for i in range(k)]
+                [
+                    Neighbour(reference_id=f"r{i}", source=f"r/{i}.jpg", similarity=0.9, label=dent)
+                    for i in range(k)
+                ]
                 for _ in range(len(vectors))
             ]
 
@@ -368,9 +370,11 @@ def measure_workload(config: InfraConfig) -> Workload:
         ) -> Description:
             user = FACTS_PREAMBLE + json.dumps(request_facts(request), ensure_ascii=False, sort_keys=True)
             prompts.append(len(system_prompt(language, style, bedrock.max_words)) + len(user))
-            description = self.template.describe(request, style, language, creativity)
+            # A language the template cannot write is measured by the English text's length.
+            written = language if language in TEMPLATE_LANGUAGES else "en"
+            description = self.template.describe(request, style, written, creativity)
             texts.append(len(description.text))
-            return description
+            return description.model_copy(update={"language": language})
 
     class Speaker:
         def synthesize(self, text: str, language: str) -> SpeechClip:
@@ -442,12 +446,17 @@ def bedrock_price_keys(model_id: str) -> tuple[str, str]:
     return f"bedrock_{base}_input_1k_tokens", f"bedrock_{base}_output_1k_tokens"
 
 
-def endpoint_instance_hours(per_day: float, config: InfraConfig, stack: StackFacts, a: Assumptions) -> tuple[float, float]:
+def endpoint_instance_hours(
+    per_day: float, config: InfraConfig, stack: StackFacts, a: Assumptions
+) -> tuple[float, float]:
     """(hours at the minimum, extra hours scaled out). Target tracking keeps invocations per instance
     per minute at ``encoder_invocations_per_instance``; the day's photos arrive in the active hours."""
     base = stack.endpoint_min_instances * HOURS_PER_MONTH
     per_minute = per_day * config.expected_photos / (a.active_hours_per_day * 60)
-    needed = min(stack.endpoint_max_instances, max(stack.endpoint_min_instances, math.ceil(per_minute / config.encoder_invocations_per_instance)))
+    needed = min(
+        stack.endpoint_max_instances,
+        max(stack.endpoint_min_instances, math.ceil(per_minute / config.encoder_invocations_per_instance)),
+    )
     extra = (needed - stack.endpoint_min_instances) * a.active_hours_per_day * DAYS_PER_MONTH
     return base, extra
 
@@ -465,7 +474,10 @@ def lambda_gb_seconds(work: Workload, stack: StackFacts, a: Assumptions) -> floa
         "speak": (1, work.descriptions * ms["speak_per_description"]),
         "store": (1, ms["store"]),
     }
-    return sum(count * duration / 1000 * stack.function(m).memory_mb / 1024 for m, (count, duration) in invocations.items())
+    return sum(
+        count * duration / 1000 * stack.function(m).memory_mb / 1024
+        for m, (count, duration) in invocations.items()
+    )
 
 
 def lambda_invocations(work: Workload, a: Assumptions) -> int:
@@ -507,33 +519,211 @@ def cost_lines(
     log_gb = (invocations * a.log_kb_per_invocation + transitions * a.sfn_log_kb_per_transition) / 1e6
     traces = 1 + work.photos + a.api_requests_per_assessment  # execution, upload triggers, API calls
     lines = [
-        Line("SageMaker endpoint", f"{stack.endpoint_min_instances} × {stack.endpoint_instance_type}, always on", "fixed", base_hours, "instance-hours", instance),
-        Line("OpenSearch Serverless", f"{ocus:g} OCU minimum ({'standby replicas' if stack.standby_replicas else 'no standby'})", "fixed", ocus * HOURS_PER_MONTH, "OCU-hours", prices["aoss_ocu_hour"]),
-        Line("OpenSearch Serverless", "reference index storage", "fixed", a.reference_index_gb, "GB-month", prices["aoss_storage_gb_month"]),
-        Line("Lambda", "compute (all functions)", "per-assessment", month * lambda_gb_seconds(work, stack, a), "GB-s", prices[f"lambda_{arch}_gb_second"]),
-        Line("Lambda", f"requests ({invocations} per assessment)", "per-assessment", month * invocations, "requests", prices["lambda_request"]),
-        Line("Lambda", f"sweeper every {stack.sweep_rate_minutes} min", "fixed", sweeps, "requests", prices["lambda_request"]),
-        Line("Step Functions", f"Standard, {transitions} transitions per assessment", "per-assessment", month * transitions, "transitions", prices["sfn_standard_transition"]),
-        Line("S3", "photo uploads + audio PUTs", "per-assessment", photos + month * work.object_puts, "PUT requests", prices["s3_put_request"]),
-        Line("S3", "photo GETs (trigger's 16-byte read + analyse)", "per-assessment", photos + month * work.object_gets, "GET requests", prices["s3_get_request"]),
-        Line("S3", f"storage, photos kept {config.photo_retention_days} d (steady state) + audio", "per-assessment", photos * a.photo_mb / 1000 * stored_months + month * audio_gb * stored_months, "GB-month", prices["s3_standard_gb_month"]),
-        Line("DynamoDB", f"writes ({work.dynamodb_writes} × {wru_per_write} WRU)", "per-assessment", month * work.dynamodb_writes * wru_per_write, "WRU", prices["dynamodb_write_request_unit"]),
-        Line("DynamoDB", f"reads ({work.dynamodb_reads + api_reads} × {rru_per_read} RRU)", "per-assessment", month * (work.dynamodb_reads + api_reads) * rru_per_read, "RRU", prices["dynamodb_read_request_unit"]),
-        Line("Bedrock", f"{config.bedrock_model_id} input ({work.descriptions} descriptions)", "per-assessment", month * input_tokens / 1000, "1k tokens", prices[b_in]),
-        Line("Bedrock", f"{config.bedrock_model_id} output", "per-assessment", month * output_tokens / 1000, "1k tokens", prices[b_out]),
-        Line("Polly", f"{engine}, {len(work.languages)} language(s)", "per-assessment", month * polly_chars, "characters", prices[f"polly_{engine}_character"]),
-        Line("API Gateway", "REST requests", "per-assessment", month * a.api_requests_per_assessment, "requests", prices["apigateway_rest_request"]),
-        Line("SQS", "upload events", "per-assessment", photos * a.sqs_requests_per_photo, "requests", prices["sqs_standard_request"]),
-        Line("CloudWatch", "logs ingested (estimate)", "per-assessment", month * log_gb, "GB", prices["cloudwatch_logs_ingest_gb"]),
-        Line("CloudWatch", "logs stored (retention)", "per-assessment", month * log_gb * a.log_retention_months, "GB-month", prices["cloudwatch_logs_storage_gb_month"]),
-        Line("CloudWatch", f"{stack.alarms} alarms", "fixed", stack.alarms, "alarm-months", prices["cloudwatch_alarm_month"]),
-        Line("CloudWatch", f"{stack.dashboards} dashboard(s)", "fixed", stack.dashboards, "dashboard-months", prices["cloudwatch_dashboard_month"]),
-        Line("X-Ray", "traces (active tracing)", "per-assessment", month * traces, "traces", prices["xray_trace_recorded"]),
-        Line("EventBridge", "completion events", "per-assessment", month * work.events, "events", prices["eventbridge_custom_event"]),
-        Line("KMS", f"{stack.kms_keys} customer managed key(s)", "fixed", stack.kms_keys, "key-months", prices["kms_key_month"]),
+        Line(
+            "SageMaker endpoint",
+            f"{stack.endpoint_min_instances} × {stack.endpoint_instance_type}, always on",
+            "fixed",
+            base_hours,
+            "instance-hours",
+            instance,
+        ),
+        Line(
+            "OpenSearch Serverless",
+            f"{ocus:g} OCU minimum ({'standby replicas' if stack.standby_replicas else 'no standby'})",
+            "fixed",
+            ocus * HOURS_PER_MONTH,
+            "OCU-hours",
+            prices["aoss_ocu_hour"],
+        ),
+        Line(
+            "OpenSearch Serverless",
+            "reference index storage",
+            "fixed",
+            a.reference_index_gb,
+            "GB-month",
+            prices["aoss_storage_gb_month"],
+        ),
+        Line(
+            "Lambda",
+            "compute (all functions)",
+            "per-assessment",
+            month * lambda_gb_seconds(work, stack, a),
+            "GB-s",
+            prices[f"lambda_{arch}_gb_second"],
+        ),
+        Line(
+            "Lambda",
+            f"requests ({invocations} per assessment)",
+            "per-assessment",
+            month * invocations,
+            "requests",
+            prices["lambda_request"],
+        ),
+        Line(
+            "Lambda",
+            f"sweeper every {stack.sweep_rate_minutes} min",
+            "fixed",
+            sweeps,
+            "requests",
+            prices["lambda_request"],
+        ),
+        Line(
+            "Step Functions",
+            f"Standard, {transitions} transitions per assessment",
+            "per-assessment",
+            month * transitions,
+            "transitions",
+            prices["sfn_standard_transition"],
+        ),
+        Line(
+            "S3",
+            "photo uploads + audio PUTs",
+            "per-assessment",
+            photos + month * work.object_puts,
+            "PUT requests",
+            prices["s3_put_request"],
+        ),
+        Line(
+            "S3",
+            "photo GETs (trigger's 16-byte read + analyse)",
+            "per-assessment",
+            photos + month * work.object_gets,
+            "GET requests",
+            prices["s3_get_request"],
+        ),
+        Line(
+            "S3",
+            f"storage, photos kept {config.photo_retention_days} d (steady state) + audio",
+            "per-assessment",
+            photos * a.photo_mb / 1000 * stored_months + month * audio_gb * stored_months,
+            "GB-month",
+            prices["s3_standard_gb_month"],
+        ),
+        Line(
+            "DynamoDB",
+            f"writes ({work.dynamodb_writes} × {wru_per_write} WRU)",
+            "per-assessment",
+            month * work.dynamodb_writes * wru_per_write,
+            "WRU",
+            prices["dynamodb_write_request_unit"],
+        ),
+        Line(
+            "DynamoDB",
+            f"reads ({work.dynamodb_reads + api_reads} × {rru_per_read} RRU)",
+            "per-assessment",
+            month * (work.dynamodb_reads + api_reads) * rru_per_read,
+            "RRU",
+            prices["dynamodb_read_request_unit"],
+        ),
+        Line(
+            "Bedrock",
+            f"{config.bedrock_model_id} input ({work.descriptions} descriptions)",
+            "per-assessment",
+            month * input_tokens / 1000,
+            "1k tokens",
+            prices[b_in],
+        ),
+        Line(
+            "Bedrock",
+            f"{config.bedrock_model_id} output",
+            "per-assessment",
+            month * output_tokens / 1000,
+            "1k tokens",
+            prices[b_out],
+        ),
+        Line(
+            "Polly",
+            f"{engine}, {len(work.languages)} language(s)",
+            "per-assessment",
+            month * polly_chars,
+            "characters",
+            prices[f"polly_{engine}_character"],
+        ),
+        Line(
+            "API Gateway",
+            "REST requests",
+            "per-assessment",
+            month * a.api_requests_per_assessment,
+            "requests",
+            prices["apigateway_rest_request"],
+        ),
+        Line(
+            "SQS",
+            "upload events",
+            "per-assessment",
+            photos * a.sqs_requests_per_photo,
+            "requests",
+            prices["sqs_standard_request"],
+        ),
+        Line(
+            "CloudWatch",
+            "logs ingested (estimate)",
+            "per-assessment",
+            month * log_gb,
+            "GB",
+            prices["cloudwatch_logs_ingest_gb"],
+        ),
+        Line(
+            "CloudWatch",
+            "logs stored (retention)",
+            "per-assessment",
+            month * log_gb * a.log_retention_months,
+            "GB-month",
+            prices["cloudwatch_logs_storage_gb_month"],
+        ),
+        Line(
+            "CloudWatch",
+            f"{stack.alarms} alarms",
+            "fixed",
+            stack.alarms,
+            "alarm-months",
+            prices["cloudwatch_alarm_month"],
+        ),
+        Line(
+            "CloudWatch",
+            f"{stack.dashboards} dashboard(s)",
+            "fixed",
+            stack.dashboards,
+            "dashboard-months",
+            prices["cloudwatch_dashboard_month"],
+        ),
+        Line(
+            "X-Ray",
+            "traces (active tracing)",
+            "per-assessment",
+            month * traces,
+            "traces",
+            prices["xray_trace_recorded"],
+        ),
+        Line(
+            "EventBridge",
+            "completion events",
+            "per-assessment",
+            month * work.events,
+            "events",
+            prices["eventbridge_custom_event"],
+        ),
+        Line(
+            "KMS",
+            f"{stack.kms_keys} customer managed key(s)",
+            "fixed",
+            stack.kms_keys,
+            "key-months",
+            prices["kms_key_month"],
+        ),
     ]
     if extra_hours:
-        lines.insert(1, Line("SageMaker endpoint", "scale-out in active hours", "scale-out", extra_hours, "instance-hours", instance))
+        lines.insert(
+            1,
+            Line(
+                "SageMaker endpoint",
+                "scale-out in active hours",
+                "scale-out",
+                extra_hours,
+                "instance-hours",
+                instance,
+            ),
+        )
     return lines
 
 
@@ -544,14 +734,20 @@ def total(lines: Iterable[Line]) -> float:
 # --- levers -------------------------------------------------------------------------------------
 
 
-def levers(per_day: float, config: InfraConfig, stack: StackFacts, work: Workload, prices: PriceTable) -> list[str]:
+def levers(
+    per_day: float, config: InfraConfig, stack: StackFacts, work: Workload, prices: PriceTable
+) -> list[str]:
     """The three biggest levers at this volume: each candidate priced by re-running the model with the
     change (a config or stack field, or a line removed), largest monthly saving first."""
     lines = cost_lines(per_day, config, stack, work, prices)
     base, month = total(lines), per_day * DAYS_PER_MONTH
     endpoint = sum(line.usd for line in lines if line.service == "SageMaker endpoint")
     polly = sum(line.usd for line in lines if line.service == "Polly")
-    standard = polly * prices["polly_standard_character"].usd / prices[f"polly_{PollySettings().engine}_character"].usd
+    standard = (
+        polly
+        * prices["polly_standard_character"].usd
+        / prices[f"polly_{PollySettings().engine}_character"].usd
+    )
     candidates = [
         (
             endpoint,
@@ -565,11 +761,18 @@ def levers(per_day: float, config: InfraConfig, stack: StackFacts, work: Workloa
         ),
         (
             polly - standard,
-            f"Polly standard voices instead of {PollySettings().engine} (PollySettings.engine): saves ${{:,.0f}}/month.",
+            f"Polly standard voices instead of {PollySettings().engine} (PollySettings.engine): "
+            "saves ${:,.0f}/month.",
         ),
         (
-            base - total(cost_lines(per_day, config.model_copy(update={"photo_retention_days": 90}), stack, work, prices)),
-            f"Photo retention {config.photo_retention_days} → 90 days (photo_retention_days): saves ${{:,.0f}}/month "
+            base
+            - total(
+                cost_lines(
+                    per_day, config.model_copy(update={"photo_retention_days": 90}), stack, work, prices
+                )
+            ),
+            f"Photo retention {config.photo_retention_days} → 90 days (photo_retention_days): "
+            "saves ${:,.0f}/month "
             "at steady state.",
         ),
     ]
@@ -579,7 +782,8 @@ def levers(per_day: float, config: InfraConfig, stack: StackFacts, work: Workloa
         candidates.append(
             (
                 saved,
-                f"One language fewer (languages without '{config.languages[-1]}': Bedrock, Polly, Lambda time, "
+                f"One language fewer (languages without '{config.languages[-1]}': Bedrock, Polly, "
+                "Lambda time, "
                 f"audio): saves ${{:,.0f}}/month (${saved / month:.5f} per assessment).",
             )
         )
@@ -598,7 +802,7 @@ class Stage:
 
 
 def latency_stages(config: InfraConfig, stack: StackFacts, work: Workload, cold: bool = False) -> list[Stage]:
-    """"Third photo landed → COMPLETED", step by step, p50. Photos run in parallel in the Map when
+    """ "Third photo landed → COMPLETED", step by step, p50. Photos run in parallel in the Map when
     map_max_concurrency ≥ photos; descriptions and their audio run one after another (the steps loop)."""
     parallel = config.map_max_concurrency >= work.photos
     waves = math.ceil(work.photos / config.map_max_concurrency)
@@ -608,22 +812,55 @@ def latency_stages(config: InfraConfig, stack: StackFacts, work: Workload, cold:
     functions_on_path = 7  # upload trigger, decode, analyse, value, describe, speak, store
     stages = [
         Stage("S3 event → SQS message", 300, "assumed (S3 event notifications are typically sub-second)"),
-        Stage(f"SQS → Lambda (batching window {stack.sqs_batching_window_s:g} s)", stack.sqs_batching_window_s * 1000, "template: EventSourceMapping MaximumBatchingWindowInSeconds"),
+        Stage(
+            f"SQS → Lambda (batching window {stack.sqs_batching_window_s:g} s)",
+            stack.sqs_batching_window_s * 1000,
+            "template: EventSourceMapping MaximumBatchingWindowInSeconds",
+        ),
         Stage("upload trigger (record photo, StartExecution)", 120, "assumed warm duration"),
-        Stage(f"Step Functions: {transitions + waves - 1} transitions on the critical path", 40.0 * (transitions + waves - 1), "assumed ~40 ms per Standard transition"),
+        Stage(
+            f"Step Functions: {transitions + waves - 1} transitions on the critical path",
+            40.0 * (transitions + waves - 1),
+            "assumed ~40 ms per Standard transition",
+        ),
         Stage("DecodeVin: vPIC decode", 500, "assumed (public vPIC API over the internet)"),
         Stage("AnalysePhoto: S3 GET of the photo", 80, "assumed (2 MB in-region)"),
-        Stage("AnalysePhoto: endpoint inference (1 photo per request)", 75.6, "measured: README 'The serving path on a GPU' G3 batch 1, H200 (forward pass 0.7 ms)"),
+        Stage(
+            "AnalysePhoto: endpoint inference (1 photo per request)",
+            75.6,
+            "measured: README 'The serving path on a GPU' G3 batch 1, H200 (forward pass 0.7 ms)",
+        ),
         Stage("AnalysePhoto: OpenSearch k-NN query", 40, "assumed (AOSS vector query, small index)"),
         Stage("AnalysePhoto: DynamoDB read + write", 20, "assumed (single-digit ms each + SDK)"),
-        Stage(f"AnalysePhoto ×{waves - 1} more wave(s)" if waves > 1 else "AnalysePhoto: other photos in parallel", 0 if parallel else (waves - 1) * 215.6, f"map_max_concurrency={config.map_max_concurrency} (config)"),
+        Stage(
+            f"AnalysePhoto ×{waves - 1} more wave(s)"
+            if waves > 1
+            else "AnalysePhoto: other photos in parallel",
+            0 if parallel else (waves - 1) * 215.6,
+            f"map_max_concurrency={config.map_max_concurrency} (config)",
+        ),
         Stage("Value", 100, "assumed"),
-        Stage(f"Describe: {n} Bedrock call(s) in sequence", n * 2500, f"assumed ~2.5 s per {config.bedrock_model_id} listing (~150 output tokens)"),
-        Stage(f"Speak: {n} Polly call(s) in sequence + S3 PUT", n * 700, f"assumed ~0.7 s per SynthesizeSpeech of {max(work.description_chars)} characters (measured text length)"),
+        Stage(
+            f"Describe: {n} Bedrock call(s) in sequence",
+            n * 2500,
+            f"assumed ~2.5 s per {config.bedrock_model_id} listing (~150 output tokens)",
+        ),
+        Stage(
+            f"Speak: {n} Polly call(s) in sequence + S3 PUT",
+            n * 700,
+            f"assumed ~0.7 s per SynthesizeSpeech of {max(work.description_chars)} characters "
+            "(measured text length)",
+        ),
         Stage("Store + EventBridge PutEvents", 120, "assumed"),
     ]
     if cold:
-        stages.append(Stage(f"cold starts: {functions_on_path} functions", functions_on_path * cold_start, "assumed ~0.9 s each: init + imports (README P4: handler imports 0.3–0.48 s)"))
+        stages.append(
+            Stage(
+                f"cold starts: {functions_on_path} functions",
+                functions_on_path * cold_start,
+                "assumed ~0.9 s each: init + imports (README P4: handler imports 0.3–0.48 s)",
+            )
+        )
     return stages
 
 
@@ -681,19 +918,24 @@ def cost_table(per_day: float, lines: Sequence[Line]) -> str:
     return "\n".join(rows)
 
 
-def facts_report(config: InfraConfig, stack: StackFacts, work: Workload, prices: PriceTable, a: Assumptions) -> str:
+def facts_report(
+    config: InfraConfig, stack: StackFacts, work: Workload, prices: PriceTable, a: Assumptions
+) -> str:
     fns = ", ".join(f"{f.module} {f.memory_mb} MB/{f.timeout_s} s" for f in stack.functions.values())
     return "\n".join(
         [
-            f"Prices: {prices.region}, as of {prices.as_of} ({PRICES_FILE.name}); ⚠ = not confirmed from a stored page.",
-            f"Stack (synthesized): {stack.endpoint_min_instances}–{stack.endpoint_max_instances} × {stack.endpoint_instance_type}; "
+            f"Prices: {prices.region}, as of {prices.as_of} ({PRICES_FILE.name}); "
+            "⚠ = not confirmed from a stored page.",
+            f"Stack (synthesized): {stack.endpoint_min_instances}–{stack.endpoint_max_instances} × "
+            f"{stack.endpoint_instance_type}; "
             f"vector collection standby replicas {'on' if stack.standby_replicas else 'off'}; Lambda "
             f"({stack.function('analyse_photo').architecture}): {fns}.",
             f"Measured per assessment ({work.photos} photos, languages {', '.join(work.languages)}): "
             f"{stack.transitions_per_assessment(work.photos)} state transitions; repository calls "
             f"{dict(sorted(work.repository_calls.items()))}; item {work.item_bytes:,} bytes; "
             f"{work.descriptions} descriptions, prompts {list(work.prompt_chars)} chars, texts "
-            f"{list(work.description_chars)} chars; {work.object_puts} S3 PUT(s), {work.object_gets} GET(s) by the steps; "
+            f"{list(work.description_chars)} chars; {work.object_puts} S3 PUT(s), {work.object_gets} GET(s) "
+            "by the steps; "
             f"{work.events} event(s).",
             f"Assumed: {', '.join(f'{k}={v}' for k, v in vars(a).items() if k != 'step_ms')}; "
             f"step durations (ms) {dict(a.step_ms)}.",
@@ -729,11 +971,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.template
         else synthesize_template({"bundling": "skip", "acknowledge_no_index_loader": True, **context})
     )
-    stack, work, prices, assumptions = stack_facts(template), measure_workload(config), load_prices(), Assumptions()
+    stack, work, prices, assumptions = (
+        stack_facts(template),
+        measure_workload(config),
+        load_prices(),
+        Assumptions(),
+    )
     print(facts_report(config, stack, work, prices, assumptions), end="\n\n")
     for per_day in args.per_day:
         print(cost_table(per_day, cost_lines(per_day, config, stack, work, prices, assumptions)), end="\n\n")
-        print("Levers:", *(f"{i}. {text}" for i, text in enumerate(levers(per_day, config, stack, work, prices), 1)), sep="\n", end="\n\n")
+        print(
+            "Levers:",
+            *(f"{i}. {text}" for i, text in enumerate(levers(per_day, config, stack, work, prices), 1)),
+            sep="\n",
+            end="\n\n",
+        )
     if args.latency:
         print(latency_report(config, stack, work))
     return 0
