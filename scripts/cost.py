@@ -309,7 +309,15 @@ def measure_workload(config: InfraConfig) -> Workload:
         InMemoryObjectStore,
     )
     from vehicle_assessment.aws_runtime import workflow_steps as steps
-    from vehicle_assessment.aws_runtime.uploads import open_assessment
+    from vehicle_assessment.aws_runtime.api import upload_key
+    from vehicle_assessment.aws_runtime.uploads import (
+        UploadedObject,
+        UploadRules,
+        UploadServices,
+        handle_upload,
+        open_assessment,
+    )
+    from vehicle_assessment.domain import limits
     from vehicle_assessment.domain.description import TEMPLATE_LANGUAGES, TemplateDescriber
     from vehicle_assessment.domain.models import (
         AssessmentInputs,
@@ -324,7 +332,7 @@ def measure_workload(config: InfraConfig) -> Workload:
         VehicleFacts,
     )
     from vehicle_assessment.domain.rules import AssessmentRules
-    from vehicle_assessment.ports import SpeechClip, VinDecoderUnavailable
+    from vehicle_assessment.ports import ObjectHead, SpeechClip, VinDecoderUnavailable
 
     identity = EncoderIdentity(model_name="cost-model", pretrained=None, untrained=True, dimension=4)
     bedrock = BedrockSettings(model_id=config.bedrock_model_id)
@@ -391,11 +399,36 @@ def measure_workload(config: InfraConfig) -> Workload:
     rules = AssessmentRules(languages=tuple(config.languages))
     inputs = AssessmentInputs(vin="1FTMW1T88MFA00001", color="red", mileage=12_345, estimate_usd=20_000.0)
     repository.create(open_assessment(inputs, photos, now, "cost-1"))
+    store = objects._inner  # the client's uploads are priced per photo in the lines, not counted here
+
+    class Probe:
+        """The upload trigger's ranged read (its S3 GET), over the in-memory store."""
+
+        def head(self, key: str, n_bytes: int, version_id: str | None = None) -> ObjectHead:
+            data = store.get(key, version_id)
+            return ObjectHead(data[:n_bytes], {}, len(data), version_id or store.current_version(key))
+
+    class Starter:
+        def __init__(self) -> None:
+            self.started = 0
+
+        def start(self, assessment_id: str) -> bool:
+            self.started += 1
+            return True
+
+    starter = Starter()
+    upload = UploadServices(repository=repository, probe=Probe(), starter=starter)
+    upload_rules = UploadRules(max_upload_bytes=limits.MAX_PHOTO_BYTES, default_expected_photos=photos)
     for n in range(1, photos + 1):
         data = photo_files[(n - 1) % len(photo_files)].read_bytes() + n.to_bytes(2, "big")  # distinct photos
-        key = f"uploads/cost-1/{n}.jpg"
-        objects._inner.put(key, data, "image/jpeg")  # the client's upload: counted as an upload below
-        repository.record_photo("cost-1", key, len(data), "image/jpeg", now, str(n), f"{n}.jpg")
+        key = upload_key("cost-1", n)
+        store.put(key, data, "image/jpeg")
+        event = UploadedObject(
+            bucket="uploads", key=key, size=len(data), version_id=store.current_version(key)
+        )
+        handle_upload(event, upload, upload_rules, now)
+    if starter.started != 1:
+        raise RuntimeError(f"the uploads started {starter.started} workflows, not 1")
     ref = steps.AssessmentRef(assessment_id="cost-1")
     batch = steps.decode_vin(ref, repository, Decoder(), clock=lambda: now)
     for photo in batch.photos:
