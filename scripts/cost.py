@@ -229,20 +229,20 @@ def stack_facts(template: Mapping[str, Any]) -> StackFacts:
     )
 
 
-def count_transitions(definition: Mapping[str, Any], items: int) -> int:
-    """State transitions of one successful execution: every state entered on the happy path (Next
-    until End, a Succeed or a Fail), a Map's item processor once per item. Step Functions bills each
-    state entered as a transition ("Step Functions counts a state transition each time a step of your
-    workflow is executed", https://aws.amazon.com/step-functions/pricing/); retries add more."""
+def count_transitions(definition: Mapping[str, Any], items: int, only: str | None = None) -> int:
+    """States entered by one successful execution: the happy path (Next until End, a Succeed or a
+    Fail), a Map's item processor once per item; ``only`` counts one state type (e.g. "Task", the Lambda
+    invocations). A Standard workflow is billed per state transition
+    (https://aws.amazon.com/step-functions/pricing/; retries add more)."""
     states: Mapping[str, Any] = definition["States"]
     name: str | None = definition["StartAt"]
     total = 0
     while name is not None:
         state = states[name]
-        total += 1
+        total += only is None or state["Type"] == only
         if state["Type"] == "Map":
             processor = state.get("ItemProcessor") or state["Iterator"]
-            total += items * count_transitions(processor, 1)
+            total += items * count_transitions(processor, 1, only)
         if state["Type"] in ("Succeed", "Fail") or state.get("End"):
             break
         name = state.get("Next")
@@ -513,9 +513,11 @@ def lambda_gb_seconds(work: Workload, stack: StackFacts, a: Assumptions) -> floa
     )
 
 
-def lambda_invocations(work: Workload, a: Assumptions) -> int:
-    # api, one upload trigger per photo (batches of one at low volume), decode, n × analyse, 4 steps
-    return a.api_requests_per_assessment + work.photos + 1 + work.photos + 4
+def lambda_invocations(work: Workload, stack: StackFacts, a: Assumptions) -> int:
+    """The API's requests, one upload trigger per photo (a batch of one at these rates), and every
+    Task state of the workflow's happy path (each invokes its Lambda)."""
+    tasks = count_transitions(stack.definition, work.photos, only="Task")
+    return a.api_requests_per_assessment + work.photos + tasks
 
 
 def cost_lines(
@@ -548,7 +550,7 @@ def cost_lines(
     stored_months = config.photo_retention_days / DAYS_PER_MONTH  # steady state: photos kept this long
     sweeps = HOURS_PER_MONTH * 60 / stack.sweep_rate_minutes
     transitions = stack.transitions_per_assessment(work.photos)
-    invocations = lambda_invocations(work, a)
+    invocations = lambda_invocations(work, stack, a)
     log_gb = (invocations * a.log_kb_per_invocation + transitions * a.sfn_log_kb_per_transition) / 1e6
     traces = 1 + work.photos + a.api_requests_per_assessment  # execution, upload triggers, API calls
     lines = [

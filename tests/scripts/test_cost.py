@@ -98,6 +98,8 @@ def test_transitions_follow_the_definition(cost: ModuleType) -> None:
     assert cost.count_transitions(workflow_definition(), 3) == 10
     assert cost.count_transitions(workflow_definition(), 5) == 12
     assert cost.count_transitions(workflow_definition(photo_states=2), 3) == 13
+    # Lambda invocations: the Task states (DecodeVin, an AnalysePhoto per photo, 4 steps), not Map or Succeed.
+    assert cost.count_transitions(workflow_definition(), 3, only="Task") == 8
 
 
 def test_the_measured_assessment_counts_come_from_the_steps(cost: ModuleType) -> None:
