@@ -111,6 +111,7 @@ class Assumptions:
     sqs_requests_per_photo: int = 3  # S3 → SendMessage, Lambda's ReceiveMessage and DeleteMessage
     reference_index_gb: float = 1.0  # the k-NN index of reference photos (AOSS managed storage)
     log_retention_months: float = 1.0  # InfraConfig.log_retention_days = 30
+    history_months_without_ttl: float = 12.0  # assessment_ttl_days unset: the table's size after a year
     # Billed duration of one warm invocation, ms (Lambda bills GB-s while a step waits on a service).
     step_ms: Mapping[str, float] = field(
         default_factory=lambda: {
@@ -548,6 +549,11 @@ def cost_lines(
     api_reads = a.api_requests_per_assessment - 1  # the GETs read the item; the POST creates it
     audio_gb = polly_chars * a.audio_bytes_per_char / 1e9
     stored_months = config.photo_retention_days / DAYS_PER_MONTH  # steady state: photos kept this long
+    item_months = (
+        config.assessment_ttl_days / DAYS_PER_MONTH
+        if config.assessment_ttl_days
+        else a.history_months_without_ttl
+    )
     sweeps = HOURS_PER_MONTH * 60 / stack.sweep_rate_minutes
     transitions = stack.transitions_per_assessment(work.photos)
     invocations = lambda_invocations(work, stack, a)
@@ -649,6 +655,14 @@ def cost_lines(
             month * (work.dynamodb_reads + api_reads) * rru_per_read,
             "RRU",
             prices["dynamodb_read_request_unit"],
+        ),
+        Line(
+            "DynamoDB",
+            f"storage ({item_months:g} months of assessments)",
+            "per-assessment",
+            month * work.item_bytes / 1e9 * item_months,
+            "GB-month",
+            prices["dynamodb_storage_gb_month"],
         ),
         Line(
             "Bedrock",

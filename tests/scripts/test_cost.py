@@ -214,3 +214,11 @@ def test_the_script_reads_the_synthesized_stack_and_prints_both_tables(
     out = capsys.readouterr().out
     assert "**1,000 assessments/day**" in out and "**20,000 assessments/day**" in out
     assert out.count("Levers:") == 2 and "total, warm" in out
+
+
+def test_an_assessment_ttl_bounds_the_table_storage(cost: ModuleType, stack: Any, prices: Any) -> None:
+    def storage(config: InfraConfig) -> float:
+        lines = cost.cost_lines(1000, config, stack, cost.measure_workload(config), prices)
+        return sum(line.quantity for line in lines if line.service == "DynamoDB" and "storage" in line.item)
+
+    assert storage(InfraConfig(assessment_ttl_days=30)) < storage(InfraConfig()) / 10
