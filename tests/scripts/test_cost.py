@@ -185,6 +185,9 @@ def test_the_latency_model_names_a_source_for_every_stage(cost: ModuleType, stac
     config = InfraConfig()
     report = cost.latency_report(config, stack, cost.measure_workload(config))
     assert "measured: README 'The serving path on a GPU'" in report and "total, warm" in report
+    # Descriptions written and spoken concurrently: one Bedrock and one Polly call on the critical path.
+    one_call = cost.latency_stages(config, stack, cost.measure_workload(config), parallel_descriptions=True)
+    assert "Describe: 1 Bedrock call(s)" in {s.name.split(" in ")[0] for s in one_call}
     stages = cost.latency_stages(config, stack, cost.measure_workload(config))
     assert all(stage.source for stage in stages)
 
