@@ -264,7 +264,8 @@ class Workload:
     object_gets: int  # S3 GETs by the steps (photos)
     descriptions: int
     prompt_chars: Sequence[int]  # per description: system prompt + user message
-    description_chars: Sequence[int]  # per description: the text (what Polly reads)
+    description_chars: Sequence[int]  # per description: the text
+    polly_requests: Sequence[int]  # characters of each Polly request (languages with a voice, chunked)
     events: int  # EventBridge events published
     languages: Sequence[str]
 
@@ -304,6 +305,7 @@ def measure_workload(config: InfraConfig) -> Workload:
     import numpy as np
 
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository, to_dynamo
+    from vehicle_assessment.adapters.aws.polly_speaker import split_text
     from vehicle_assessment.adapters.memory import (
         InMemoryAssessmentRepository,
         InMemoryEventPublisher,
@@ -333,7 +335,7 @@ def measure_workload(config: InfraConfig) -> Workload:
         VehicleFacts,
     )
     from vehicle_assessment.domain.rules import AssessmentRules
-    from vehicle_assessment.ports import ObjectHead, SpeechClip, VinDecoderUnavailable
+    from vehicle_assessment.ports import ObjectHead, SpeechClip, SpeechUnavailable, VinDecoderUnavailable
 
     identity = EncoderIdentity(model_name="cost-model", pretrained=None, untrained=True, dimension=4)
     bedrock = BedrockSettings(model_id=config.bedrock_model_id)
@@ -385,8 +387,16 @@ def measure_workload(config: InfraConfig) -> Workload:
             texts.append(len(description.text))
             return description.model_copy(update={"language": language})
 
+    polly = PollySettings()
+    spoken: list[int] = []  # characters per Polly request
+
     class Speaker:
+        """PollySpeaker's voice table and chunking (its requests), without the network."""
+
         def synthesize(self, text: str, language: str) -> SpeechClip:
+            if language.strip().lower() not in polly.voices:
+                raise SpeechUnavailable(f"no Polly voice configured for language {language!r}")
+            spoken.extend(len(chunk) for chunk in split_text(text, polly.max_chunk_chars))
             return SpeechClip(audio=b"ID3", content_type="audio/mpeg", extension="mp3")
 
     photo_files = sorted((ROOT / "sample_data" / "queries" / "damaged").glob("*.jpg"))
@@ -453,6 +463,7 @@ def measure_workload(config: InfraConfig) -> Workload:
         descriptions=len(texts),
         prompt_chars=tuple(prompts),
         description_chars=tuple(texts),
+        polly_requests=tuple(spoken),
         events=len(events.events),
         languages=tuple(config.languages),
     )
@@ -542,7 +553,10 @@ def cost_lines(
     b_in, b_out = bedrock_price_keys(config.bedrock_model_id)
     input_tokens = sum(c / a.chars_per_token for c in work.prompt_chars)
     output_tokens = sum(c / a.chars_per_token for c in work.description_chars)
-    polly_chars = sum(work.description_chars)
+    # "SSML tags are not counted as billed characters" (Polly TextLengthExceededException, botocore
+    # reference: docs.aws.amazon.com/botocore/latest/reference/services/polly/client/exceptions/
+    # TextLengthExceededException.html): the plain text of each request is what is billed.
+    polly_chars = sum(work.polly_requests)
     engine = PollySettings().engine
     wru_per_write = math.ceil(work.item_bytes / 1024)  # a write unit per KB of the (larger) item
     rru_per_read = math.ceil(work.item_bytes / 4096)  # strongly consistent: a read unit per 4 KB
@@ -903,7 +917,7 @@ def latency_stages(
         Stage(
             f"Speak: {n} Polly call(s) in sequence + S3 PUT",
             n * 700,
-            f"assumed ~0.7 s per SynthesizeSpeech of {max(work.description_chars)} characters "
+            f"assumed ~0.7 s per SynthesizeSpeech of {max(work.polly_requests, default=0)} characters "
             "(measured text length)",
         ),
         Stage("Store + EventBridge PutEvents", 120, "assumed"),
@@ -995,7 +1009,8 @@ def facts_report(
             f"{stack.transitions_per_assessment(work.photos)} state transitions; repository calls "
             f"{dict(sorted(work.repository_calls.items()))}; item {work.item_bytes:,} bytes; "
             f"{work.descriptions} descriptions, prompts {list(work.prompt_chars)} chars, texts "
-            f"{list(work.description_chars)} chars; {work.object_puts} S3 PUT(s), {work.object_gets} GET(s) "
+            f"{list(work.description_chars)} chars, Polly requests {list(work.polly_requests)} chars; "
+            f"{work.object_puts} S3 PUT(s), {work.object_gets} GET(s) "
             "by the steps; "
             f"{work.events} event(s).",
             f"Assumed: {', '.join(f'{k}={v}' for k, v in vars(a).items() if k != 'step_ms')}; "

@@ -225,3 +225,12 @@ def test_an_assessment_ttl_bounds_the_table_storage(cost: ModuleType, stack: Any
         return sum(line.quantity for line in lines if line.service == "DynamoDB" and "storage" in line.item)
 
     assert storage(InfraConfig(assessment_ttl_days=30)) < storage(InfraConfig()) / 10
+
+
+def test_a_language_without_a_polly_voice_is_written_but_not_spoken(cost: ModuleType) -> None:
+    from vehicle_assessment.adapters.aws.settings import PollySettings
+
+    assert "nl" not in PollySettings().voices
+    work = cost.measure_workload(InfraConfig(languages=["en", "nl"]))
+    assert work.descriptions == 2 and len(work.polly_requests) == 1
+    assert sum(work.polly_requests) == work.description_chars[0]
