@@ -33,7 +33,6 @@ from infra.constructs.lambdas import (
     grant_objects,
     grant_speech,
     grant_table,
-    logical_id,
     removal,
     retention,
 )
@@ -292,13 +291,13 @@ class Workflow(Construct):
 
     def _task(self, key: str, config: InfraConfig) -> tasks.LambdaInvoke:
         step = STEPS[key]
-        fn = self.functions[key].function
         task = tasks.LambdaInvoke(
             self,
             step.state_name,
-            lambda_function=fn,
+            # The ``live`` alias: its published version has the SnapStart snapshot ($LATEST has none).
+            lambda_function=self.functions[key].invoke_target,
             # The function's result IS the next state (no {"Payload": ...} wrapper), and the
-            # state's Resource is the function ARN, so errors keep the handler's errorType.
+            # state's Resource is the alias ARN, so errors keep the handler's errorType.
             payload_response_only=True,
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(Duration.seconds(step_timeout_s(key, config) + 30)),
@@ -400,15 +399,6 @@ class Workflow(Construct):
             "Step Functions' CloudWatch Logs delivery (logs:*LogDelivery*) and X-Ray actions support no "
             "resource-level permissions.",
         )
-        for step in STEPS.values():
-            fn_id = logical_id(self.functions[_key_of(step)].function)
-            acknowledge(
-                machine.role,
-                f"AwsSolutions-IAM5[Resource::<{fn_id}.Arn>:*]",
-                f"Invokes {step.state_name}'s function at any version or alias (CDK's LambdaInvoke grant).",
-            )
+        # No IAM5 wildcard to acknowledge: each task invokes its ``live`` alias, and CDK's LambdaInvoke
+        # grant is lambda:InvokeFunction on that alias ARN alone (no ``<function>:*`` for every version).
         return machine
-
-
-def _key_of(step: Step) -> str:
-    return next(k for k, s in STEPS.items() if s is step)
