@@ -24,6 +24,7 @@ and nothing is registered. The after-restore hook must finish within Lambda's 10
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import random
@@ -78,10 +79,9 @@ def register(hooks: ModuleType | None) -> bool:
 
 def _runtime_hooks() -> ModuleType | None:
     try:
-        import snapshot_restore_py
+        return importlib.import_module(HOOKS_MODULE)  # Lambda's runtime provides it; no PyPI pin
     except ImportError:
         return None
-    return snapshot_restore_py
 
 
 REGISTERED = register(_runtime_hooks())
