@@ -62,6 +62,14 @@ TRANSIENT_ERRORS = [
 ]
 
 
+# SnapStart's own invoke errors ("Troubleshooting SnapStart errors", lambda/latest/dg/
+# snapstart-troubleshooting.html): SnapStartNotReadyException while a version is Inactive (not
+# invoked for 14 days, or recycled by Lambda) until it is Active again, SnapStartTimeoutException when
+# a restore (with its after-restore hooks) overran 10 s. Both pass: retried longer than the others,
+# as re-activating a version takes a while.
+SNAPSTART_ERRORS = ["Lambda.SnapStartNotReadyException", "Lambda.SnapStartTimeoutException"]
+
+
 # The steps that publish the assessment's final event; a refused publication raises
 # EventPublishFailed after the step's (idempotent) save, so the whole step is retried. Consumers
 # dedupe the re-publications on the event's event_id.
@@ -309,6 +317,14 @@ class Workflow(Construct):
             backoff_rate=2.0,
             max_delay=Duration.seconds(30),
             # Full jitter: parallel Map iterations that failed together do not retry together.
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        task.add_retry(
+            errors=SNAPSTART_ERRORS,
+            interval=Duration.seconds(10),
+            max_attempts=6,
+            backoff_rate=2.0,
+            max_delay=Duration.seconds(60),
             jitter_strategy=sfn.JitterType.FULL,
         )
         if key in PUBLISHING_STEPS:

@@ -129,3 +129,18 @@ def test_event_source_schedule_and_api_target_aliases(template_json: dict[str, A
     ]
     assert api_integrations
     assert all(any(f'"Ref": "{alias}"' in uri for alias in aliases) for uri in api_integrations)
+
+
+def test_every_task_retries_snapstart_errors_for_minutes(template_json: dict[str, Any]) -> None:
+    states = json.loads(state_machine_definition(template_json))["States"]
+    tasks = {n: s for n, s in states.items() if s["Type"] == "Task"}
+    tasks["AnalysePhoto"] = states["AnalysePhotos"]["ItemProcessor"]["States"]["AnalysePhoto"]
+    assert len(tasks) == 7
+    for name, task in tasks.items():
+        [retry] = [r for r in task["Retry"] if "Lambda.SnapStartNotReadyException" in r["ErrorEquals"]]
+        assert "Lambda.SnapStartTimeoutException" in retry["ErrorEquals"], name
+        waits = [
+            min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry["MaxDelaySeconds"])
+            for n in range(retry["MaxAttempts"])
+        ]
+        assert sum(waits) >= 180, (name, waits)  # an Inactive version has minutes to become Active
