@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, CfnElement, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, CfnElement, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -39,6 +39,7 @@ class FunctionSpec:
 # published version, never $LATEST: every caller invokes the ``live`` alias of the current version.
 # The hooks that keep restored environments unique are in functions/snapstart.py.
 LIVE_ALIAS = "live"
+SNAP_START_PUBLISH_WARNING = "@aws-cdk/aws-lambda:snapStartRequirePublish"
 
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
@@ -120,6 +121,10 @@ class PipelineFunction(Construct):
                 self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
             )
             self.invoke_target = self.alias
+            # CDK warns that SnapStart needs a published version: the alias above publishes it.
+            Annotations.of(self.function).acknowledge_warning(
+                SNAP_START_PUBLISH_WARNING, "The live alias publishes current_version; callers invoke it."
+            )
         acknowledge(
             self,
             "AwsSolutions-L1",
