@@ -192,6 +192,67 @@ print(json.dumps({"seconds": elapsed, "heavy": heavy}))
 """
 
 
+# SnapStart "on paper": the init a snapshot keeps (handler import + functions/snapstart.py's
+# before_snapshot warm-up) against what a restored environment still runs (after_restore, then
+# building a client again, which the reset makes every restore pay). The restore itself (Lambda
+# resuming the microVM) cannot be measured off AWS.
+_SNAPSTART_PROBE = """
+import importlib.util, json, os, sys, time
+for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+    os.environ.setdefault(name, value)  # building a client resolves credentials; no call is made
+path = sys.argv[1]
+start = time.perf_counter()
+spec = importlib.util.spec_from_file_location("handler_under_test", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+imported = time.perf_counter()
+from functions import snapstart
+snapstart.before_snapshot()
+warmed = time.perf_counter()
+snapstart.after_restore()
+restored = time.perf_counter()
+from vehicle_assessment.aws_runtime import factory
+factory.boto3_session().client("dynamodb", region_name=os.environ["AWS_DEFAULT_REGION"])
+client = time.perf_counter()
+print(json.dumps({"import": imported - start, "warm": warmed - imported,
+                  "after_restore": restored - warmed, "client": client - restored}))
+"""
+
+
+def p4_snapstart_row(modules: list[Path], env: dict[str, str]) -> Row:
+    results, failures = {}, []
+    for path in modules:
+        done = subprocess.run(
+            [sys.executable, "-c", _SNAPSTART_PROBE, str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        if done.returncode != 0:
+            failures.append(f"{path.stem}: {done.stderr.strip().splitlines()[-1]}")
+            continue
+        results[path.stem] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not results:
+        return ("P4", "SnapStart on paper", "no handler measured: " + "; ".join(failures), "–", "n/a")
+    snapshot = {m: r["import"] + r["warm"] for m, r in results.items()}
+    slowest = max(snapshot, key=snapshot.__getitem__)
+    worst = results[slowest]
+    what = (
+        f"SnapStart on paper, {len(results)} handlers: init kept in the snapshot (import + before_snapshot "
+        f"warm-up) vs. what a restored environment still runs (after_restore + a first client); the restore "
+        f"itself is not measurable here"
+    )
+    if failures:
+        what += "; FAILED: " + "; ".join(failures)
+    raw = (
+        f"slowest {slowest}: import {worst['import']:.3f} s + warm-up {worst['warm']:.3f} s in the snapshot; "
+        f"after restore: hook {worst['after_restore'] * 1000:.2f} ms, "
+        f"first DynamoDB client {worst['client']:.3f} s"
+    )
+    return ("P4", what, raw, f"{snapshot[slowest]:.3f} s off the cold start", "info (no target)")
+
+
 def handler_modules() -> list[Path]:
     functions = REPO / "functions"
     if not functions.is_dir():
@@ -310,6 +371,7 @@ def p4_lambda_imports(build_packages: bool = True) -> list[Row]:
             f"{worst:.3f} s",
             f"≤ 0.3 s, no torch {verdict(ok)}",
         ),
+        p4_snapstart_row(modules, env),
         *lambda_package_rows(build_packages),
     ]
 

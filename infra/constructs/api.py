@@ -221,7 +221,7 @@ class Api(Construct):
     def _add_routes(self) -> None:
         """One proxy integration; bodies and parameters validated by the gateway first."""
         api = self.rest_api
-        integration = apigw.LambdaIntegration(self.handler.function, proxy=True)
+        integration = apigw.LambdaIntegration(self.handler.invoke_target, proxy=True)
         body_validator = api.add_request_validator(
             "BodyValidator", validate_request_body=True, validate_request_parameters=True
         )

@@ -206,7 +206,7 @@ class Ingest(Construct):
                 "the prefix is the boundary.",
             )
         state_machine.grant_start_execution(upload_trigger.role)
-        upload_trigger.function.add_event_source(
+        upload_trigger.invoke_target.add_event_source(
             sources.SqsEventSource(
                 self.queue,
                 batch_size=10,
@@ -249,6 +249,6 @@ class Ingest(Construct):
             self,
             "SweepSchedule",
             schedule=events.Schedule.rate(Duration.minutes(config.sweep_rate_minutes)),
-            targets=[targets.LambdaFunction(sweeper.function, retry_attempts=2)],
+            targets=[targets.LambdaFunction(sweeper.invoke_target, retry_attempts=2)],
         )
         return sweeper

@@ -81,6 +81,10 @@ class VectorSearch(Construct):
                 # Retries 403s while the new data access policy propagates.
                 timeout=Duration.minutes(10),
                 memory_mb=256,
+                snap_start_excluded=(
+                    "A CloudFormation custom resource, invoked once per deployment: a snapshot (built "
+                    "at every publish, billed while cached) would never be restored."
+                ),
             ),
             code=code,
             config=self.config,

@@ -33,7 +33,6 @@ from infra.constructs.lambdas import (
     grant_objects,
     grant_speech,
     grant_table,
-    logical_id,
     removal,
     retention,
 )
@@ -61,6 +60,14 @@ TRANSIENT_ERRORS = [
     "Lambda.Unknown",
     sfn.Errors.TIMEOUT,
 ]
+
+
+# SnapStart's own invoke errors ("Troubleshooting SnapStart errors", lambda/latest/dg/
+# snapstart-troubleshooting.html): SnapStartNotReadyException while a version is Inactive (not
+# invoked for 14 days, or recycled by Lambda) until it is Active again, SnapStartTimeoutException when
+# a restore (with its after-restore hooks) overran 10 s. Both pass: retried longer than the others,
+# as re-activating a version takes a while.
+SNAPSTART_ERRORS = ["Lambda.SnapStartNotReadyException", "Lambda.SnapStartTimeoutException"]
 
 
 # The steps that publish the assessment's final event; a refused publication raises
@@ -292,13 +299,13 @@ class Workflow(Construct):
 
     def _task(self, key: str, config: InfraConfig) -> tasks.LambdaInvoke:
         step = STEPS[key]
-        fn = self.functions[key].function
         task = tasks.LambdaInvoke(
             self,
             step.state_name,
-            lambda_function=fn,
+            # The ``live`` alias: its published version has the SnapStart snapshot ($LATEST has none).
+            lambda_function=self.functions[key].invoke_target,
             # The function's result IS the next state (no {"Payload": ...} wrapper), and the
-            # state's Resource is the function ARN, so errors keep the handler's errorType.
+            # state's Resource is the alias ARN, so errors keep the handler's errorType.
             payload_response_only=True,
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(Duration.seconds(step_timeout_s(key, config) + 30)),
@@ -310,6 +317,14 @@ class Workflow(Construct):
             backoff_rate=2.0,
             max_delay=Duration.seconds(30),
             # Full jitter: parallel Map iterations that failed together do not retry together.
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        task.add_retry(
+            errors=SNAPSTART_ERRORS,
+            interval=Duration.seconds(10),
+            max_attempts=6,
+            backoff_rate=2.0,
+            max_delay=Duration.seconds(60),
             jitter_strategy=sfn.JitterType.FULL,
         )
         if key in PUBLISHING_STEPS:
@@ -400,15 +415,6 @@ class Workflow(Construct):
             "Step Functions' CloudWatch Logs delivery (logs:*LogDelivery*) and X-Ray actions support no "
             "resource-level permissions.",
         )
-        for step in STEPS.values():
-            fn_id = logical_id(self.functions[_key_of(step)].function)
-            acknowledge(
-                machine.role,
-                f"AwsSolutions-IAM5[Resource::<{fn_id}.Arn>:*]",
-                f"Invokes {step.state_name}'s function at any version or alias (CDK's LambdaInvoke grant).",
-            )
+        # No IAM5 wildcard to acknowledge: each task invokes its ``live`` alias, and CDK's LambdaInvoke
+        # grant is lambda:InvokeFunction on that alias ARN alone (no ``<function>:*`` for every version).
         return machine
-
-
-def _key_of(step: Step) -> str:
-    return next(k for k, s in STEPS.items() if s is step)

@@ -12,13 +12,18 @@ Resolver = Callable[[str, str], str]
 
 
 def placeholder(template: Mapping[str, Any]) -> Resolver:
-    """A resolver for Ref/GetAtt: a Lambda's Arn becomes a Lambda ARN named after its logical id."""
+    """A resolver for Ref/GetAtt: a Lambda's Arn becomes a Lambda ARN named after its logical id (an
+    alias's, that ARN qualified by the alias name)."""
     resources = template["Resources"]
 
     def resolve(logical_id: str, attribute: str) -> str:
         kind = resources.get(logical_id, {}).get("Type", "")
         if kind == "AWS::Lambda::Function" and attribute == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
+        if kind == "AWS::Lambda::Alias" and attribute == "Ref":  # an alias's Ref is its ARN
+            alias = resources[logical_id]["Properties"]
+            function = alias["FunctionName"]["Ref"]
+            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}:{alias['Name']}"
         if kind == "AWS::StepFunctions::StateMachine" and attribute in ("Ref", "Arn"):
             return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{logical_id}"
         if attribute.endswith("Arn"):

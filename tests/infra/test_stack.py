@@ -253,7 +253,8 @@ def test_workflow_retries_transient_errors_only_and_catches_all(template_json: d
     tasks = {n: s for n, s in states.items() if s["Type"] == "Task"}
     tasks["AnalysePhoto"] = photos["ItemProcessor"]["States"]["AnalysePhoto"]
     for name, task in tasks.items():
-        retry, *publishing = task["Retry"]
+        retry, snapstart, *publishing = task["Retry"]
+        assert all(e.startswith("Lambda.SnapStart") for e in snapstart["ErrorEquals"]), name
         # Store and MarkFailed publish the final event: a refused publication retries the step.
         assert [r["ErrorEquals"] for r in publishing] == (
             [["EventPublishFailed"]] if name in {"Store", "MarkFailed"} else []

@@ -141,6 +141,13 @@ class Harness:
                 Code={"ZipFile": archive.getvalue()},
             )
             self.function_arns[logical_id] = created["FunctionArn"]
+        # The workflow invokes each function's SnapStart alias: publish a version and point it there.
+        for logical_id, alias in resources_of(self.template, "AWS::Lambda::Alias").items():
+            function = alias["Properties"]["FunctionName"]["Ref"]
+            version = self.lambda_.publish_version(FunctionName=function)["Version"]
+            self.function_arns[logical_id] = self.lambda_.create_alias(
+                FunctionName=function, Name=alias["Properties"]["Name"], FunctionVersion=version
+            )["AliasArn"]
 
         fallback = placeholder(self.template)
 
