@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,17 @@ def test_more_neighbours_than_the_probed_cells_hold_are_answered_exactly(tmp_pat
     truth, _ = top_k(vectors, queries[:3], k)
     for hits, row in zip(results, truth, strict=True):
         assert [n.source for n in hits] == [f"ref/{i}.jpg" for i in row]
+
+
+def test_without_faiss_a_large_index_answers_exactly_and_says_why(
+    tmp_path, data, caplog, monkeypatch
+) -> None:
+    vectors, queries, _ = data
+    index = _built(tmp_path / "reference-index.sqlite3", vectors)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
+    with caplog.at_level(logging.INFO):
+        results = index.search(queries[:2], 10)
+    truth, _ = top_k(vectors, queries[:2], 10)
+    assert [[n.source for n in hits] for hits in results] == [[f"ref/{i}.jpg" for i in row] for row in truth]
+    assert "searching 20000 references exactly: faiss-cpu is not installed" in caplog.text
+    assert not ann_file_paths(index.path)[0].exists()
