@@ -362,6 +362,10 @@ def _build_and_report(
         report = build_index(
             photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=advance
         )
+    from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
+
+    if isinstance(index, LocalVectorIndex):  # a large one: its ANN file is built now, not at first search
+        index.prepare_search()
     report.skipped[:0] = skipped
     summary = {
         "index": where,

@@ -42,6 +42,26 @@ class EncoderSettings(BaseModel):
     threads: int | None = Field(default=None, ge=1)
 
 
+class IndexSettings(BaseModel):
+    """The local reference index: exact cosine top-k, or an approximate faiss index once it is large."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ann_min_vectors: int = Field(
+        default=limits.DEFAULT_ANN_MIN_VECTORS,
+        ge=1,
+        description="at or above this many references, search a faiss IVF-Flat index (built and "
+        "persisted next to the SQLite file); below it, exact numpy search",
+    )
+    ann_enabled: bool = Field(default=True, description="false: always exact, whatever the size")
+    ann_nlist: int | None = Field(
+        default=None, ge=1, description="IVF cells; default ~4·sqrt(n), between 16 and 4096"
+    )
+    ann_nprobe: int = Field(
+        default=limits.DEFAULT_ANN_NPROBE, ge=1, description="cells scored per query (recall vs time)"
+    )
+
+
 class VpicSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,6 +89,7 @@ class LocalSettings(BaseSettings):
     data_dir: Path = Path(".local-data")
     rules: AssessmentRules = Field(default_factory=AssessmentRules)
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     vpic: VpicSettings = Field(default_factory=VpicSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
 

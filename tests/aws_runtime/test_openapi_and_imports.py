@@ -33,7 +33,7 @@ import json, sys, time
 wall, cpu = time.perf_counter(), time.process_time()
 import {module}
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-heavy = sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "open_clip", "torchvision", "faiss") if m in sys.modules)
 print(json.dumps({{"wall": wall, "cpu": cpu, "heavy": heavy, "boto3": "boto3" in sys.modules}}))
 """
 

@@ -132,3 +132,21 @@ def test_unknown_assessment_and_bad_labels(tmp_path, capsys) -> None:
         capsys, "--data-dir", str(tmp_path), "index", "build", str(tmp_path), "--labels", str(bad)
     )
     assert code == EXIT_BAD_INPUT and "lacks the column" in err
+
+
+def test_index_build_prepares_the_ann_file_of_a_large_index(
+    tmp_path, labels, capsys, tiny_model_name, monkeypatch
+) -> None:
+    pytest.importorskip("faiss")
+    monkeypatch.setenv("VDA_INDEX__ANN_MIN_VECTORS", "10")  # 12 references count as large here
+    data = tmp_path / "data"
+    common = _tiny(data, tiny_model_name)
+    code, _, err = run_cli(
+        capsys, *common, "index", "build", str(SAMPLE_DATA / "reference"), "--labels", str(labels)
+    )
+    assert code == EXIT_OK, err
+    manifest = json.loads((data / "reference-index.faiss.json").read_text(encoding="utf-8"))
+    assert manifest["row_count"] == 12 and (data / "reference-index.faiss").is_file()
+    code, out, err = run_cli(capsys, *common, "assess", "--vin", VIN, "--json", *QUERIES[:1])
+    assert code == EXIT_OK, err
+    assert json.loads(out)["status"] == "COMPLETED"

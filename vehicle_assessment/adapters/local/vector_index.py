@@ -1,11 +1,15 @@
-"""In-process reference index: exact cosine top-k in numpy, persisted in SQLite.
+"""In-process reference index: cosine top-k, vectors persisted in SQLite.
 
 Each row carries its label fields and source, so a search answers with everything a verdict
-needs. Vectors are stored L2-normalised, so cosine similarity is a dot product.
+needs. Vectors are stored L2-normalised, so cosine similarity is a dot product. Below
+`IndexSettings.ann_min_vectors` references the search is exact (numpy); at or above it, a faiss
+IVF-Flat index persisted beside the SQLite file answers (see `ann_index`), with the same results'
+shape and meaning.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -15,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from vehicle_assessment.adapters.local.ann_index import AnnIndex, AnnUnavailable, load_or_build_ann
 from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
 from vehicle_assessment.domain.models import (
     DamageType,
@@ -24,6 +29,9 @@ from vehicle_assessment.domain.models import (
     Severity,
 )
 from vehicle_assessment.ports import IndexMismatch, ReferenceItem, StateFileUnusable
+from vehicle_assessment.settings import IndexSettings
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,9 +78,10 @@ class StoredReference:
 
 
 class LocalVectorIndex:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, settings: IndexSettings | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.settings = settings or IndexSettings()
         self._conn = sqlite3.connect(path)
         try:
             with self._state_errors():
@@ -83,6 +92,10 @@ class LocalVectorIndex:
             raise
         self._matrix: np.ndarray | None = None
         self._rows: list[tuple[int, str, ReferenceLabel]] = []
+        self._row_ids = np.zeros(0, dtype=np.int64)
+        self._position: dict[int, int] = {}
+        self._ann: AnnIndex | None = None
+        self._ann_unavailable_logged = False
 
     def close(self) -> None:
         self._conn.close()
@@ -179,6 +192,7 @@ class LocalVectorIndex:
                 rows,
             )
         self._matrix = None
+        self._ann = None  # checked against the new rows (and rebuilt) at the next search
 
     def _load(self) -> np.ndarray:
         if self._matrix is None:
@@ -206,6 +220,8 @@ class LocalVectorIndex:
             )
             for row_id, source, damaged, dtype, severity, _ in rows
         ]
+        self._row_ids = np.array([r[0] for r in rows], dtype=np.int64)
+        self._position = {int(row_id): position for position, row_id in enumerate(self._row_ids)}
         dimension = self.identity.dimension if self.identity else 0
         if not rows:
             return np.zeros((0, dimension), dtype=np.float32)
@@ -218,7 +234,7 @@ class LocalVectorIndex:
         queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if queries.shape[1] != matrix.shape[1]:
             raise IndexMismatch(f"query dimension {queries.shape[1]} != index dimension {matrix.shape[1]}")
-        indices, scores = top_k(matrix, queries, k)
+        indices, scores = self._top_k(matrix, queries, k)
         return [
             [
                 Neighbour(
@@ -231,6 +247,58 @@ class LocalVectorIndex:
             ]
             for row_idx, row_scores in zip(indices, scores, strict=True)
         ]
+
+    def uses_ann(self) -> bool:
+        """Whether searches go to the approximate index (its size is at or above the threshold)."""
+        n = self._load().shape[0]
+        return self.settings.ann_enabled and n >= self.settings.ann_min_vectors
+
+    def prepare_search(self) -> None:
+        """Load, and build if stale or missing, what searches need (after `index build`)."""
+        if self.count() and self.uses_ann():
+            self._ann_index(self._load())
+
+    def _ann_index(self, matrix: np.ndarray) -> AnnIndex | None:
+        if self._ann is None:
+            identity = self.identity
+            assert identity is not None  # rows exist only in a bound index
+            try:
+                self._ann = load_or_build_ann(
+                    self.path,
+                    matrix,
+                    self._row_ids,
+                    identity,
+                    self.settings.ann_nlist,
+                    self.settings.ann_nprobe,
+                )
+            except AnnUnavailable as exc:
+                if not self._ann_unavailable_logged:
+                    logger.warning("searching %d references exactly: %s", matrix.shape[0], exc)
+                    self._ann_unavailable_logged = True
+                return None
+        return self._ann
+
+    def _top_k(self, matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions and similarities, best first: exact, or from the ANN index when it is large."""
+        n = matrix.shape[0]
+        ann = self._ann_index(matrix) if self.uses_ann() and k < n else None
+        if ann is None:
+            return top_k(matrix, queries, k)
+        ids, scores = ann.search(queries, k)
+        short = np.flatnonzero((ids < 0).any(axis=1))
+        if short.size:
+            # The probed cells held fewer than k references: those queries are answered exactly.
+            logger.info(
+                "%d of %d queries answered exactly: fewer than %d hits in the probed cells",
+                short.size,
+                len(queries),
+                k,
+            )
+            ids = ids.copy()
+            exact_positions, scores[short] = top_k(matrix, queries[short], k)
+            ids[short] = self._row_ids[exact_positions]
+        positions = np.vectorize(self._position.__getitem__, otypes=[np.int64])(ids)
+        return positions, scores
 
     def vectors_and_labels(self) -> tuple[list[StoredReference], np.ndarray]:
         """Every row in id order with its (n, d) unit-vector matrix; read-only, for evaluation."""

@@ -18,7 +18,7 @@ def open_repository(settings: LocalSettings) -> SqliteAssessmentRepository:
 
 
 def open_index(settings: LocalSettings) -> LocalVectorIndex:
-    return LocalVectorIndex(settings.index_path)
+    return LocalVectorIndex(settings.index_path, settings.index)
 
 
 def build_local_ports(settings: LocalSettings, index: LocalVectorIndex | None = None) -> LocalPorts:
