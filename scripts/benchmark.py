@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -221,20 +222,24 @@ print(json.dumps({"import": imported - start, "warm": warmed - imported,
 """
 
 
-def p4_snapstart_row(modules: list[Path], env: dict[str, str]) -> Row:
-    results, failures = {}, []
+def _probe_each(probe: str, modules: list[Path], env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Run `probe` on each handler module in a fresh interpreter (nothing cached from an earlier one):
+    its last stdout line as JSON per module, and one line per module that failed."""
+    results: dict[str, Any] = {}
+    failures: list[str] = []
     for path in modules:
         done = subprocess.run(
-            [sys.executable, "-c", _SNAPSTART_PROBE, str(path)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env, cwd=REPO
         )
         if done.returncode != 0:
             failures.append(f"{path.stem}: {done.stderr.strip().splitlines()[-1]}")
             continue
         results[path.stem] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results, failures
+
+
+def p4_snapstart_row(modules: list[Path], env: dict[str, str]) -> Row:
+    results, failures = _probe_each(_SNAPSTART_PROBE, modules, env)
     if not results:
         return ("P4", "SnapStart on paper", "no handler measured: " + "; ".join(failures), "–", "n/a")
     snapshot = {m: r["import"] + r["warm"] for m, r in results.items()}
@@ -343,20 +348,7 @@ def p4_lambda_imports(build_packages: bool = True) -> list[Row]:
         "PYTHONPATH": str(REPO),
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
     }
-    results, failures = {}, []
-    for path in modules:
-        # Fresh interpreter per module: nothing imported by an earlier handler is cached.
-        done = subprocess.run(
-            [sys.executable, "-c", _IMPORT_PROBE, str(path)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        if done.returncode != 0:
-            failures.append(f"{path.stem}: {done.stderr.strip().splitlines()[-1]}")
-            continue
-        results[path.stem] = json.loads(done.stdout.strip().splitlines()[-1])
+    results, failures = _probe_each(_IMPORT_PROBE, modules, env)
     slowest = max(results, key=lambda m: results[m]["seconds"]) if results else None
     heavy = sorted({h for r in results.values() for h in r["heavy"]})
     worst = results[slowest]["seconds"] if slowest else float("nan")
