@@ -40,6 +40,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTAINER_DIR = REPO_ROOT / "containers" / "openclip"
 WORK = REPO_ROOT / ".container-test"
+MIN_FREE_DISK_BYTES = 15 * 10**9
 TINY_CONFIG = REPO_ROOT / "tests" / "data" / "models" / "tiny-test-clip.json"
 PHOTOS = sorted((REPO_ROOT / "sample_data" / "queries" / "damaged").glob("*.jpg"))[:2]
 
@@ -435,6 +436,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if os.geteuid() != 0:
         log("rootful podman is needed (run as root)")
+        return 2
+    WORK.mkdir(exist_ok=True)
+    free = shutil.disk_usage(WORK).free
+    # Measured: the images and their build layers take about 13 GB from scratch (the torch base
+    # alone ~6 GB, held twice while podman commits it); a full disk fails deep inside a build.
+    if free < MIN_FREE_DISK_BYTES and not (WORK / "storage").exists():
+        log(
+            f"only {free / 1e9:.1f} GB free under {WORK}; a build from scratch needs about "
+            f"{MIN_FREE_DISK_BYTES / 1e9:.0f} GB: free some space (e.g. old .container-test/ folders)"
+        )
         return 2
     started = time.monotonic()
     env = podman_env()
