@@ -17,7 +17,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vehicle_assessment.adapters.aws.bedrock_models import invocation_model_id
-from vehicle_assessment.adapters.aws.clients import error_code, make_boto3_client, one_line_reason
+from vehicle_assessment.adapters.aws.clients import make_boto3_client, one_line_reason
+from vehicle_assessment.adapters.aws.errors import error_code
 from vehicle_assessment.adapters.aws.settings import BedrockSettings
 from vehicle_assessment.domain.description import TemplateDescriber, UnsupportedLanguage
 from vehicle_assessment.domain.models import Description, DescriptionRequest, DescriptionStyle

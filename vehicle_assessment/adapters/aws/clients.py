@@ -8,11 +8,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vehicle_assessment.adapters.aws.errors import error_code
 from vehicle_assessment.adapters.aws.settings import AwsClientSettings
 from vehicle_assessment.domain.text import one_line
-
-__all__ = ["botocore_config", "error_code", "make_boto3_client", "one_line_reason"]
 
 
 def botocore_config(settings: AwsClientSettings) -> Config:

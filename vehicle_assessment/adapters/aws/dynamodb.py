@@ -76,20 +76,6 @@ from vehicle_assessment.ports import (
     UploadOutcome,
 )
 
-# The port's value types, importable from here as before.
-__all__ = [
-    "TABLE_ACCESS",
-    "AwaitingAssessment",
-    "DynamoAssessmentRepository",
-    "PhotoReceipt",
-    "RejectedUpload",
-    "TableAccess",
-    "UploadOutcome",
-    "from_dynamo",
-    "table_definition",
-    "to_dynamo",
-]
-
 META = "META"
 GSI1 = "GSI1"
 GSI2 = "GSI2"

@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vehicle_assessment.adapters.aws.clients import error_code
+from vehicle_assessment.adapters.aws.errors import error_code
 from vehicle_assessment.ports import ObjectNotFound
 
 # GetObject says NoSuchKey; HeadObject has no body, so only the status ("404"/"NotFound") remains.
