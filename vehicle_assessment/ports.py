@@ -21,8 +21,13 @@ from vehicle_assessment.domain.models import (
     DescriptionStyle,
     EncoderIdentity,
     Neighbour,
+    PhotoFingerprint,
     PhotoRecord,
+    PhotoReview,
     ReferenceLabel,
+    ReferenceProvenance,
+    ReuseMatch,
+    ReviewQueueEntry,
     VehicleFacts,
 )
 
@@ -337,6 +342,8 @@ class ReferenceItem:
     sha256: str
     label: ReferenceLabel
     vector: np.ndarray
+    # Set for a photo learnt from a review (see ReferenceFeedback); None for a labelled set's photo.
+    provenance: ReferenceProvenance | None = None
 
 
 class ReferenceIndex(Protocol):
@@ -391,3 +398,39 @@ class SpeechUnavailable(PortError):
 
 class Speaker(Protocol):
     def synthesize(self, text: str, language: str) -> SpeechClip: ...
+
+
+# --- the review loop --------------------------------------------------------------------------
+
+
+class ReviewQueue(Protocol):
+    """Assessments with photos awaiting a person; both repositories implement it without scans
+    (DynamoDB: a sparse GSI; SQLite: an indexed column)."""
+
+    def review_queue(self, limit: int) -> list[ReviewQueueEntry]:
+        """Oldest first, at most ``limit``."""
+        ...
+
+
+class PhotoRegistry(Protocol):
+    """Every analysed photo, remembered for the reused-photo check and for learning from reviews."""
+
+    def remember(self, fingerprint: PhotoFingerprint) -> None:
+        """Idempotent per (assessment_id, photo_id)."""
+        ...
+
+    def find_reuse(self, fingerprint: PhotoFingerprint) -> list[ReuseMatch]:
+        """Photos of OTHER vehicles (another VIN) that this one matches, best first; thresholds are the
+        adapter's settings (measured, see the README)."""
+        ...
+
+    def fingerprint(self, assessment_id: str, photo_id: str) -> PhotoFingerprint | None: ...
+
+
+class ReferenceFeedback(Protocol):
+    """Adds a reviewed photo to the reference index with its reviewed label and provenance."""
+
+    def add_reviewed_photo(self, assessment: Assessment, photo: PhotoRecord, review: PhotoReview) -> str:
+        """The reference's source id. Reuses the photo's stored embedding when its encoder is the
+        index's, else embeds the stored photo again; never mixes encoders (raises IndexMismatch)."""
+        ...

@@ -87,3 +87,21 @@ DEFAULT_ANN_MIN_VECTORS = 50_000
 # IVF cells scored per query: benchmark P5 reached recall@10 1.0 at nprobe 4 on a million clustered
 # vectors; 16 leaves margin for embeddings whose clusters are less clean, at well under 1 ms.
 DEFAULT_ANN_NPROBE = 16
+
+
+# --- the review loop ------------------------------------------------------------------------
+# A reviewer's note: a sentence or two, stored in the assessment document.
+MAX_REVIEW_NOTE_CHARS = 1000
+# Who reviewed: a Cognito username / e-mail or a local name.
+MAX_REVIEWER_CHARS = 128
+# A hand-edited description: about three times the longest generated one.
+MAX_DESCRIPTION_CHARS = 4000
+# The document lives in one DynamoDB item (400 KB): the audit trail and the superseded descriptions
+# are capped; past the cap the oldest entries are dropped with a count kept (never silently).
+MAX_HISTORY_ENTRIES = 200
+MAX_SUPERSEDED_DESCRIPTIONS = 20
+# Review queue pages.
+DEFAULT_REVIEW_QUEUE_LIMIT = 50
+MAX_REVIEW_QUEUE_LIMIT = 200
+# The review page's copy of a reference photo: longest side in pixels.
+REFERENCE_IMAGE_MAX_SIDE = 512

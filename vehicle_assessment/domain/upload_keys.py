@@ -163,3 +163,15 @@ def parse_upload_key(key: str) -> UploadKey:
             raise InvalidUploadKey(exc.reason, incoming_assessment_id(vin, batch)) from None
         return IncomingUploadKey(vin.upper(), batch, name)
     raise InvalidUploadKey(f"unexpected key layout: use {LAYOUTS}")
+
+
+REFERENCE_IMAGE_PREFIX = "references/"
+
+
+def reference_image_key(sha256: str) -> str:
+    """Where a reference photo's display copy (a JPEG no larger than limits.REFERENCE_IMAGE_MAX_SIDE)
+    is stored, in the same bucket/object store as the assessment photos, by content: written by both
+    index builds, read through short-lived links by the review page."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"{REFERENCE_IMAGE_PREFIX}{sha256}.jpg"
