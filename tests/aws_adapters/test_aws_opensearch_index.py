@@ -156,7 +156,7 @@ def hit(doc_id: str, score: float, source: str, damaged: bool) -> dict:
         "_index": INDEX,
         "_id": doc_id,
         "_score": score,
-        "_source": {"source": source, "sha256": "x", **label},
+        "_source": {"source": source, "sha256": f"sha-{source}", **label},
     }
 
 
@@ -512,6 +512,8 @@ def test_search_sends_one_msearch_with_exact_knn_queries(fake_aoss, identity) ->
         damaged=True, damage_type=DamageType.DENT, severity=Severity.MODERATE
     )
     assert second[0].similarity == pytest.approx(0.5) and second[0].label.damaged is False
+    # The stored sha256 names the reference's display copy (upload_keys.reference_image_key).
+    assert [n.sha256 for n in first] == ["sha-dents/a.jpg", "sha-clean/b.jpg"]
 
 
 def test_search_errors(fake_aoss, identity) -> None:
@@ -581,3 +583,29 @@ def test_make_client_signs_for_aoss_and_retries_throttling() -> None:
     assert connection.session.auth.service == "aoss"
     assert connection.session.auth.signer.region == "us-east-1"
     assert connection.timeout == 12
+
+
+# --- which photos are already indexed (the distributed build's idempotence) -------------------
+
+
+def test_indexed_sha256_asks_one_terms_query_and_returns_the_known_ones(fake_aoss) -> None:
+    fake, client = fake_aoss
+    fake.on(
+        "POST",
+        f"/{INDEX}/_search",
+        (200, {"hits": {"hits": [{"_id": "a1", "_source": {"sha256": "aa"}}]}}),
+    )
+    index = OpenSearchReferenceIndex(client, INDEX)
+
+    assert index.indexed_sha256(["bb", "aa", "aa"]) == {"aa"}
+    [request] = fake.sent("POST", f"/{INDEX}/_search")
+    assert request.json() == {"size": 10_000, "query": {"terms": {"sha256": ["aa", "bb"]}}, "_source": ["sha256"]}
+
+
+def test_indexed_sha256_of_a_missing_index_is_empty_and_errors_are_named(fake_aoss) -> None:
+    fake, client = fake_aoss
+    index = OpenSearchReferenceIndex(client, INDEX)
+    assert index.indexed_sha256(["aa"]) == set()  # 404: nothing indexed yet
+    fake.on("POST", f"/{INDEX}/_search", (400, {"error": {"type": "bad"}, "status": 400}))
+    with pytest.raises(ReferenceIndexError, match="looking up photos"):
+        index.indexed_sha256(["aa"])

@@ -12,7 +12,7 @@ from another encoder is refused whatever its name says.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import boto3
@@ -330,6 +330,26 @@ class OpenSearchReferenceIndex:
                 return sources
             body = {**body, "search_after": hits[-1]["sort"]}
 
+    def indexed_sha256(self, candidates: Iterable[str]) -> set[str]:
+        """Which of ``candidates`` the index already holds a photo of: what makes the distributed
+        build idempotent, one query per batch. Documents written within the last seconds may not be
+        searchable yet (AOSS has no refresh), so a rerun started at once can index a photo twice;
+        search answers count a source once (`_neighbours`)."""
+        wanted = sorted(set(candidates))
+        found: set[str] = set()
+        # A terms query takes up to index.max_terms_count (65,536) values; a batch is far below.
+        for start in range(0, len(wanted), MAX_PAGE):
+            chunk = wanted[start : start + MAX_PAGE]
+            body = {"size": MAX_PAGE, "query": {"terms": {"sha256": chunk}}, "_source": ["sha256"]}
+            try:
+                response = self.client.search(index=self.index_name, body=body)
+            except NotFoundError:
+                return found
+            except TransportError as exc:
+                raise ReferenceIndexError(f"looking up photos in {self.index_name} failed: {exc}") from exc
+            found.update(hit["_source"]["sha256"] for hit in response["hits"]["hits"])
+        return found
+
     def count(self) -> int:
         try:
             response = self.client.search(
@@ -438,6 +458,8 @@ class OpenSearchReferenceIndex:
                     reference_id=str(hit["_id"]),
                     source=doc["source"],
                     similarity=round(score_to_similarity(float(hit["_score"]), self._space_type), 6),
+                    # Every document carries it (see _actions); it names the reference's display copy.
+                    sha256=doc.get("sha256"),
                     label=ReferenceLabel(
                         damaged=bool(doc["damaged"]),
                         damage_type=DamageType(doc["damage_type"]),
