@@ -23,6 +23,7 @@ HANDLERS = [
     "functions.speak",
     "functions.store",
     "functions.mark_failed",
+    "functions.index_build_batch",
 ]
 # CPU seconds: wall time on a shared 2-core machine swings 2-3x with other processes' load.
 IMPORT_CPU_BUDGET_S = 1.0

@@ -105,3 +105,12 @@ DEFAULT_REVIEW_QUEUE_LIMIT = 50
 MAX_REVIEW_QUEUE_LIMIT = 200
 # The review page's copy of a reference photo: longest side in pixels.
 REFERENCE_IMAGE_MAX_SIDE = 512
+
+# The distributed reference-index build on AWS (aws_runtime/index_build.py, infra/constructs/index_build.py).
+# Manifest rows per batch Lambda invocation: one endpoint request holds 16 images.
+DEFAULT_INDEX_BUILD_BATCH_SIZE = 16
+# Photos a batch downloads and checks at once.
+INDEX_BUILD_DOWNLOAD_WORKERS = 8
+# Concurrent batches per endpoint instance (MaxConcurrency = this × encoder_max_instances): each batch
+# sends one request at a time, and a GPU instance embeds a few 16-image requests at once.
+INDEX_BUILD_BATCHES_PER_ENDPOINT_INSTANCE = 4

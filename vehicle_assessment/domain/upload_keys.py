@@ -175,3 +175,25 @@ def reference_image_key(sha256: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return f"{REFERENCE_IMAGE_PREFIX}{sha256}.jpg"
+
+
+# The distributed index build on AWS: an operator uploads a reference set (labels.csv and its photos)
+# under REFERENCE_SET_PREFIX; each build's Map Run results are written under INDEX_BUILD_RESULTS_PREFIX.
+REFERENCE_SET_PREFIX = "reference-sets/"
+INDEX_BUILD_RESULTS_PREFIX = "index-builds/"
+
+
+def reference_set_photo_key(manifest_key: str, path: str) -> str:
+    """The key of a photo a manifest row names: ``path`` is relative to the manifest's folder, as a
+    labels.csv path is relative to the photo folder in a local build. Raises ValueError (the reason)
+    for a path that leaves the reference set or is not a plain relative path."""
+    if not manifest_key.startswith(REFERENCE_SET_PREFIX) or manifest_key.endswith("/"):
+        raise ValueError(f"the manifest must be an object under {REFERENCE_SET_PREFIX}, got {manifest_key!r}")
+    path = path.strip()
+    if not path:
+        raise ValueError("empty path")
+    parts = path.split("/")
+    if path.startswith("/") or "\\" in path or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"path {path!r} must be relative to the manifest's folder, without . or ..")
+    folder = manifest_key.rsplit("/", 1)[0]
+    return f"{folder}/{path}"
