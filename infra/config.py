@@ -106,6 +106,15 @@ class InfraConfig(BaseModel):
     # compromised passwords; "audit" only reports; "off" keeps the cheaper Essentials plan.
     cognito_threat_protection: Literal["enforced", "audit", "off"] = "enforced"
 
+    # --- the reference index built on AWS (a Distributed Map: infra/constructs/index_build.py) ---
+    # Manifest rows per batch Lambda; its timeout is computed from this (synth refuses what cannot fit).
+    index_build_batch_size: int = Field(default=limits.DEFAULT_INDEX_BUILD_BATCH_SIZE, ge=1, le=100)
+    # Batches at once. None: sized to the endpoint, INDEX_BUILD_BATCHES_PER_ENDPOINT_INSTANCE per
+    # instance it may scale to (more would only queue at the endpoint and time out).
+    index_build_max_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    # The share of batches that may fail (after their retries) before the whole build fails.
+    index_build_tolerated_failure_percentage: float = Field(default=5.0, ge=0, le=100)
+
     # --- vector search ---
     collection_name: str = Field(default="vehicle-references", pattern=_AOSS_NAME)
     index_name: str = Field(default="reference-photos", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
@@ -229,6 +238,13 @@ class InfraConfig(BaseModel):
     def noncurrent_version_days(self) -> int:
         """Days a replaced photo version is kept (the upload bucket's noncurrent-version expiration)."""
         return self.replaced_photo_retention_days or self.photo_retention_days
+
+    @property
+    def index_build_concurrency(self) -> int:
+        """The Distributed Map's MaxConcurrency: the configured value, or sized to the endpoint."""
+        if self.index_build_max_concurrency is not None:
+            return self.index_build_max_concurrency
+        return self.encoder_max_instances * limits.INDEX_BUILD_BATCHES_PER_ENDPOINT_INSTANCE
 
     @model_validator(mode="after")
     def _scaling_bounds(self) -> InfraConfig:

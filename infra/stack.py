@@ -14,6 +14,7 @@ from infra.constructs.api import Api
 from infra.constructs.auth import Auth
 from infra.constructs.embedding import Embedding
 from infra.constructs.events import AssessmentEvents
+from infra.constructs.index_build import IndexBuild
 from infra.constructs.ingest import Ingest
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.storage import Storage
@@ -74,6 +75,17 @@ class VehicleAssessmentStack(Stack):
             encoder_identity=identity,
             rules_json=rules_json(config),
         )
+        index_build = IndexBuild(
+            self,
+            "IndexBuild",
+            config=config,
+            code=code,
+            bucket=ingest.bucket,
+            embedding=embedding,
+            search=search,
+            encoder_identity=identity,
+            rules_json=rules_json(config),
+        )
         # Every principal of the data access policy exists now.
         search.finish(identity)
         ingest.add_consumers(
@@ -125,6 +137,8 @@ class VehicleAssessmentStack(Stack):
             "UploadBucketName": ingest.bucket.bucket_name,
             "TableName": storage.table.table_name,
             "StateMachineArn": workflow.state_machine.state_machine_arn,
+            # `index build --target aws --manifest s3://...` starts this one.
+            "IndexBuildStateMachineArn": index_build.state_machine.state_machine_arn,
             "EncoderEndpoint": embedding.endpoint_name,
             "CollectionEndpoint": search.collection_endpoint,
             "IndexName": config.index_name,

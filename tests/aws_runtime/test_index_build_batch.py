@@ -277,10 +277,12 @@ def test_the_batch_budget_grows_with_the_batch_and_refuses_what_no_lambda_can_ho
         batch_worst_case_s,
     )
 
-    config = IndexBuildConfig(
-        bucket_name=BUCKET,
-        sagemaker={"endpoint_name": ENDPOINT, "identity": IDENTITY.model_dump()},
-        opensearch={"collection_endpoint": "collection.aoss.test"},
+    config = IndexBuildConfig.model_validate(
+        {
+            "bucket_name": BUCKET,
+            "sagemaker": {"endpoint_name": ENDPOINT, "identity": IDENTITY.model_dump()},
+            "opensearch": {"collection_endpoint": "collection.aoss.test"},
+        }
     )
     assert batch_worst_case_s(32, config) > batch_worst_case_s(16, config) > batch_worst_case_s(1, config)
     assert batch_timeout_s(limits.DEFAULT_INDEX_BUILD_BATCH_SIZE, config) <= limits.LAMBDA_MAX_TIMEOUT_S

@@ -72,6 +72,14 @@ def resources_of(template: Mapping[str, Any], kind: str) -> dict[str, dict[str, 
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
-def state_machine_definition(template: Mapping[str, Any], resolver: Resolver | None = None) -> str:
-    [machine] = resources_of(template, "AWS::StepFunctions::StateMachine").values()
+def state_machine_definition(
+    template: Mapping[str, Any], resolver: Resolver | None = None, *, construct: str = "Workflow"
+) -> str:
+    """The definition of the state machine of ``construct``: the assessment workflow by default,
+    ``"IndexBuild"`` for the distributed reference-index build."""
+    [machine] = [
+        resource
+        for logical_id, resource in resources_of(template, "AWS::StepFunctions::StateMachine").items()
+        if logical_id.startswith(f"{construct}StateMachine")
+    ]
     return str(resolve_value(machine["Properties"]["DefinitionString"], resolver or placeholder(template)))

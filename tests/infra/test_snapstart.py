@@ -63,7 +63,7 @@ def test_each_snapstart_function_has_a_live_alias_on_a_published_version(
         # A replaced version (and its billed snapshot) goes when the alias moves on.
         assert version["DeletionPolicy"] == "Delete"
         aliased[props["FunctionName"]["Ref"]] = alias
-    assert set(aliased) == snapstart_functions and len(aliased) == 10
+    assert set(aliased) == snapstart_functions and len(aliased) == 11
 
 
 def test_state_machine_tasks_invoke_aliases(template_json: dict[str, Any]) -> None:

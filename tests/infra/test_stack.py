@@ -26,6 +26,7 @@ HANDLERS = {
     "functions.api.handler",
     "functions.sweeper.handler",
     "infra_lambda.aoss_index.handler",
+    "functions.index_build_batch.handler",
 }
 
 
@@ -172,13 +173,18 @@ def test_functions_runtime_arch_tracing_logs(template_json: dict[str, Any]) -> N
         assert group["Properties"]["RetentionInDays"] == 30
 
 
-PHOTO_HANDLERS = {"functions.analyse_photo.handler", "infra_lambda.aoss_index.handler"}
+PHOTO_HANDLERS = {
+    "functions.analyse_photo.handler",
+    "infra_lambda.aoss_index.handler",
+    "functions.index_build_batch.handler",
+}
 
 
 def test_two_code_assets_photo_one_for_analyse_and_index_only(
     cloud_assembly, template_json: dict[str, Any]
 ) -> None:
-    """numpy, pillow and opensearch-py (infra/bundling.py "photo") ship with two functions only."""
+    """numpy, pillow and opensearch-py (infra/bundling.py "photo") ship with three functions only:
+    the analyse step, the index custom resource and the index build's batches."""
     asset_of = {
         f["Properties"]["Handler"]: f["Properties"]["Code"]["S3Key"]
         for f in our_functions(template_json).values()
@@ -363,7 +369,11 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
     }
     expected = {
         f"arn:aws:service:us-east-1:123456789012:{role_of[h].lower()}"
-        for h in ("functions.analyse_photo.handler", "infra_lambda.aoss_index.handler")
+        for h in (
+            "functions.analyse_photo.handler",
+            "infra_lambda.aoss_index.handler",
+            "functions.index_build_batch.handler",
+        )
     }
     assert principals == expected | {"arn:aws:iam::123456789012:role/reference-loader"}
     analyse_arn = (
@@ -371,6 +381,18 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
     )
     reader = next(r for r in rules if r["Principal"] == [analyse_arn])
     assert reader["Rules"][0]["Permission"] == ["aoss:DescribeIndex", "aoss:ReadDocument"]
+    # The index build's batches create or bind the index, look photos up and write them.
+    batch_arn = (
+        f"arn:aws:service:us-east-1:123456789012:{role_of['functions.index_build_batch.handler'].lower()}"
+    )
+    loader = next(r for r in rules if r["Principal"] == [batch_arn])
+    assert set(loader["Rules"][0]["Permission"]) == {
+        "aoss:CreateIndex",
+        "aoss:DescribeIndex",
+        "aoss:UpdateIndex",
+        "aoss:ReadDocument",
+        "aoss:WriteDocument",
+    }
     template.has_resource_properties("Custom::AossKnnIndex", {"IndexName": "reference-photos"})
 
 

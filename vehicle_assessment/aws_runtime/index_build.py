@@ -30,10 +30,7 @@ from vehicle_assessment.adapters.aws.settings import (
 )
 from vehicle_assessment.domain import limits, upload_keys
 from vehicle_assessment.domain.models import QualityLevel, ReferenceLabel
-from vehicle_assessment.domain.photo import PhotoRejected, display_copy_jpeg, intake_photo
 from vehicle_assessment.domain.rules import AssessmentRules, IntakeSettings
-from vehicle_assessment.endpoint_protocol import MAX_IMAGES_PER_REQUEST
-from vehicle_assessment.indexing import parse_label
 from vehicle_assessment.ports import (
     ImageEncoder,
     ObjectNotFound,
@@ -160,6 +157,8 @@ def _download(store: ObjectStore, photo: _Photo) -> _Photo | str:
 def _prepare(store: ObjectStore, photo: _Photo, intake: IntakeSettings) -> _Prepared | str:
     """Intake as a local build does, then the display copy (written before the photo is indexed, so
     every indexed reference has one; a crash in between leaves a copy that the rerun rewrites)."""
+    from vehicle_assessment.domain.photo import PhotoRejected, display_copy_jpeg, intake_photo
+
     try:
         result = intake_photo(photo.data, intake)
     except PhotoRejected as exc:
@@ -184,6 +183,10 @@ def build_batch(
     Errors of the services (the endpoint, the collection, S3 access) raise: the child workflow fails,
     Step Functions retries it, and past its retries it counts toward the tolerated failure percentage.
     """
+    # numpy and Pillow load here, not at import: every handler module imports in the light package too
+    # (tests/infra/test_bundle.py), and this function's own package (the photo one) has them.
+    from vehicle_assessment.indexing import parse_label
+
     result = BatchResult(rows=len(batch.items))
     # Concurrent batches all bind the same served identity; binding is idempotent.
     index.bind(encoder.identity)
@@ -246,6 +249,8 @@ def batch_worst_case_s(batch_size: int, config: IndexBuildConfig) -> float:
     Per photo: a download and a display-copy upload (``download_workers`` at a time) and its CPU
     (sequential: a Lambda of this size has about one vCPU). Per request of up to 16 images: the endpoint.
     """
+    from vehicle_assessment.endpoint_protocol import MAX_IMAGES_PER_REQUEST
+
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     search = config.opensearch
