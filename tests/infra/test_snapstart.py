@@ -35,7 +35,7 @@ def test_every_pipeline_function_has_snapstart_or_is_excluded(template_json: dic
     }
     handlers = {fn["Properties"]["Handler"] for fn in functions.values()}
     assert with_snapstart == handlers - EXCLUDED
-    assert len(with_snapstart) == 10
+    assert len(with_snapstart) == 11
     for fn in functions.values():  # what SnapStart refuses (AWS: "Supported features and limitations")
         props = fn["Properties"]
         assert props["Runtime"] in ("python3.12", "python3.13", "python3.14")
