@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -22,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vehicle_assessment.domain import figures, limits
+from vehicle_assessment.domain import figures, limits, upload_keys
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
     Assessment,
@@ -70,7 +71,8 @@ EPILOG = f"""exit codes:
   {EXIT_NOT_READY:<4} environment not ready (weights missing, index empty or built by another encoder,
        a state file under --data-dir damaged or not ours)
   {EXIT_FAILED:<4} the assessment ran and FAILED (stored with the step and reason; see `show ID`);
-       `submit`: also INCOMPLETE (not every photo arrived in time)
+       `submit`: also INCOMPLETE (not every photo arrived in time);
+       `index build --manifest`: the build on AWS ended FAILED, TIMED_OUT or ABORTED
   {EXIT_NEEDS_PHOTOS:<4} the assessment ran but no photo could be assessed (all rejected or copies):
        stored as NEEDS_PHOTOS with no damage figure; take new photos
   {EXIT_REMOTE_UNFINISHED:<4} `submit`: still running when --timeout passed (it goes on in the cloud);
@@ -200,9 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
         dest="index_command", required=True, metavar="INDEX_COMMAND", help="what to do with the index"
     )
     build = _add_command(index_commands, "build", "embed labelled reference photos (resumable)")
-    build.add_argument("photo_dir", type=Path, help="folder the labels' paths are relative to")
     build.add_argument(
-        "--labels", type=Path, required=True, help="labels.csv (path,damaged,damage_type,severity)"
+        "photo_dir",
+        type=Path,
+        nargs="?",
+        help="folder the labels' paths are relative to (not with --manifest)",
+    )
+    build.add_argument("--labels", type=Path, help="labels.csv (path,damaged,damage_type,severity)")
+    build.add_argument(
+        "--manifest",
+        metavar="S3_URL",
+        help="with --target aws: build inside AWS (a Step Functions Distributed Map) from "
+        f"s3://PHOTOS_BUCKET/{upload_keys.REFERENCE_SET_PREFIX}SET/labels.csv, its photos beside it; "
+        "shows progress until done. For large sets; the laptop loop (PHOTO_DIR --labels) suits small ones",
+    )
+    build.add_argument(
+        "--state-machine-arn",
+        default=os.environ.get("INDEX_BUILD_STATE_MACHINE_ARN"),
+        help="with --manifest: the stack's IndexBuildStateMachineArn output "
+        "(default: INDEX_BUILD_STATE_MACHINE_ARN)",
     )
     build.add_argument(
         "--batch-size", type=_positive_int, default=32, help="photos embedded at a time (default: 32)"
@@ -301,6 +319,13 @@ def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
     from vehicle_assessment.adapters.local.wiring import open_index
     from vehicle_assessment.indexing import read_labels
 
+    if args.manifest is not None:
+        return _distributed_index_build(args)
+    if args.photo_dir is None or args.labels is None:
+        raise CliError(
+            "index build needs PHOTO_DIR and --labels (or, on AWS, --target aws --manifest s3://...)",
+            EXIT_BAD_INPUT,
+        )
     if not args.photo_dir.is_dir():
         raise CliError(f"{args.photo_dir} is not a directory", EXIT_BAD_INPUT)
     if not args.labels.is_file():
@@ -336,6 +361,99 @@ def cmd_index_build(args: argparse.Namespace, settings: LocalSettings) -> int:
         return EXIT_INTERRUPTED
     finally:
         index.close()
+
+
+def index_build_runner(state_machine_arn: str) -> Any:
+    """The runner on this machine's AWS credentials, in the state machine's region."""
+    import boto3
+
+    from vehicle_assessment.aws_runtime.index_build_runner import IndexBuildRunner
+
+    region = state_machine_arn.split(":")[3] if state_machine_arn.count(":") >= 6 else None
+    session = boto3.Session(region_name=region or None)
+    return IndexBuildRunner(session.client("stepfunctions"), session.client("s3"), state_machine_arn)
+
+
+def _distributed_index_build(args: argparse.Namespace) -> int:
+    """Start the index build on AWS and follow it until it ends (see aws_runtime/index_build_runner.py)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from tqdm import tqdm
+
+    from vehicle_assessment.adapters.aws.clients import one_line_reason
+    from vehicle_assessment.aws_runtime.index_build_runner import IndexBuildError, Progress
+
+    if args.target != "aws":
+        raise CliError("--manifest builds the index inside AWS: add --target aws", EXIT_BAD_INPUT)
+    if args.photo_dir is not None or args.labels is not None:
+        raise CliError(
+            "--manifest replaces PHOTO_DIR and --labels: the build reads the photos beside its manifest",
+            EXIT_BAD_INPUT,
+        )
+    if not args.state_machine_arn:
+        raise CliError(
+            "the index-build state machine is not configured: pass --state-machine-arn or set "
+            "INDEX_BUILD_STATE_MACHINE_ARN (the stack output IndexBuildStateMachineArn)",
+            EXIT_NOT_READY,
+        )
+    runner = index_build_runner(args.state_machine_arn)
+    try:
+        execution_arn = runner.start(args.manifest)
+    except IndexBuildError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"starting the index build failed: {one_line_reason(exc)}", EXIT_NOT_READY) from exc
+    print(f"started {execution_arn}", file=sys.stderr)
+    with tqdm(desc="indexing", unit="row", disable=args.json, file=sys.stderr) as bar:
+
+        def show(progress: Progress) -> None:
+            counts = progress.counts
+            if counts:
+                bar.total = counts["total"]
+                done = sum(counts[name] for name in ("succeeded", "failed", "timedOut", "aborted"))
+                bar.update(done - bar.n)
+            bar.set_postfix_str(f"{progress.status}, {counts.get('failed', 0)} rows in failed batches")
+
+        try:
+            outcome = runner.wait(execution_arn, show)
+        except KeyboardInterrupt:
+            print(
+                f"stopped waiting; the build goes on in AWS: {execution_arn} "
+                "(aws stepfunctions describe-execution --execution-arn ...)",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        except IndexBuildError as exc:
+            raise CliError(str(exc), EXIT_NOT_READY) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise CliError(
+                f"following the index build failed: {one_line_reason(exc)}", EXIT_NOT_READY
+            ) from exc
+    summary = {
+        "execution": outcome.execution_arn,
+        "status": outcome.status,
+        "error": outcome.error,
+        "rows": outcome.counts,
+        "added": outcome.added,
+        "already_indexed": outcome.already_indexed,
+        "results": outcome.results_url,
+        "skipped": [row.model_dump(mode="json") for row in outcome.skipped],
+        "failed_batches": [{"error": f.error, "cause": f.cause} for f in outcome.failed_batches],
+    }
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(
+            f"index build {outcome.status}: {outcome.added} added, {outcome.already_indexed} already there, "
+            f"{len(outcome.skipped)} skipped, {len(outcome.failed_batches)} failed batches"
+        )
+        if outcome.error:
+            print(f"  error: {outcome.error}")
+        print(f"results: {outcome.results_url or '(none written)'}")
+        for row in outcome.skipped:
+            print(f"  skipped line {row.line} {row.source}: {row.reason}")
+        for failed in outcome.failed_batches:
+            print(f"  failed batch: {failed.error}: {failed.cause}")
+    return EXIT_OK if outcome.status == "SUCCEEDED" else EXIT_FAILED
 
 
 def _build_and_report(
