@@ -376,11 +376,13 @@ def index_build_runner(state_machine_arn: str) -> Any:
 
 def _distributed_index_build(args: argparse.Namespace) -> int:
     """Start the index build on AWS and follow it until it ends (see aws_runtime/index_build_runner.py)."""
-    from botocore.exceptions import BotoCoreError, ClientError
     from tqdm import tqdm
 
-    from vehicle_assessment.adapters.aws.clients import one_line_reason
-    from vehicle_assessment.aws_runtime.index_build_runner import IndexBuildError, Progress
+    from vehicle_assessment.aws_runtime.index_build_runner import (
+        IndexBuildError,
+        IndexBuildUnavailable,
+        Progress,
+    )
 
     if args.target != "aws":
         raise CliError("--manifest builds the index inside AWS: add --target aws", EXIT_BAD_INPUT)
@@ -398,10 +400,10 @@ def _distributed_index_build(args: argparse.Namespace) -> int:
     runner = index_build_runner(args.state_machine_arn)
     try:
         execution_arn = runner.start(args.manifest)
+    except IndexBuildUnavailable as exc:
+        raise CliError(str(exc), EXIT_NOT_READY) from exc
     except IndexBuildError as exc:
         raise CliError(str(exc), EXIT_BAD_INPUT) from exc
-    except (ClientError, BotoCoreError) as exc:
-        raise CliError(f"starting the index build failed: {one_line_reason(exc)}", EXIT_NOT_READY) from exc
     print(f"started {execution_arn}", file=sys.stderr)
     with tqdm(desc="indexing", unit="row", disable=args.json, file=sys.stderr) as bar:
 
@@ -423,11 +425,7 @@ def _distributed_index_build(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
         except IndexBuildError as exc:
-            raise CliError(str(exc), EXIT_NOT_READY) from exc
-        except (ClientError, BotoCoreError) as exc:
-            raise CliError(
-                f"following the index build failed: {one_line_reason(exc)}", EXIT_NOT_READY
-            ) from exc
+            raise CliError(f"{exc} (the build goes on in AWS: {execution_arn})", EXIT_NOT_READY) from exc
     summary = {
         "execution": outcome.execution_arn,
         "status": outcome.status,

@@ -295,3 +295,14 @@ def test_manifest_usage_errors(aws, capsys) -> None:
     assert code == 2 and "replaces PHOTO_DIR" in capsys.readouterr().err
     assert cli.main(["index", "build", "photos"]) == 2
     assert "needs PHOTO_DIR and --labels" in capsys.readouterr().err
+
+
+def test_a_refused_start_is_reported_without_a_traceback(aws, capsys) -> None:
+    _, stubber, _ = aws
+    expect_describe_machine(stubber)
+    stubber.add_client_error("start_execution", "AccessDeniedException", "not allowed", 400)
+
+    code, _, err = run(capsys)
+
+    assert code == cli.EXIT_NOT_READY
+    assert err.strip() == "error: starting the index build failed: AccessDeniedException: not allowed"

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vehicle_assessment.adapters.aws.clients import one_line_reason
 from vehicle_assessment.adapters.aws.errors import error_code
 from vehicle_assessment.aws_runtime.index_build import BatchResult, SkippedRow
 from vehicle_assessment.domain import upload_keys
@@ -30,7 +31,19 @@ ITEM_COUNTS = ("pending", "running", "succeeded", "failed", "timedOut", "aborted
 
 
 class IndexBuildError(Exception):
-    """The build could not be started or its results not read; the message says why."""
+    """The build cannot be started as asked (a manifest it cannot read); the message says why."""
+
+
+class IndexBuildUnavailable(IndexBuildError):
+    """Step Functions or S3 refused or failed a call (credentials, permissions, a wrong ARN)."""
+
+
+def _aws_call(what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
+    """One AWS call; botocore has retried it when this raises."""
+    try:
+        return call(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise IndexBuildUnavailable(f"{what} failed: {one_line_reason(exc)}") from exc
 
 
 def parse_manifest_url(url: str) -> tuple[str, str]:
@@ -94,7 +107,11 @@ class IndexBuildRunner:
 
     def manifest_bucket(self) -> str:
         """The bucket the deployed Distributed Map reads manifests from (its ItemReader's Bucket)."""
-        machine = self.sfn.describe_state_machine(stateMachineArn=self.state_machine_arn)
+        machine = _aws_call(
+            "describing the index-build state machine",
+            self.sfn.describe_state_machine,
+            stateMachineArn=self.state_machine_arn,
+        )
         try:
             reader = json.loads(machine["definition"])["States"][MAP_STATE]["ItemReader"]
             return str(reader["Parameters"]["Bucket"])
@@ -113,18 +130,24 @@ class IndexBuildRunner:
                 f"copy the reference set (labels.csv and its photos) there, e.g. `aws s3 sync <folder> "
                 f"s3://{expected}/{upload_keys.REFERENCE_SET_PREFIX}<set>/`"
             )
-        started = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn, input=json.dumps({"manifest_key": key})
+        started = _aws_call(
+            "starting the index build",
+            self.sfn.start_execution,
+            stateMachineArn=self.state_machine_arn,
+            input=json.dumps({"manifest_key": key}),
         )
         return str(started["executionArn"])
 
     def progress(self, execution_arn: str) -> Progress:
-        execution = self.sfn.describe_execution(executionArn=execution_arn)
+        execution = _aws_call("following the build", self.sfn.describe_execution, executionArn=execution_arn)
         progress = Progress(status=execution["status"])
-        runs = self.sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-        if runs:  # none until the Map state has read the manifest
-            progress.map_run_arn = runs[0]["mapRunArn"]
-            counts = self.sfn.describe_map_run(mapRunArn=progress.map_run_arn)["itemCounts"]
+        runs = _aws_call("listing its Map Run", self.sfn.list_map_runs, executionArn=execution_arn)
+        if runs.get("mapRuns"):  # none until the Map state has read the manifest
+            progress.map_run_arn = runs["mapRuns"][0]["mapRunArn"]
+            map_run = _aws_call(
+                "reading its Map Run", self.sfn.describe_map_run, mapRunArn=progress.map_run_arn
+            )
+            counts = map_run["itemCounts"]
             progress.counts = {name: int(counts.get(name, 0)) for name in ITEM_COUNTS}
         return progress
 
@@ -140,7 +163,7 @@ class IndexBuildRunner:
         return self.outcome(execution_arn, progress)
 
     def outcome(self, execution_arn: str, progress: Progress) -> BuildOutcome:
-        execution = self.sfn.describe_execution(executionArn=execution_arn)
+        execution = _aws_call("following the build", self.sfn.describe_execution, executionArn=execution_arn)
         outcome = BuildOutcome(execution_arn, execution["status"], progress.counts)
         if execution["status"] != "SUCCEEDED":
             outcome.error = " ".join(filter(None, [execution.get("error"), execution.get("cause")])) or None
@@ -172,13 +195,10 @@ class IndexBuildRunner:
         return {"Bucket": bucket, "Key": key}
 
     def _read_json(self, bucket: str, key: str) -> Any:
-        try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
-        except (ClientError, BotoCoreError) as exc:
-            raise IndexBuildError(
-                f"reading the build's results at s3://{bucket}/{key} failed: {exc}"
-            ) from exc
-        with body:
+        answer = _aws_call(
+            f"reading the build's results at s3://{bucket}/{key}", self.s3.get_object, Bucket=bucket, Key=key
+        )
+        with answer["Body"] as body:
             return json.loads(body.read())
 
     def _read_results(self, bucket: str, key: str, outcome: BuildOutcome) -> None:
