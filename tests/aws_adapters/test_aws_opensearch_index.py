@@ -599,7 +599,11 @@ def test_indexed_sha256_asks_one_terms_query_and_returns_the_known_ones(fake_aos
 
     assert index.indexed_sha256(["bb", "aa", "aa"]) == {"aa"}
     [request] = fake.sent("POST", f"/{INDEX}/_search")
-    assert request.json() == {"size": 10_000, "query": {"terms": {"sha256": ["aa", "bb"]}}, "_source": ["sha256"]}
+    assert request.json() == {
+        "size": 10_000,
+        "query": {"terms": {"sha256": ["aa", "bb"]}},
+        "_source": ["sha256"],
+    }
 
 
 def test_indexed_sha256_of_a_missing_index_is_empty_and_errors_are_named(fake_aoss) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from vehicle_assessment import cli
 from vehicle_assessment.aws_runtime.index_build import BatchResult, SkippedRow
-from vehicle_assessment.aws_runtime.index_build_runner import IndexBuildRunner
+from vehicle_assessment.aws_runtime.index_build_runner import IndexBuildRunner, execution_name
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -134,6 +134,7 @@ def expect_start(stubber: Stubber) -> None:
         {"executionArn": EXECUTION, "startDate": DATE},
         {
             "stateMachineArn": MACHINE,
+            "name": ANY,
             "input": json.dumps({"manifest_key": "reference-sets/set-1/labels.csv"}),
         },
     )
@@ -306,3 +307,13 @@ def test_a_refused_start_is_reported_without_a_traceback(aws, capsys) -> None:
 
     assert code == cli.EXIT_NOT_READY
     assert err.strip() == "error: starting the index build failed: AccessDeniedException: not allowed"
+
+
+def test_execution_names_say_which_set_and_when_within_the_limits() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 27, 12, 0, 5, tzinfo=UTC)
+    assert execution_name("reference-sets/2026-11/labels.csv", now) == "2026-11-20261127T120005Z"
+    assert execution_name("reference-sets/a b/ç/labels.csv", now) == "a-b-20261127T120005Z"
+    long = execution_name(f"reference-sets/{'x' * 200}/labels.csv", now)
+    assert len(long) == 80 and long.endswith("-20261127T120005Z")

@@ -12,9 +12,11 @@ files, whose entries carry each child execution's Output (a batch result) or its
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -59,6 +61,15 @@ def parse_manifest_url(url: str) -> tuple[str, str]:
             f"there may the build read), got s3://{bucket}/{key}"
         )
     return bucket, key
+
+
+def execution_name(manifest_key: str, now: datetime) -> str:
+    """``<set>-<UTC time>``: which set a run built, and when; unique per second, so a rerun is a new
+    execution. Names are 1-80 characters of letters, digits, ``-`` and ``_`` (StartExecution, "name")."""
+    folder = manifest_key.removeprefix(upload_keys.REFERENCE_SET_PREFIX).rsplit("/", 1)[0]
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", folder).strip("-") or "set"
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    return f"{slug[: 80 - len(stamp) - 1]}-{stamp}"
 
 
 @dataclass
@@ -134,6 +145,7 @@ class IndexBuildRunner:
             "starting the index build",
             self.sfn.start_execution,
             stateMachineArn=self.state_machine_arn,
+            name=execution_name(key, datetime.now(UTC)),
             input=json.dumps({"manifest_key": key}),
         )
         return str(started["executionArn"])
