@@ -18,7 +18,7 @@ Decisions (an appraiser's):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import (
@@ -125,15 +125,21 @@ def review_reason_lines(assessment: Assessment) -> list[str]:
 def queue_entry(assessment: Assessment) -> ReviewQueueEntry | None:
     """The assessment's place in the review queue; None when no photo waits (or it is not finished)."""
     waiting = photos_awaiting_review(assessment)
-    if not waiting or assessment.status not in FINISHED_STATUSES or assessment.review_waiting_since is None:
+    if not waiting or assessment.status not in FINISHED_STATUSES:
         return None
     return ReviewQueueEntry(
         assessment_id=assessment.assessment_id,
         vin=assessment.vin,
         status=assessment.status,
-        waiting_since=assessment.review_waiting_since,
+        # A record finished before the stamp existed waits since its last change.
+        waiting_since=assessment.review_waiting_since or assessment.updated_at,
         photos=waiting,
     )
+
+
+def queue_sort_key(entry: ReviewQueueEntry) -> str:
+    """Oldest first, then by id: fixed-width UTC time, so string order is time order in every store."""
+    return f"{entry.waiting_since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{entry.assessment_id}"
 
 
 def settle_review_state(assessment: Assessment, now: datetime) -> Assessment:
