@@ -91,7 +91,7 @@ class SqliteAssessmentRepository:
     def save(self, assessment: Assessment) -> Assessment:
         """The document, only at the revision read (0: a new one); raises ConcurrentUpdate if not."""
         saved = assessment.model_copy(update={"revision": assessment.revision + 1})
-        row = {
+        row: dict[str, object] = {
             "assessment_id": assessment.assessment_id,
             "vin": assessment.vin,
             "status": assessment.status.value,
