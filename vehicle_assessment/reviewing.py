@@ -22,7 +22,6 @@ from vehicle_assessment.domain.models import (
     Assessment,
     AudioRecord,
     Description,
-    DescriptionRequest,
     DescriptionStyle,
     HistoryAction,
     HistoryEntry,
@@ -89,7 +88,7 @@ def review_photo(
     ConcurrentUpdate (other writers kept saving first, limits.MAX_DOCUMENT_SAVE_ATTEMPTS times).
     """
     read = services.repository.get(assessment_id)
-    written: dict[tuple[DescriptionRequest, Pair], tuple[Description, AudioRecord]] = {}
+    written: dict[tuple[str, Pair], tuple[Description, AudioRecord]] = {}
 
     def reviewed(current: Assessment) -> Assessment:
         changed = revalue(apply_review(current, photo_id, review), services.valuation, review)
@@ -134,7 +133,7 @@ def _money(amount: float | None) -> str:
 def rewrite_descriptions(
     assessment: Assessment,
     services: ReviewServices,
-    written: dict[tuple[DescriptionRequest, Pair], tuple[Description, AudioRecord]],
+    written: dict[tuple[str, Pair], tuple[Description, AudioRecord]],
     now: datetime,
     actor: str,
 ) -> Assessment:
@@ -146,8 +145,9 @@ def rewrite_descriptions(
     says so and a warning is logged: the review stands either way.
     """
     request = build_description_request(assessment)
+    facts = request.model_dump_json()  # what the descriptions may say: the key of what was written
     pairs = [pair_of(d) for d in assessment.descriptions]
-    missing = [pair for pair in pairs if (request, pair) not in written]
+    missing = [pair for pair in pairs if (facts, pair) not in written]
 
     def write(pair: Pair) -> tuple[Pair, tuple[Description, AudioRecord] | DescriptionUnavailable]:
         current = current_description(assessment, pair)
@@ -184,11 +184,11 @@ def rewrite_descriptions(
                 )
             )
         else:
-            written[(request, pair)] = result
+            written[(facts, pair)] = result
     for pair in pairs:
-        if (request, pair) not in written:
+        if (facts, pair) not in written:
             continue
-        description, audio = written[(request, pair)]
+        description, audio = written[(facts, pair)]
         before = current_description(assessment, pair)
         version = next_version(assessment, pair)
         stamped = description.model_copy(update={"written_at": now})
