@@ -248,7 +248,7 @@ def test_two_concurrent_reviews_of_other_photos_are_both_kept(
     store_finished(repo, "r-4")
     other = lambda: reviewing.review_photo(services(repo), "r-4", "2", review(Severity.NONE, who="bo"))  # noqa: E731
     racing = InterleavingRepository(repo, other)
-    reviewing.review_photo(services(racing), "r-4", "1", review(who="ana"))  # type: ignore[arg-type]
+    reviewing.review_photo(services(racing), "r-4", "1", review(who="ana"))
 
     assert racing.saves == 2  # refused once (ConcurrentUpdate), applied again to what bo saved
     stored = repo.get("r-4")
@@ -455,7 +455,7 @@ def test_the_queue_on_dynamodb_reads_only_the_sparse_index(dynamodb_repository: 
         calls.append(kwargs)
         return real_query(**kwargs)
 
-    repo.table.query = query  # type: ignore[method-assign]
+    repo.table.query = query
     repo.review_queue(10)
     assert [c["IndexName"] for c in calls] == ["GSI3"]
     item = repo.table.get_item(Key={"PK": "ASSESSMENT#q-none", "SK": "META"})["Item"]
