@@ -30,6 +30,7 @@ from vehicle_assessment.domain.models import (
 )
 from vehicle_assessment.domain.review import (
     FINISHED_STATUSES,
+    NotFinished,
     Pair,
     ReviewRefused,
     add_history,
@@ -297,7 +298,7 @@ def edit_description(
 
 def _require_description(assessment: Assessment, pair: Pair) -> Description:
     if assessment.status not in FINISHED_STATUSES:
-        raise ReviewRefused(
+        raise NotFinished(
             f"assessment {assessment.assessment_id} is {assessment.status.value}; descriptions can be "
             "edited once it is COMPLETED (or NEEDS_PHOTOS)"
         )

@@ -48,6 +48,10 @@ class ReviewRefused(ValueError):
     """The review (or edit) cannot be applied to this assessment; the message says why."""
 
 
+class NotFinished(ReviewRefused):
+    """The assessment is still in the workflow (or failed): nothing to review or edit yet."""
+
+
 # --- effective labels and review reasons ------------------------------------------------------
 
 
@@ -177,7 +181,7 @@ def apply_review(assessment: Assessment, photo_id: str, review: PhotoReview) -> 
     reviewed (a DUPLICATE, or a photo not analysed yet).
     """
     if assessment.status not in FINISHED_STATUSES:
-        raise ReviewRefused(
+        raise NotFinished(
             f"assessment {assessment.assessment_id} is {assessment.status.value}; photos can be reviewed "
             "once it is COMPLETED (or NEEDS_PHOTOS)"
         )
