@@ -20,6 +20,7 @@ from vehicle_assessment import pipeline, reviewing
 from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 from vehicle_assessment.adapters.local.repository import REVIEW_QUEUE_QUERY, SqliteAssessmentRepository
 from vehicle_assessment.adapters.memory import InMemoryObjectStore
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import TemplateDescriber
 from vehicle_assessment.domain.models import (
     Assessment,
@@ -484,3 +485,21 @@ def test_a_database_from_before_the_queue_gets_its_columns_filled(tmp_path: Path
         conn.execute("ALTER TABLE assessments DROP COLUMN review_entry")
     reopened = SqliteAssessmentRepository(path)
     assert [e.assessment_id for e in reopened.review_queue(10)] == ["old-1"]
+
+
+def test_a_review_fits_api_gateways_timeout_only_because_pairs_are_rewritten_at_once() -> None:
+    """The review route's describer + speech worst case, from the API's own client settings: one pair's
+    (every pair at once, up to REVIEW_PARALLEL_DESCRIPTIONS) fits the 29 s; the pairs one after another
+    would not, which is why the API rewrites them in parallel rather than in a state machine."""
+    import math
+
+    from vehicle_assessment.aws_runtime.api import REVIEW_PARALLEL_DESCRIPTIONS
+    from vehicle_assessment.aws_runtime.config import ApiConfig
+
+    config = ApiConfig(table_name="table", bucket_name="bucket")
+    chunks = math.ceil(config.bedrock.max_chars / config.polly.max_chunk_chars)
+    one_pair_s = config.bedrock.client.worst_case_s() + chunks * config.polly.client.worst_case_s()
+    pairs = len(config.rules.languages) * len(config.rules.styles)
+    assert pairs <= REVIEW_PARALLEL_DESCRIPTIONS
+    assert one_pair_s < limits.API_GATEWAY_TIMEOUT_S
+    assert pairs * one_pair_s > limits.API_GATEWAY_TIMEOUT_S
