@@ -298,7 +298,14 @@ def complete(assessment: Assessment, now: datetime) -> Assessment:
     if not has_assessable_photo(assessment.photos):
         status = AssessmentStatus.NEEDS_PHOTOS
         logger.info("assessment %s: %s", assessment.assessment_id, NO_ASSESSABLE_PHOTO_REASON)
+    already = bool(
+        assessment.history
+        and assessment.history[-1].action == HistoryAction.ASSESSED
+        and assessment.status == status
+    )
     finished = settle_review_state(assessment.model_copy(update={"status": status, "updated_at": now}), now)
+    if already:  # a retried Store step (Step Functions retries it): the entry is there once already
+        return finished
     waiting = photos_awaiting_review(finished)
     value = finished.valuation.adjusted_value_usd if finished.valuation else None
     entry = HistoryEntry(

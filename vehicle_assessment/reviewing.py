@@ -192,7 +192,8 @@ def rewrite_descriptions(
         description, audio = written[(facts, pair)]
         before = current_description(assessment, pair)
         version = next_version(assessment, pair)
-        stamped = description.model_copy(update={"written_at": now})
+        # Asked for by the reviewer's decision: written_by names them (None would mean the pipeline).
+        stamped = description.model_copy(update={"written_at": now, "written_by": actor})
         assessment = replace_description(assessment, stamped, audio)
         entries.append(
             HistoryEntry(

@@ -350,3 +350,11 @@ def test_a_persons_text_must_be_speakable(text: str, message: str) -> None:
 
 def test_speakable_text_keeps_line_breaks() -> None:
     assert speakable_text("  Line one.\nLine two.  ") == "Line one.\nLine two."
+
+
+def test_a_retried_completion_records_assessed_once() -> None:
+    """Step Functions retries the Store step; the second run finds the entry and adds none."""
+    a = assessment(photo("01", verdict=verdict(Severity.MINOR)), status=AssessmentStatus.PROCESSING)
+    once = pipeline.complete(a, NOW)
+    again = pipeline.complete(once, NOW + timedelta(seconds=5))
+    assert [e.action for e in again.history] == [HistoryAction.ASSESSED]
