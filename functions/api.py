@@ -327,7 +327,9 @@ def list_assessments(
 def regenerate_description(
     assessment_id: _ID, request: api.RegenerateDescriptionRequest
 ) -> api.RegenerateDescriptionResponse:
-    return api.regenerate_description(assessment_id, request, get_services(), datetime.now(UTC))
+    # A person's request is on the record under their name; an integration's as "api".
+    requested_by = authz.person_name(app.current_event.request_context.authorizer.claims)
+    return api.regenerate_description(assessment_id, request, get_services(), datetime.now(UTC), requested_by)
 
 
 @app.get(

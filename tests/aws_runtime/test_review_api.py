@@ -278,3 +278,6 @@ def test_regenerating_keeps_the_replaced_description(
     stored = repository.get(finished)
     assert [d.version for d in stored.superseded_descriptions if d.language == "en"] == [1]
     assert stored.history[-1].action.value == "description_written"
+    assert (
+        stored.history[-1].actor == "ana.appraiser" and body["description"]["written_by"] == "ana.appraiser"
+    )
