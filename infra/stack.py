@@ -109,6 +109,7 @@ class VehicleAssessmentStack(Stack):
             table=storage.table,
             bucket=ingest.bucket,
             user_pool=auth.user_pool,
+            rules_json=rules_json(config),
         )
         monitoring = Monitoring(
             self,

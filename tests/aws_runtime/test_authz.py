@@ -40,6 +40,11 @@ CREATE, READ, HISTORY, REGENERATE = (
     "GET /vehicles/{vin}/assessments",
     "POST /assessments/{assessment_id}/descriptions",
 )
+QUEUE, REVIEW, EDIT = (
+    "GET /reviews",
+    "PUT /assessments/{assessment_id}/photos/{photo_id}/review",
+    "PUT /assessments/{assessment_id}/descriptions/{language}",
+)
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -58,6 +63,18 @@ CREATE, READ, HISTORY, REGENERATE = (
         (APPRAISER, REGENERATE, 200),
         (ADMIN, CREATE, 200),
         (ADMIN, REGENERATE, 200),
+        # Reviews and edits are an appraiser's signed judgement: nobody else records one.
+        (APPRAISER, QUEUE, 200),
+        (APPRAISER, REVIEW, 200),
+        (APPRAISER, EDIT, 200),
+        (ADMIN, QUEUE, 200),
+        (ADMIN, REVIEW, 403),
+        (ADMIN, EDIT, 403),
+        (YARD, QUEUE, 403),
+        (YARD, REVIEW, 403),
+        (machine(Scope.READ), QUEUE, 200),
+        (machine(Scope.READ, Scope.WRITE), REVIEW, 403),
+        (machine(Scope.READ, Scope.WRITE), EDIT, 403),
         (person(), READ, 403),  # signed in, in no group
         (person("auditor"), READ, 403),  # a group the table does not know
         (machine(Scope.WRITE), CREATE, 200),

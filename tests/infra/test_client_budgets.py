@@ -19,6 +19,7 @@ import pytest
 from tests.infra.cfn import REGION, placeholder, resolve_value, resources_of, state_machine_definition
 from vehicle_assessment.adapters.aws import bedrock_models
 from vehicle_assessment.adapters.aws.settings import OpenSearchSettings
+from vehicle_assessment.aws_runtime.api import REVIEW_PARALLEL_DESCRIPTIONS
 from vehicle_assessment.aws_runtime.config import (
     ApiConfig,
     FunctionConfig,
@@ -140,6 +141,16 @@ def test_the_api_answers_within_api_gateways_limit(
     config = _function_config(monkeypatch, template_json, fn, ApiConfig)
     assert config.bedrock.client.max_attempts == 1
     assert config.bedrock.client.worst_case_s() <= limits.API_DESCRIBER_DEADLINE_S
+    # A review rewrites every (style, language) description: one pair's describer + speech worst case
+    # fits the function's timeout, the pairs one after another would not, so they run at once
+    # (aws_runtime/api.py REVIEW_PARALLEL_DESCRIPTIONS) instead of in a state machine.
+    one_pair_s = (
+        _describe(config)["bedrock-runtime × 1"]
+        + _speak(config)[f"polly × {math.ceil(config.bedrock.max_chars / config.polly.max_chunk_chars)}"]
+    )
+    pairs = len(config.rules.languages) * len(config.rules.styles)
+    assert pairs <= REVIEW_PARALLEL_DESCRIPTIONS
+    assert one_pair_s < fn["Properties"]["Timeout"] < pairs * one_pair_s
 
 
 LAMBDA_SERVICE_ERRORS = {

@@ -20,6 +20,7 @@ from vehicle_assessment.aws_runtime.config import (
 
 if TYPE_CHECKING:
     from vehicle_assessment.adapters.aws.bedrock_describer import FallbackListener
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
     from vehicle_assessment.adapters.aws.settings import OpenSearchSettings, SageMakerEncoderSettings
     from vehicle_assessment.domain.models import EncoderIdentity
     from vehicle_assessment.ports import (
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
         ReferenceIndex,
         Speaker,
         VinDecoder,
-        WorkflowRepository,
         WritableReferenceIndex,
     )
 
@@ -56,7 +56,7 @@ def build_s3_presigning_client(config: ApiConfig) -> Any:
     return make_s3_presigning_client(config.aws_region, config.client, boto3_session())
 
 
-def build_repository(config: FunctionConfig) -> WorkflowRepository:
+def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
     from vehicle_assessment.adapters.aws.clients import botocore_config
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 
