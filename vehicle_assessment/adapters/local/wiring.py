@@ -9,7 +9,9 @@ from vehicle_assessment.adapters.local.repository import SqliteAssessmentReposit
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.adapters.vpic import VpicVinDecoder
 from vehicle_assessment.domain.description import TemplateDescriber
+from vehicle_assessment.learning import IndexReferenceFeedback
 from vehicle_assessment.pipeline import LocalPorts
+from vehicle_assessment.ports import ObjectStore, PhotoRegistry
 from vehicle_assessment.settings import LocalSettings
 
 
@@ -30,4 +32,21 @@ def build_local_ports(settings: LocalSettings, index: LocalVectorIndex | None = 
         index=index or open_index(settings),
         describer=TemplateDescriber(),
         speaker=EspeakSpeaker(settings.speech),
+    )
+
+
+def build_reference_feedback(
+    settings: LocalSettings,
+    registry: PhotoRegistry,
+    index: LocalVectorIndex | None = None,
+    objects: ObjectStore | None = None,
+) -> IndexReferenceFeedback:
+    """Learning from reviews in local mode: the SQLite index, the photo folder, and OpenCLIP (loaded
+    only if a photo's stored embedding cannot be reused)."""
+    return IndexReferenceFeedback(
+        index=index or open_index(settings),
+        registry=registry,
+        objects=objects or FilesystemObjectStore(settings.objects_dir),
+        encoder=lambda: load_encoder(settings.encoder),
+        intake=settings.rules.intake,
     )
