@@ -331,9 +331,8 @@ def test_replacing_the_newest_row_makes_the_approximate_index_rebuild(tmp_path: 
     assert index.uses_ann()
     newest = "r399.jpg"
     label = ReferenceLabel(damaged=True, damage_type=DamageType.BROKEN, severity=Severity.SEVERE)
-    moved = -vectors[0] / np.linalg.norm(
-        vectors[0]
-    )  # far from where the row was: a stale faiss file would not find it here
+    # Far from where the row was: a stale faiss file would not find it here.
+    moved = -vectors[0] / np.linalg.norm(vectors[0])
     index.upsert(ReferenceItem(source=newest, sha256="f" * 64, label=label, vector=moved))
 
     reopened = LocalVectorIndex(tmp_path / "reference-index.sqlite3", IndexSettings(ann_min_vectors=100))
