@@ -22,11 +22,15 @@ if TYPE_CHECKING:
     from vehicle_assessment.adapters.aws.bedrock_describer import FallbackListener
     from vehicle_assessment.adapters.aws.settings import OpenSearchSettings, SageMakerEncoderSettings
     from vehicle_assessment.domain.models import EncoderIdentity
+    from vehicle_assessment.domain.rules import IntakeSettings
+    from vehicle_assessment.learning import ReembedListener
     from vehicle_assessment.ports import (
         Describer,
         EventPublisher,
         ImageEncoder,
         ObjectStore,
+        PhotoRegistry,
+        ReferenceFeedback,
         ReferenceIndex,
         Speaker,
         VinDecoder,
@@ -134,3 +138,31 @@ def build_event_publisher(config: WorkflowConfig | SweeperConfig) -> EventPublis
     if config.event_bus_name is None:
         raise ValueError("EVENT_BUS_NAME is not configured: this step publishes the assessment's final event")
     return EventBridgePublisher(aws_client("events", config), config.event_bus_name)
+
+
+def build_reference_feedback(
+    opensearch: OpenSearchSettings,
+    sagemaker: SageMakerEncoderSettings,
+    region: str,
+    objects: ObjectStore,
+    registry: PhotoRegistry,
+    intake: IntakeSettings,
+    on_reembed: ReembedListener | None = None,
+) -> ReferenceFeedback:
+    """Learning from reviews on AWS: OpenSearch, S3 (originals and display copies) and the SageMaker
+    encoder, called only when a photo's stored embedding is not the index's encoder's. ``on_reembed``
+    is told why (the caller emits a metric)."""
+    from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex
+    from vehicle_assessment.learning import IndexReferenceFeedback
+
+    index = OpenSearchReferenceIndex.from_settings(
+        opensearch, region, sagemaker.identity, boto3_session().get_credentials()
+    )
+    return IndexReferenceFeedback(
+        index=index,
+        registry=registry,
+        objects=objects,
+        encoder=lambda: sagemaker_encoder(sagemaker, region),
+        intake=intake,
+        on_reembed=on_reembed,
+    )
