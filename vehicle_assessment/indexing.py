@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from vehicle_assessment.agreement import origin_of_labels_source
 from vehicle_assessment.domain.models import DamageType, QualityLevel, ReferenceLabel, Severity
 from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
 from vehicle_assessment.domain.rules import IntakeSettings
@@ -27,6 +28,8 @@ class LabelledPhoto:
     source: str  # the path as written in labels.csv, relative to the photo folder
     path: Path
     label: ReferenceLabel
+    # The collection it comes from: the first word of labels.csv's optional `source` column.
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def parse_label(row: dict[str, str]) -> ReferenceLabel:
 
 
 def read_labels(photo_dir: Path, labels_csv: Path) -> tuple[list[LabelledPhoto], list[Skipped]]:
-    """Rows of labels.csv (columns path, damaged, damage_type, severity) resolved under photo_dir."""
+    """Rows of labels.csv (columns path, damaged, damage_type, severity; optional source) resolved
+    under photo_dir."""
     photos, skipped = [], []
     with labels_csv.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -87,7 +91,8 @@ def read_labels(photo_dir: Path, labels_csv: Path) -> tuple[list[LabelledPhoto],
             if not path.is_file():
                 skipped.append(Skipped(source, f"file not found under {photo_dir}"))
                 continue
-            photos.append(LabelledPhoto(source=source, path=path, label=label))
+            origin = origin_of_labels_source(row.get("source"))
+            photos.append(LabelledPhoto(source=source, path=path, label=label, origin=origin))
     return photos, skipped
 
 
@@ -142,7 +147,13 @@ def build_index(
                 vectors = encoder.embed([result.image for _, _, result in ready])
                 index.add(
                     [
-                        ReferenceItem(source=photo.source, sha256=sha, label=photo.label, vector=vector)
+                        ReferenceItem(
+                            source=photo.source,
+                            sha256=sha,
+                            label=photo.label,
+                            vector=vector,
+                            origin=photo.origin,
+                        )
                         for (photo, sha, _), vector in zip(ready, vectors, strict=True)
                     ]
                 )

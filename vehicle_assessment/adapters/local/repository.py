@@ -29,6 +29,17 @@ CREATE TABLE IF NOT EXISTS assessments (
 );
 CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DESC);
 """
+# Photos with a review, kept beside the document by `save` so that `evaluate` reads the reviewed
+# assessments through a partial index instead of every document.
+_REVIEWED_SCHEMA = """
+CREATE INDEX IF NOT EXISTS assessments_reviewed ON assessments (created_at, assessment_id)
+    WHERE reviewed_photos > 0;
+"""
+_REVIEWED_COLUMN = "reviewed_photos"
+_COUNT_REVIEWED_PHOTOS = (
+    "(SELECT COUNT(*) FROM json_each(assessments.document, '$.photos')"
+    " WHERE json_array_length(json_each.value, '$.reviews') > 0)"
+)
 _COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
 _REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
 _STORED_REVISION = "coalesce(json_extract(assessments.document, '$.revision'), 0)"
@@ -43,6 +54,17 @@ class SqliteAssessmentRepository:
             check_schema(conn, _COLUMNS)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            self._add_reviewed_column(conn)
+            conn.executescript(_REVIEWED_SCHEMA)
+
+    @staticmethod
+    def _add_reviewed_column(conn: sqlite3.Connection) -> None:
+        """A file written before the column gains it, counted from each stored document once."""
+        conn.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
+        if _REVIEWED_COLUMN in {row[1] for row in conn.execute("PRAGMA table_info(assessments)")}:
+            return
+        conn.execute(f"ALTER TABLE assessments ADD COLUMN {_REVIEWED_COLUMN} INTEGER NOT NULL DEFAULT 0")
+        conn.execute(f"UPDATE assessments SET {_REVIEWED_COLUMN} = {_COUNT_REVIEWED_PHOTOS}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -68,12 +90,18 @@ class SqliteAssessmentRepository:
             "updated_at": assessment.updated_at.isoformat(),
             "document": saved.model_dump_json(),
             "read_revision": assessment.revision,
+            "reviewed_photos": sum(1 for photo in assessment.photos if photo.reviews),
         }
-        set_columns = "status = :status, updated_at = :updated_at, document = :document"
+        set_columns = (
+            "status = :status, updated_at = :updated_at, document = :document,"
+            " reviewed_photos = :reviewed_photos"
+        )
         if assessment.revision == 0:  # new, or stored before revisions existed
             statement = (
-                "INSERT INTO assessments (assessment_id, vin, status, created_at, updated_at, document)"
-                " VALUES (:assessment_id, :vin, :status, :created_at, :updated_at, :document)"
+                "INSERT INTO assessments"
+                " (assessment_id, vin, status, created_at, updated_at, document, reviewed_photos)"
+                " VALUES (:assessment_id, :vin, :status, :created_at, :updated_at, :document,"
+                " :reviewed_photos)"
                 f" ON CONFLICT (assessment_id) DO UPDATE SET {set_columns}"
                 f" WHERE {_STORED_REVISION} = :read_revision"
             )
@@ -98,6 +126,24 @@ class SqliteAssessmentRepository:
         if row is None:
             raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
         return Assessment.model_validate_json(row[0])
+
+    def reviewed_assessments(self, page_size: int = 200) -> Iterator[Assessment]:
+        """Every assessment with at least one reviewed photo, oldest first, read page by page through
+        the partial index `assessments_reviewed` (never a scan of all documents)."""
+        after: tuple[str, str] = ("", "")
+        while True:
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT document, created_at, assessment_id FROM assessments"
+                    " WHERE reviewed_photos > 0 AND (created_at, assessment_id) > (?, ?)"
+                    " ORDER BY created_at, assessment_id LIMIT ?",
+                    (*after, page_size),
+                ).fetchall()
+            for row in rows:
+                yield Assessment.model_validate_json(row[0])
+            if len(rows) < page_size:
+                return
+            after = (rows[-1][1], rows[-1][2])
 
     def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]:
         return self.page_by_vin(vin, limit)[0]
