@@ -208,8 +208,8 @@ def single_origin_warnings(by_class: dict[str, dict[str, int]]) -> list[str]:
                 f"every {name} reference ({n}) comes from one source, {origin}: the model may learn that "
                 "source's framing and camera instead of damage"
             )
-    shared = set.intersection(*(set(counts) for counts in by_class.values())) - {UNRECORDED_ORIGIN}
-    if all(by_class.values()) and not shared:
+    known_per_class = [set(counts) - {UNRECORDED_ORIGIN} for counts in by_class.values()]
+    if all(known_per_class) and not set.intersection(*known_per_class):
         warnings.append(
             "no source holds both damaged and undamaged references: accuracy within a source cannot be "
             "measured, and the damaged/undamaged accuracy may measure the sources' framing, not damage"
