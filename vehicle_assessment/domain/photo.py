@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vehicle_assessment.domain import figures, limits
+from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
 from vehicle_assessment.domain.rules import IntakeSettings
@@ -340,33 +340,3 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
         quality=quality,
         content_type=content_type,
     )
-
-
-# JPEG quality of a display copy: small files, no visible blocking at 512 px.
-DISPLAY_COPY_JPEG_QUALITY = 85
-
-
-def reference_display_copy(
-    data: bytes, settings: IntakeSettings, max_side: int = limits.REFERENCE_IMAGE_MAX_SIDE
-) -> bytes:
-    """The copy of a reference photo that people look at (upload_keys.reference_image_key): a JPEG
-    of the photo as taken (EXIF orientation applied, not enhanced), its longest side at most
-    `max_side`. Decoded with the same safeguards as `intake_photo`; raises PhotoRejected."""
-    content_type = sniff_content_type(data)
-    if content_type is None:
-        raise PhotoRejected("not an image: content is not JPEG, PNG or WebP")
-    decoded = _open_checked(data, content_type, settings)
-    try:
-        try:
-            oriented = ImageOps.exif_transpose(decoded)
-        except _DECODE_ERRORS as exc:
-            raise PhotoRejected(
-                f"truncated or corrupt image: unreadable EXIF orientation: {_one_line(exc)}"
-            ) from exc
-        rgb = _to_rgb(oriented)
-    finally:
-        decoded.close()
-    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    rgb.save(out, format="JPEG", quality=DISPLAY_COPY_JPEG_QUALITY, optimize=True)
-    return out.getvalue()
