@@ -382,3 +382,22 @@ def test_large_image_is_measured_on_a_bounded_copy() -> None:
     large_exposure = next(c.value for c in large_report.checks if c.name == "exposure")
     small_exposure = next(c.value for c in small_report.checks if c.name == "exposure")
     assert large_exposure == pytest.approx(small_exposure, abs=0.5)
+
+
+# --- the display copy of a reference photo ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"), [((2000, 1000), (512, 256)), ((300, 900), (171, 512)), ((64, 48), (64, 48))]
+)
+def test_display_copy_is_a_jpeg_no_larger_than_the_limit(
+    size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    from vehicle_assessment.domain import limits
+    from vehicle_assessment.domain.photo import display_copy_jpeg
+
+    data = display_copy_jpeg(Image.new("RGBA", size, (10, 200, 30, 255)))
+
+    with Image.open(io.BytesIO(data)) as copy:
+        assert copy.format == "JPEG" and copy.mode == "RGB"
+        assert copy.size == expected and max(copy.size) <= limits.REFERENCE_IMAGE_MAX_SIDE

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vehicle_assessment.domain import figures
+from vehicle_assessment.domain import figures, limits
 from vehicle_assessment.domain.content_type import sniff_content_type
 from vehicle_assessment.domain.models import QualityCheck, QualityLevel, QualityReport
 from vehicle_assessment.domain.rules import IntakeSettings
@@ -340,3 +340,20 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
         quality=quality,
         content_type=content_type,
     )
+
+
+# The display copy is for eyes on a review page, not for embedding: JPEG at a quality where artefacts
+# are not visible at that size.
+DISPLAY_JPEG_QUALITY = 85
+
+
+def display_copy_jpeg(image: Image.Image, max_side: int = limits.REFERENCE_IMAGE_MAX_SIDE) -> bytes:
+    """A reference photo's display copy: JPEG, RGB, longest side at most ``max_side`` (never enlarged).
+
+    ``image`` is an intake result's image (orientation applied), so the copy shows what was judged.
+    """
+    copy = image.convert("RGB")
+    copy.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # keeps the aspect ratio
+    out = io.BytesIO()
+    copy.save(out, format="JPEG", quality=DISPLAY_JPEG_QUALITY, optimize=True)
+    return out.getvalue()
