@@ -39,8 +39,9 @@ from vehicle_assessment.ports import (
     ReplaceableReferenceIndex,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and PIL only for annotations: imported where pixels are handled
     import numpy as np
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +96,10 @@ class IndexReferenceFeedback:
                 f"photo {photo.photo_id} was rejected at intake ({photo.reason}); "
                 "a rejected photo does not become a reference"
             )
-        data = self._original(assessment, photo)
+        image = self._intake(photo, self._original(assessment, photo))
         vector = self._stored_vector(assessment, photo, identity)
         if vector is None:
-            vector = self._embed_again(photo, data, identity)
+            vector = self._embed_again(photo, image, identity)
         source = review_reference_source(assessment.assessment_id, photo.photo_id)
         provenance = ReferenceProvenance(
             assessment_id=assessment.assessment_id,
@@ -106,14 +107,10 @@ class IndexReferenceFeedback:
             reviewer=review.reviewer,
             reviewed_at=review.reviewed_at,
         )
-        from vehicle_assessment.domain.photo import PhotoRejected, reference_display_copy
+        from vehicle_assessment.domain.photo import display_copy_jpeg
 
-        try:
-            display = reference_display_copy(data, self.intake)
-        except PhotoRejected as exc:
-            raise ReferencePhotoUnusable(f"photo {photo.photo_id} cannot be shown: {exc}") from exc
         # The display copy first: a neighbour found in the index always has a picture to show.
-        self.objects.put(reference_image_key(photo.sha256), display, "image/jpeg")
+        self.objects.put(reference_image_key(photo.sha256), display_copy_jpeg(image), "image/jpeg")
         self.index.upsert(
             ReferenceItem(
                 source=source,
@@ -176,9 +173,20 @@ class IndexReferenceFeedback:
             self.on_reembed(reason)
         return None
 
-    def _embed_again(self, photo: PhotoRecord, data: bytes, identity: EncoderIdentity) -> np.ndarray:
+    def _intake(self, photo: PhotoRecord, data: bytes) -> Image.Image:
+        """The photo as the pipeline judged it (what is embedded and shown); a photo intake refuses
+        cannot be a reference (the index build skips such photos too)."""
         from vehicle_assessment.domain.photo import PhotoRejected, intake_photo
 
+        try:
+            result = intake_photo(data, self.intake)
+        except PhotoRejected as exc:
+            raise ReferencePhotoUnusable(f"photo {photo.photo_id}: {exc}") from exc
+        if result.quality.level == QualityLevel.REJECT:
+            raise ReferencePhotoUnusable(f"photo {photo.photo_id}: {'; '.join(result.quality.reasons)}")
+        return result.image
+
+    def _embed_again(self, photo: PhotoRecord, image: Image.Image, identity: EncoderIdentity) -> np.ndarray:
         if self._encoder is None:
             self._encoder = self._encoder_factory()
         encoder = self._encoder
@@ -188,12 +196,6 @@ class IndexReferenceFeedback:
                 f"{encoder.identity.describe()} but the index holds vectors of {identity.describe()}; "
                 "vectors of two encoders are never mixed"
             )
-        try:
-            result = intake_photo(data, self.intake)
-        except PhotoRejected as exc:
-            raise ReferencePhotoUnusable(f"photo {photo.photo_id}: {exc}") from exc
-        if result.quality.level == QualityLevel.REJECT:
-            raise ReferencePhotoUnusable(f"photo {photo.photo_id}: {'; '.join(result.quality.reasons)}")
-        vectors = encoder.embed([result.image])
+        vectors = encoder.embed([image])
         vector: np.ndarray = vectors[0]
         return vector

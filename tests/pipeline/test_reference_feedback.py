@@ -339,3 +339,13 @@ def test_replacing_the_newest_row_makes_the_approximate_index_rebuild(tmp_path: 
     [best, *_] = reopened.search(moved[None, :], 10)[0]
     assert best.source == newest and best.label == label and best.similarity == pytest.approx(1.0)
     assert reopened.count() == 400
+
+
+def test_bytes_intake_refuses_never_become_a_reference(tmp_path: Path, tiny_encoder) -> None:
+    world = World(tmp_path, tiny_encoder)
+    tiny = io.BytesIO()
+    Image.new("RGB", (32, 32), (120, 30, 30)).save(tiny, format="PNG")
+    world.assessment = _assessment(world.objects, tiny.getvalue(), PhotoStatus.ANALYSED)
+    with pytest.raises(ReferencePhotoUnusable, match=r"photo 01: .*64"):
+        world.add(_review())
+    assert world.index.count() == 0 and world.encoder_loads == 0
