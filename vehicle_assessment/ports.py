@@ -427,6 +427,10 @@ class ReviewQueue(Protocol):
         ...
 
 
+class PhotoRegistryUnavailable(PortError):
+    """The photo registry could not be read or written (a store outage, throttling past the retries)."""
+
+
 class PhotoRegistry(Protocol):
     """Every analysed photo, remembered for the reused-photo check and for learning from reviews."""
 

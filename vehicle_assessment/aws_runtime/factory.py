@@ -60,14 +60,32 @@ def build_s3_presigning_client(config: ApiConfig) -> Any:
     return make_s3_presigning_client(config.aws_region, config.client, boto3_session())
 
 
-def build_repository(config: FunctionConfig) -> WorkflowRepository:
+def assessment_table(config: FunctionConfig) -> Any:
+    """The boto3 Table of the assessment table, with the function's client settings (retries)."""
     from vehicle_assessment.adapters.aws.clients import botocore_config
-    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 
     resource = boto3_session().resource(
         "dynamodb", region_name=config.aws_region, config=botocore_config(config.client)
     )
-    return DynamoAssessmentRepository(resource.Table(config.table_name), ttl_days=config.assessment_ttl_days)
+    return resource.Table(config.table_name)
+
+
+def build_repository(config: FunctionConfig) -> WorkflowRepository:
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+
+    return DynamoAssessmentRepository(assessment_table(config), ttl_days=config.assessment_ttl_days)
+
+
+def build_photo_registry(config: WorkflowConfig) -> PhotoRegistry | None:
+    """The reused-photo check's registry (items in the assessment table), or None when the check is
+    switched off (RULES__REUSE__ENABLED=false)."""
+    if not config.rules.reuse.enabled:
+        return None
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    return DynamoPhotoRegistry(
+        assessment_table(config), config.rules.reuse, ttl_days=config.assessment_ttl_days
+    )
 
 
 def build_object_store(config: UploadConfig | ApiConfig | WorkflowConfig) -> ObjectStore:

@@ -98,6 +98,23 @@ class IntakeSettings(RuleSettings):
         return self
 
 
+class ReuseSettings(RuleSettings):
+    """The reused-photo check: when a photo counts as a copy of another vehicle's photo."""
+
+    enabled: bool = Field(default=True, description="false: photos are neither checked nor remembered")
+    # MEASURED (scripts/measure_reuse.py, README "Reused photos"): PLACEHOLDER
+    perceptual_max_distance: int = Field(
+        default=10, ge=0, le=32, description="64-bit dHash Hamming distance at or below which it is a copy"
+    )
+    embedding_min_similarity: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="cosine similarity at or above which it is a copy (trained encoders only)",
+    )
+    max_matches: int = Field(default=10, ge=1, le=100, description="matches kept per photo, best first")
+
+
 class AssessmentRules(RuleSettings):
     """Every domain rule's knobs together; what the pipeline needs besides its ports."""
 
@@ -105,5 +122,6 @@ class AssessmentRules(RuleSettings):
     valuation: ValuationSettings = Field(default_factory=ValuationSettings)
     value_curve: ValueCurveSettings = Field(default_factory=ValueCurveSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    reuse: ReuseSettings = Field(default_factory=ReuseSettings)
     languages: tuple[str, ...] = ("en", "es")
     styles: tuple[str, ...] = ("standard",)

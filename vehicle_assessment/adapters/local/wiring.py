@@ -5,6 +5,7 @@ from __future__ import annotations
 from vehicle_assessment.adapters.local.espeak_speaker import EspeakSpeaker
 from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
 from vehicle_assessment.adapters.local.openclip_encoder import load_encoder
+from vehicle_assessment.adapters.local.photo_registry import SqlitePhotoRegistry
 from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.adapters.vpic import VpicVinDecoder
@@ -23,6 +24,13 @@ def open_index(settings: LocalSettings) -> LocalVectorIndex:
     return LocalVectorIndex(settings.index_path, settings.index)
 
 
+def open_photo_registry(settings: LocalSettings) -> SqlitePhotoRegistry | None:
+    """None when the reused-photo check is switched off (VDA_RULES__REUSE__ENABLED=false)."""
+    if not settings.rules.reuse.enabled:
+        return None
+    return SqlitePhotoRegistry(settings.photo_registry_path, settings.rules.reuse)
+
+
 def build_local_ports(settings: LocalSettings, index: LocalVectorIndex | None = None) -> LocalPorts:
     return LocalPorts(
         objects=FilesystemObjectStore(settings.objects_dir),
@@ -32,6 +40,7 @@ def build_local_ports(settings: LocalSettings, index: LocalVectorIndex | None = 
         index=index or open_index(settings),
         describer=TemplateDescriber(),
         speaker=EspeakSpeaker(settings.speech),
+        photo_registry=open_photo_registry(settings),
     )
 
 
