@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from vehicle_assessment.domain.models import (
     Assessment,
     EncoderIdentity,
+    PhotoFingerprint,
     PhotoRecord,
     PhotoReview,
     PhotoStatus,
@@ -34,6 +35,7 @@ from vehicle_assessment.ports import (
     ObjectNotFound,
     ObjectStore,
     PhotoRegistry,
+    PortError,
     ReferenceItem,
     ReferencePhotoUnusable,
     ReplaceableReferenceIndex,
@@ -61,12 +63,14 @@ class IndexReferenceFeedback:
     """`ReferenceFeedback` over a reference index, the photo registry, the object store and an encoder.
 
     `encoder` is called only when a photo must be embedded again (loading OpenCLIP costs seconds).
+    `registry` None: no photo is remembered (the reused-photo check is off), so every photo is embedded
+    again.
     """
 
     def __init__(
         self,
         index: ReplaceableReferenceIndex,
-        registry: PhotoRegistry,
+        registry: PhotoRegistry | None,
         objects: ObjectStore,
         encoder: Callable[[], ImageEncoder],
         intake: IntakeSettings,
@@ -149,20 +153,19 @@ class IndexReferenceFeedback:
         reason logged and reported) when the photo must be embedded again."""
         import numpy as np
 
-        fingerprint = self.registry.fingerprint(assessment.assessment_id, photo.photo_id)
-        if fingerprint is None:
-            reason = "the photo registry holds no fingerprint of it"
-        elif fingerprint.sha256 != photo.sha256:
-            reason = "the registry's fingerprint is of other bytes"
-        elif fingerprint.vector is None or fingerprint.encoder is None:
-            reason = "its fingerprint kept no embedding"
-        elif not fingerprint.encoder.comparable_with(identity):
-            reason = (
-                f"its embedding is from {fingerprint.encoder.describe()}, the index holds "
-                f"{identity.describe()}"
-            )
-        else:
-            return np.asarray(fingerprint.vector, dtype=np.float32)
+        fingerprint, reason = self._fingerprint(assessment, photo)
+        if fingerprint is not None:
+            if fingerprint.sha256 != photo.sha256:
+                reason = "the registry's fingerprint is of other bytes"
+            elif fingerprint.vector is None or fingerprint.encoder is None:
+                reason = "its fingerprint kept no embedding"
+            elif not fingerprint.encoder.comparable_with(identity):
+                reason = (
+                    f"its embedding is from {fingerprint.encoder.describe()}, the index holds "
+                    f"{identity.describe()}"
+                )
+            else:
+                return np.asarray(fingerprint.vector, dtype=np.float32)
         logger.warning(
             "photo %s of assessment %s: embedding it again: %s",
             photo.photo_id,
@@ -172,6 +175,16 @@ class IndexReferenceFeedback:
         if self.on_reembed is not None:
             self.on_reembed(reason)
         return None
+
+    def _fingerprint(self, assessment: Assessment, photo: PhotoRecord) -> tuple[PhotoFingerprint | None, str]:
+        """The registry's fingerprint of the photo, or None and why there is none."""
+        if self.registry is None:
+            return None, "no photo registry is configured (the reused-photo check is off)"
+        try:
+            fingerprint = self.registry.fingerprint(assessment.assessment_id, photo.photo_id)
+        except PortError as exc:  # the registry is down; the original photo is still there
+            return None, f"the photo registry could not be read ({exc})"
+        return fingerprint, "the photo registry holds no fingerprint of it"
 
     def _intake(self, photo: PhotoRecord, data: bytes) -> Image.Image:
         """The photo as the pipeline judged it (what is embedded and shown); a photo intake refuses

@@ -78,12 +78,10 @@ def test_cli_builds_through_whatever_the_aws_target_provides(
 
 
 def test_the_reference_feedback_factory_builds_clients_and_loads_no_encoder_until_needed(monkeypatch) -> None:
-    from vehicle_assessment.adapters.memory import InMemoryObjectStore
+    from vehicle_assessment.adapters.memory import InMemoryObjectStore, InMemoryPhotoRegistry
     from vehicle_assessment.aws_runtime import factory
     from vehicle_assessment.domain.rules import IntakeSettings
     from vehicle_assessment.learning import IndexReferenceFeedback
-
-    from ..pipeline.test_reference_feedback import MemoryPhotoRegistry
 
     _configure(monkeypatch)
     config = index_loader.IndexLoaderConfig()
@@ -96,7 +94,7 @@ def test_the_reference_feedback_factory_builds_clients_and_loads_no_encoder_unti
         config.sagemaker,
         "eu-west-1",
         InMemoryObjectStore(),
-        registry=MemoryPhotoRegistry(),
+        registry=InMemoryPhotoRegistry(),
         intake=IntakeSettings(),
     )
 

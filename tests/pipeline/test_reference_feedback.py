@@ -15,6 +15,7 @@ from PIL import Image
 
 from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
+from vehicle_assessment.adapters.memory import InMemoryPhotoRegistry
 from vehicle_assessment.domain.models import (
     Assessment,
     AssessmentInputs,
@@ -27,36 +28,25 @@ from vehicle_assessment.domain.models import (
     PhotoStatus,
     ReferenceLabel,
     ReferenceProvenance,
-    ReuseMatch,
     Severity,
 )
 from vehicle_assessment.domain.photo import intake_photo
 from vehicle_assessment.domain.rules import IntakeSettings
 from vehicle_assessment.domain.upload_keys import reference_image_key
 from vehicle_assessment.learning import REVIEW_ORIGIN, IndexReferenceFeedback, review_reference_source
-from vehicle_assessment.ports import ImageEncoder, IndexMismatch, ReferenceItem, ReferencePhotoUnusable
+from vehicle_assessment.ports import (
+    ImageEncoder,
+    IndexMismatch,
+    PhotoRegistryUnavailable,
+    ReferenceItem,
+    ReferencePhotoUnusable,
+)
 
 from ..conftest import SAMPLE_DATA
 
 PHOTO = SAMPLE_DATA / "queries" / "damaged" / "0003_JPEG.jpg"
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 UNDAMAGED = ReferenceLabel(damaged=False, damage_type=DamageType.NONE, severity=Severity.NONE)
-
-
-class MemoryPhotoRegistry:
-    """The PhotoRegistry port, in memory (the `reuse` branch builds the real adapters)."""
-
-    def __init__(self) -> None:
-        self.fingerprints: dict[tuple[str, str], PhotoFingerprint] = {}
-
-    def remember(self, fingerprint: PhotoFingerprint) -> None:
-        self.fingerprints[(fingerprint.assessment_id, fingerprint.photo_id)] = fingerprint
-
-    def find_reuse(self, fingerprint: PhotoFingerprint) -> list[ReuseMatch]:
-        return []
-
-    def fingerprint(self, assessment_id: str, photo_id: str) -> PhotoFingerprint | None:
-        return self.fingerprints.get((assessment_id, photo_id))
 
 
 def _review(damaged: bool = True, reviewer: str = "ana", as_reference: bool = True) -> PhotoReview:
@@ -111,7 +101,7 @@ class World:
         self.objects = FilesystemObjectStore(tmp_path / "objects")
         self.index = LocalVectorIndex(tmp_path / "reference-index.sqlite3")
         self.index.bind(encoder.identity)
-        self.registry = MemoryPhotoRegistry()
+        self.registry = InMemoryPhotoRegistry()
         self.assessment = _assessment(self.objects, PHOTO.read_bytes(), status)
         self.encoder_loads = 0
         self.reembed_reasons: list[str] = []
@@ -349,3 +339,63 @@ def test_bytes_intake_refuses_never_become_a_reference(tmp_path: Path, tiny_enco
     with pytest.raises(ReferencePhotoUnusable, match=r"photo 01: .*64"):
         world.add(_review())
     assert world.index.count() == 0 and world.encoder_loads == 0
+
+
+class DownPhotoRegistry(InMemoryPhotoRegistry):
+    def fingerprint(self, assessment_id: str, photo_id: str) -> PhotoFingerprint | None:
+        raise PhotoRegistryUnavailable("throttled past the retries")
+
+
+def test_without_a_registry_or_while_it_is_down_the_original_is_embedded_again(world: World) -> None:
+    world.feedback.registry = DownPhotoRegistry()
+    world.add(_review())
+    assert len(world.reembed_reasons) == 1
+    assert world.reembed_reasons[0].startswith("the photo registry could not be read")
+
+    world.feedback.registry = None
+    world.add(_review(damaged=False))
+    assert world.reembed_reasons[1] == "no photo registry is configured (the reused-photo check is off)"
+    assert world.index.count() == 1
+
+
+@pytest.mark.slow
+def test_a_photo_assessed_locally_joins_the_index_with_the_embedding_the_assessment_stored(
+    tmp_path: Path, tiny_model_name: str, sample_index_path: Path
+) -> None:
+    """The local wiring end to end: the runner remembers each photo's embedding in the SQLite photo
+    registry; the reference feedback built by `build_reference_feedback` reuses it (no encoder load)."""
+    import shutil
+
+    from vehicle_assessment.adapters.local.wiring import build_local_ports, build_reference_feedback
+    from vehicle_assessment.pipeline import AssessmentRunner, PhotoUpload
+    from vehicle_assessment.settings import EncoderSettings, LocalSettings, SpeechSettings, VpicSettings
+
+    settings = LocalSettings(
+        data_dir=tmp_path / "data",
+        encoder=EncoderSettings(model_name=tiny_model_name, untrained=True, threads=2),
+        vpic=VpicSettings(enabled=False),
+        speech=SpeechSettings(enabled=False),
+    )
+    settings.data_dir.mkdir()
+    shutil.copy(sample_index_path, settings.index_path)
+    ports = build_local_ports(settings)
+    assessment = AssessmentRunner(ports, settings.rules).assess(
+        AssessmentInputs(vin="1FTMW1T88MFA00001"), [PhotoUpload("front.jpg", PHOTO.read_bytes())]
+    )
+    [photo] = assessment.photos
+    assert photo.status == PhotoStatus.ANALYSED
+    registry = ports.photo_registry
+    assert registry is not None
+    stored = registry.fingerprint(assessment.assessment_id, photo.photo_id)
+    assert stored is not None and stored.vector is not None
+
+    feedback = build_reference_feedback(settings)  # opens the same registry file the runner wrote
+    feedback._encoder_factory = lambda: pytest.fail("the stored embedding should have been reused")
+    source = feedback.add_reviewed_photo(assessment, photo, _review())
+
+    index = LocalVectorIndex(settings.index_path)
+    rows, matrix = index.vectors_and_labels()
+    [(position, row)] = [(i, r) for i, r in enumerate(rows) if r.source == source]
+    assert row.provenance is not None and row.provenance.assessment_id == assessment.assessment_id
+    assert np.allclose(matrix[position], np.asarray(stored.vector) / np.linalg.norm(stored.vector), atol=1e-6)
+    assert FilesystemObjectStore(settings.objects_dir).exists(reference_image_key(photo.sha256))

@@ -163,7 +163,7 @@ def build_reference_feedback(
     sagemaker: SageMakerEncoderSettings,
     region: str,
     objects: ObjectStore,
-    registry: PhotoRegistry,
+    registry: PhotoRegistry | None,
     intake: IntakeSettings,
     on_reembed: ReembedListener | None = None,
 ) -> ReferenceFeedback:

@@ -46,15 +46,16 @@ def build_local_ports(settings: LocalSettings, index: LocalVectorIndex | None = 
 
 def build_reference_feedback(
     settings: LocalSettings,
-    registry: PhotoRegistry,
+    registry: PhotoRegistry | None = None,
     index: LocalVectorIndex | None = None,
     objects: ObjectStore | None = None,
 ) -> IndexReferenceFeedback:
-    """Learning from reviews in local mode: the SQLite index, the photo folder, and OpenCLIP (loaded
-    only if a photo's stored embedding cannot be reused)."""
+    """Learning from reviews in local mode: the SQLite index, the photo folder, the photo registry the
+    runner fills (`registry`, default: the one under the data folder, none when the reused-photo check
+    is off), and OpenCLIP, loaded only if a photo's stored embedding cannot be reused."""
     return IndexReferenceFeedback(
         index=index or open_index(settings),
-        registry=registry,
+        registry=registry or open_photo_registry(settings),
         objects=objects or FilesystemObjectStore(settings.objects_dir),
         encoder=lambda: load_encoder(settings.encoder),
         intake=settings.rules.intake,
