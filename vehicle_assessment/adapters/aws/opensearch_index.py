@@ -13,7 +13,6 @@ from another encoder is refused whatever its name says.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -34,6 +33,7 @@ from vehicle_assessment.domain.models import (
     EncoderIdentity,
     Neighbour,
     ReferenceLabel,
+    ReferenceProvenance,
     Severity,
 )
 from vehicle_assessment.ports import IndexMismatch, PortError, ReferenceItem
@@ -516,7 +516,7 @@ class OpenSearchReferenceIndex:
         chosen: dict[str, Mapping[str, Any]] = {}
         for hit in hits:
             source = hit["_source"]["source"]
-            if source not in chosen or _reviewed_at(hit) > _reviewed_at(chosen[source]):
+            if source not in chosen or _reviewed_later(hit, chosen[source]):
                 chosen[source] = hit
         neighbours = []
         for hit in hits:
@@ -538,11 +538,12 @@ class OpenSearchReferenceIndex:
         return neighbours
 
 
-_NEVER_REVIEWED = datetime.min.replace(tzinfo=UTC)
+def _provenance(hit: Mapping[str, Any]) -> ReferenceProvenance | None:
+    raw = hit["_source"].get("provenance")
+    return ReferenceProvenance.model_validate(raw) if raw else None
 
 
-def _reviewed_at(hit: Mapping[str, Any]) -> datetime:
-    """When the document's review was made; the earliest time for a document without provenance."""
-    provenance = hit["_source"].get("provenance") or {}
-    reviewed_at = provenance.get("reviewed_at")
-    return datetime.fromisoformat(reviewed_at) if reviewed_at else _NEVER_REVIEWED
+def _reviewed_later(hit: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    """Whether `hit` records a later review than `than` (a document without provenance: the earliest)."""
+    new, old = _provenance(hit), _provenance(than)
+    return new is not None and (old is None or new.reviewed_at > old.reviewed_at)
