@@ -177,13 +177,6 @@ def agreement_metrics(pairs: Sequence[ReviewedVerdict], without_verdict: int = 0
 # --- where the references come from ------------------------------------------------------------
 
 
-def origin_of_labels_source(source_column: str | None) -> str | None:
-    """The collection named by a labels.csv `source` entry: its first word (e.g.
-    "github.com/dermotte/LIRE testdata/ferrari (Flickr photo 1)" → "github.com/dermotte/LIRE")."""
-    words = (source_column or "").split()
-    return words[0] if words else None
-
-
 def origins_by_class(
     labels: Sequence[ReferenceLabel], origins: Sequence[str | None]
 ) -> dict[str, dict[str, int]]:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from vehicle_assessment.agreement import origin_of_labels_source
 from vehicle_assessment.domain.models import DamageType, QualityLevel, ReferenceLabel, Severity
 from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
 from vehicle_assessment.domain.rules import IntakeSettings
@@ -66,6 +65,13 @@ def parse_label(row: dict[str, str]) -> ReferenceLabel:
             f"type={label.damage_type}, severity={label.severity}"
         )
     return label
+
+
+def origin_of_labels_source(source_column: str | None) -> str | None:
+    """The collection named by a labels.csv `source` entry: its first word (e.g.
+    "github.com/dermotte/LIRE testdata/ferrari (Flickr photo 1)" → "github.com/dermotte/LIRE")."""
+    words = (source_column or "").split()
+    return words[0] if words else None
 
 
 def read_labels(photo_dir: Path, labels_csv: Path) -> tuple[list[LabelledPhoto], list[Skipped]]:

@@ -18,7 +18,6 @@ from vehicle_assessment.agreement import (
     cohen_kappa,
     confidence_bucket,
     expected_calibration_error,
-    origin_of_labels_source,
     origins_by_class,
     reliability_table,
     reviewed_verdicts,
@@ -40,6 +39,7 @@ from vehicle_assessment.domain.models import (
 )
 from vehicle_assessment.domain.rules import VerdictSettings
 from vehicle_assessment.evaluation import evaluate_index, source_metrics
+from vehicle_assessment.indexing import origin_of_labels_source
 
 from ..conftest import run_cli
 

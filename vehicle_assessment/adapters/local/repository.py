@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS assessments (
 );
 CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DESC);
 """
+_COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
+_REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
+_STORED_REVISION = "coalesce(json_extract(assessments.document, '$.revision'), 0)"
 # Photos with a review, kept beside the document by `save` so that `evaluate` reads the reviewed
 # assessments through a partial index instead of every document.
 _REVIEWED_SCHEMA = """
@@ -40,9 +43,6 @@ _COUNT_REVIEWED_PHOTOS = (
     "(SELECT COUNT(*) FROM json_each(assessments.document, '$.photos')"
     " WHERE json_array_length(json_each.value, '$.reviews') > 0)"
 )
-_COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
-_REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
-_STORED_REVISION = "coalesce(json_extract(assessments.document, '$.revision'), 0)"
 
 
 class SqliteAssessmentRepository:
