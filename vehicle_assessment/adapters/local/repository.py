@@ -60,8 +60,14 @@ class SqliteAssessmentRepository:
     @staticmethod
     def _add_reviewed_column(conn: sqlite3.Connection) -> None:
         """A file written before the column gains it, counted from each stored document once."""
+
+        def present() -> bool:
+            return _REVIEWED_COLUMN in {row[1] for row in conn.execute("PRAGMA table_info(assessments)")}
+
+        if present():
+            return
         conn.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
-        if _REVIEWED_COLUMN in {row[1] for row in conn.execute("PRAGMA table_info(assessments)")}:
+        if present():
             return
         conn.execute(f"ALTER TABLE assessments ADD COLUMN {_REVIEWED_COLUMN} INTEGER NOT NULL DEFAULT 0")
         conn.execute(f"UPDATE assessments SET {_REVIEWED_COLUMN} = {_COUNT_REVIEWED_PHOTOS}")

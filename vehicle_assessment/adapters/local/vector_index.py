@@ -129,11 +129,17 @@ class LocalVectorIndex:
     def _add_missing_columns(self) -> None:
         """Migrate a file written before the provenance and origin columns: ADD COLUMN keeps every row
         (their new columns read NULL: a labelled set's photo of unrecorded origin)."""
+
+        def present() -> set[str]:
+            return {row[1] for row in self._conn.execute("PRAGMA table_info(reference_photos)")}
+
+        if set(_ADDED_COLUMNS) <= present():
+            return
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
-            present = {row[1] for row in self._conn.execute("PRAGMA table_info(reference_photos)")}
+            columns = present()
             for name, kind in _ADDED_COLUMNS.items():
-                if name not in present:
+                if name not in columns:
                     logger.info("adding column %s to the reference index %s", name, self.path)
                     self._conn.execute(f"ALTER TABLE reference_photos ADD COLUMN {name} {kind}")
 
