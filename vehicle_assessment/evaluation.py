@@ -511,7 +511,7 @@ def render_report(metrics: dict) -> str:
 
 def _sources_section(sources: dict[str, Any]) -> list[str]:
     lines = ["## Sources of the references", ""]
-    lines += [f"> **Warning:** {warning}" for warning in sources["warnings"]]
+    lines += [f"- **Warning:** {warning}" for warning in sources["warnings"]]
     if sources["warnings"]:
         lines.append("")
     lines += ["| class | source | references |", "|---|---|---|"]
