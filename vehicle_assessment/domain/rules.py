@@ -104,7 +104,7 @@ class ReuseSettings(RuleSettings):
     enabled: bool = Field(default=True, description="false: photos are neither checked nor remembered")
     # MEASURED (scripts/measure_reuse.py, README "Reused photos"): PLACEHOLDER
     perceptual_max_distance: int = Field(
-        default=10, ge=0, le=32, description="64-bit dHash Hamming distance at or below which it is a copy"
+        default=6, ge=0, le=32, description="64-bit dHash Hamming distance at or below which it is a copy"
     )
     embedding_min_similarity: float = Field(
         default=0.95,
@@ -113,6 +113,13 @@ class ReuseSettings(RuleSettings):
         description="cosine similarity at or above which it is a copy (trained encoders only)",
     )
     max_matches: int = Field(default=10, ge=1, le=100, description="matches kept per photo, best first")
+    hash_bands: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="the DynamoDB registry cuts the hash into this many bands (README: the fan-out); "
+        "changing it needs the registry's band items rewritten",
+    )
 
 
 class AssessmentRules(RuleSettings):
