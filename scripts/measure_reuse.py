@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def save(measured: Measured, path: Path) -> None:
-    arrays = {"names": np.array(measured.names)}
+    arrays: dict[str, Any] = {"names": np.array(measured.names)}
     for name in HASHES:
         arrays[f"{name}|original"] = measured.originals[name]
         for copy, distances in measured.copies[name].items():
