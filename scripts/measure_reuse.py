@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -149,7 +150,6 @@ def pair_distances(packed: np.ndarray) -> np.ndarray:
 def report(measured: Measured, chosen: ReuseSettings) -> None:
     n = len(measured.names)
     print(f"{n} distinct photos, {n * (n - 1) // 2:,} pairs of different photos, {len(COPIES)} copies each\n")
-    thresholds = range(0, 21)
     for name in HASHES:
         pairs = pair_distances(measured.originals[name])
         all_copies = np.concatenate(list(measured.copies[name].values()))
@@ -159,33 +159,53 @@ def report(measured: Measured, chosen: ReuseSettings) -> None:
             p95 = np.percentile(distances, 95)
             print(f"    {copy:<24} {np.median(distances):4.0f} {p95:5.1f} {distances.max():4d}")
         print(
-            f"  different-photo pairs: min {pairs.min()}, p0.1 {np.percentile(pairs, 0.1):.0f}, median "
-            f"{np.median(pairs):.0f}"
+            f"  different-photo pairs: min {pairs.min()}, p0.1 {np.percentile(pairs, 0.1):.0f}, "
+            f"median {np.median(pairs):.0f}"
         )
         print("  threshold  recall on copies  false matches on pairs (rate)")
-        for t in thresholds:
+        for t in range(0, 21):
             recall = float((all_copies <= t).mean())
             false = int((pairs <= t).sum())
             print(f"    <= {t:2d}      {recall:7.2%}          {false:6d} ({false / max(1, len(pairs)):.2e})")
         print()
-    name = "dhash-64"
+    name = reuse.HASH_NAME
     pairs = pair_distances(measured.originals[name])
-    all_copies = np.concatenate(list(measured.copies[name].values()))
     t = chosen.perceptual_max_distance
+    print(f"== {name}: recall per kind of copy by threshold")
+    thresholds = list(range(2, 13))
+    print(f"    {'':<24}" + "".join(f"{f'<={x}':>6}" for x in thresholds))
+    for copy, distances in measured.copies[name].items():
+        print(f"    {copy:<24}" + "".join(f"{(distances <= x).mean():6.0%}" for x in thresholds))
+    print()
+    print(f"== {name}: the closest pairs of different photos (true duplicates in the set count as false)")
+    for distance, a, b in closest_pairs(measured, name, t)[:20]:
+        print(f"    {distance:2d}  {Path(a).name}  {Path(b).name}")
+    print()
+    all_copies = np.concatenate(list(measured.copies[name].values()))
     print(
         f"CHOSEN: {name}, distance <= {t}: recall on copies {(all_copies <= t).mean():.2%}, "
-        f"false matches {int((pairs <= t).sum())} of {len(pairs):,} pairs "
-        f"({(pairs <= t).mean():.2e})"
+        f"false matches {int((pairs <= t).sum())} of {len(pairs):,} pairs ({(pairs <= t).mean():.2e})"
     )
-    per_copy = {c: float((d <= t).mean()) for c, d in measured.copies[name].items()}
-    print("  recall per kind of copy: " + ", ".join(f"{c} {r:.0%}" for c, r in per_copy.items()))
-    layout = reuse.band_layout(t)
-    fan_out = band_fan_out(measured.originals[name], layout)
-    print(
-        f"  DynamoDB bands: {layout.bands} bands of {layout.widths} bits, probe radius {layout.radius} "
-        f"({layout.lookups} lookups per photo); measured candidates per photo: mean {fan_out.mean():.1f}, "
-        f"max {fan_out.max()} of {n - 1} (share {fan_out.mean() / max(1, n - 1):.2%})"
-    )
+    for bands in sorted({t + 1, chosen.hash_bands} - {0}):
+        layout = reuse.band_layout(t, bands)
+        fan_out = band_fan_out(measured.originals[name], layout)
+        print(
+            f"  DynamoDB: {layout.bands} bands of {'/'.join(map(str, sorted(set(layout.widths))))} bits, "
+            f"radius {layout.radius}: {layout.lookups} lookups per photo; candidates per photo "
+            f"mean {fan_out.mean():.1f}, p99 {np.percentile(fan_out, 99):.0f}, max {fan_out.max()} of "
+            f"{n - 1} (mean share {fan_out.mean() / max(1, n - 1):.3%})"
+            + ("  <- configured" if bands == chosen.hash_bands else "")
+        )
+
+
+def closest_pairs(measured: Measured, name: str, threshold: int) -> list[tuple[int, str, str]]:
+    packed = measured.originals[name]
+    found = []
+    for i in range(len(packed) - 1):
+        distances = reuse.hamming_distances(int(packed[i]), packed[i + 1 :])
+        for j in np.flatnonzero(distances <= threshold):
+            found.append((int(distances[j]), measured.names[i], measured.names[i + 1 + j]))
+    return sorted(found)
 
 
 def band_fan_out(packed: np.ndarray, layout: reuse.BandLayout) -> np.ndarray:
@@ -209,16 +229,42 @@ def main(argv: list[str] | None = None) -> int:
         default=[REPO / "sample_data", (REPO / ".." / "shared" / "data" / "reference").resolve()],
     )
     parser.add_argument("--limit", type=int, default=None, help="measure at most this many photos")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="an .npz of the distances: written once, then read instead"
+    )
     args = parser.parse_args(argv)
-    paths = find_photos(args.directories)[: args.limit]
-    if not paths:
-        print("no photos found", file=sys.stderr)
-        return 1
-    started = time.perf_counter()
-    measured = measure(paths, IntakeSettings())
-    print(f"measured in {time.perf_counter() - started:.0f} s\n")
+    if args.cache and args.cache.is_file():
+        measured = load(args.cache)
+    else:
+        paths = find_photos(args.directories)[: args.limit]
+        if not paths:
+            print("no photos found", file=sys.stderr)
+            return 1
+        started = time.perf_counter()
+        measured = measure(paths, IntakeSettings())
+        print(f"measured in {time.perf_counter() - started:.0f} s\n")
+        if args.cache:
+            save(measured, args.cache)
     report(measured, ReuseSettings())
     return 0
+
+
+def save(measured: Measured, path: Path) -> None:
+    arrays: dict[str, Any] = {"names": np.array(measured.names)}
+    for name in HASHES:
+        arrays[f"{name}|original"] = measured.originals[name]
+        for copy, distances in measured.copies[name].items():
+            arrays[f"{name}|copy|{copy}"] = distances
+    np.savez_compressed(path, **arrays)
+
+
+def load(path: Path) -> Measured:
+    with np.load(path) as data:
+        return Measured(
+            [str(n) for n in data["names"]],
+            {name: data[f"{name}|original"] for name in HASHES},
+            {name: {copy: data[f"{name}|copy|{copy}"] for copy in COPIES} for name in HASHES},
+        )
 
 
 if __name__ == "__main__":

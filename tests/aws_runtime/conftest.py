@@ -218,7 +218,7 @@ def least_privilege_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     build_registry = factory.build_photo_registry
 
     def granted_registry(function_config: Any) -> Any:
-        registry = build_registry(function_config)
+        registry: Any = build_registry(function_config)
         if registry is not None:
             registry.table = GrantedTable(registry.table, "photo_registry")
         return registry

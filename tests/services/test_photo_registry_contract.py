@@ -19,7 +19,10 @@ from vehicle_assessment.ports import PhotoRegistry, PhotoRegistryUnavailable
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 REGION = "us-east-1"
-SETTINGS = ReuseSettings(perceptual_max_distance=8, embedding_min_similarity=0.9, max_matches=100)
+# hash_bands 5 at threshold 8: the DynamoDB registry probes each band within 1 bit (multi-index hashing).
+SETTINGS = ReuseSettings(
+    perceptual_max_distance=8, embedding_min_similarity=0.9, max_matches=100, hash_bands=5
+)
 TRAINED = EncoderIdentity(
     model_name="ViT-L-14",
     pretrained="laion2b_s32b_b82k",

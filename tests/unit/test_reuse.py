@@ -125,3 +125,10 @@ def test_embeddings_count_only_between_one_trained_encoder() -> None:
     random_query = query.model_copy(update={"encoder": untrained})
     random_candidate = candidates[0].model_copy(update={"encoder": untrained})
     assert reuse.match_candidates(random_query, [random_candidate], settings) == []
+
+
+def test_at_most_max_matches_are_kept_the_nearest_first() -> None:
+    settings = ReuseSettings(perceptual_max_distance=8, max_matches=2)
+    query = _fingerprint("q", "VIN-A", "0000000000000000", sha="9" * 64)
+    candidates = [_fingerprint(f"c{bits}", f"VIN-{bits}", f"{(1 << bits) - 1:016x}") for bits in (5, 1, 3)]
+    assert [m.photo_id for m in reuse.match_candidates(query, candidates, settings)] == ["c1", "c3"]

@@ -21,6 +21,7 @@ from PIL import Image
 from vehicle_assessment.domain.models import EncoderIdentity, PhotoFingerprint, ReuseMatch, ReuseMatchKind
 from vehicle_assessment.domain.rules import ReuseSettings
 
+HASH_NAME = "dhash-64"  # what scripts/measure_reuse.py calls this hash
 HASH_BITS = 64
 HASH_HEX_CHARS = HASH_BITS // 4
 # imagehash.dhash's hash_size: a (size+1) x size grey thumbnail gives size x size = 64 bits.

@@ -53,16 +53,14 @@ def sha256_pk(sha256: str) -> str:
 
 
 class DynamoPhotoRegistry:
-    """``bands``: how many bands the hash is cut into (default: threshold + 1, radius 0); every photo
-    is remembered and searched with the same layout, so changing it needs the band items rewritten."""
+    """The band layout comes from ``settings`` (threshold and ``hash_bands``); every photo is remembered
+    and searched with the same layout, so changing either needs the band items rewritten."""
 
-    def __init__(
-        self, table: Any, settings: ReuseSettings, ttl_days: int | None = None, bands: int | None = None
-    ) -> None:
+    def __init__(self, table: Any, settings: ReuseSettings, ttl_days: int | None = None) -> None:
         self.table = table
         self.settings = settings
         self.ttl_days = ttl_days
-        self.layout: BandLayout = band_layout(settings.perceptual_max_distance, bands)
+        self.layout: BandLayout = band_layout(settings.perceptual_max_distance, settings.hash_bands)
 
     def remember(self, fingerprint: PhotoFingerprint) -> None:
         """One BatchWriteItem: the fingerprint, one item per band, the digest item; band or digest items
