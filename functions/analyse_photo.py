@@ -25,6 +25,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             deps.get_encoder(),
             deps.get_reference_index(),
             deps.get_config().rules,
+            deps.get_photo_registry(),
         )
     except ReferenceIndexEmpty as exc:
         # The step fails (MarkFailed records this reason on the assessment); the metric is what an
@@ -32,4 +33,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.error("reference index is empty", extra={"reason": str(exc)})
         metrics.add_metric(name="ReferenceIndexEmpty", unit=MetricUnit.Count, value=1)
         raise
+    if result.reuse_unchecked:
+        # The photo was analysed without the reused-photo check (recorded on it and in the assessment's
+        # warnings); operators alarm on the metric: a registry outage leaves fraud unflagged.
+        logger.warning("reused-photo check did not run", extra={"reason": result.reuse_unchecked})
+        metrics.add_metric(name="ReuseCheckUnavailable", unit=MetricUnit.Count, value=1)
+    if result.possible_reuse:
+        metrics.add_metric(name="PossibleReuse", unit=MetricUnit.Count, value=1)
     return result.model_dump(mode="json")

@@ -11,6 +11,7 @@ from vehicle_assessment.ports import (
     EventPublisher,
     ImageEncoder,
     ObjectStore,
+    PhotoRegistry,
     ReferenceIndex,
     Speaker,
     VinDecoder,
@@ -46,6 +47,11 @@ def get_encoder() -> ImageEncoder:
 @per_container
 def get_reference_index() -> ReferenceIndex:
     return factory.build_reference_index(get_config())
+
+
+@per_container
+def get_photo_registry() -> PhotoRegistry | None:
+    return factory.build_photo_registry(get_config())
 
 
 @per_container

@@ -54,6 +54,13 @@ SDK_REQUIREMENTS = "requirements-sdk.txt"  # under functions/
 # Lambda extracts a layer to /opt; /opt/python is on a Python function's path (packaging-layers.html).
 LAYER_PYTHON_DIR = "python"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
+# Requirements a pinned distribution declares but that no code of ours can reach, left out of the
+# packages on purpose: {distribution: requirements it declares that are not bundled}. imagehash imports
+# scipy only inside phash/phash_simple and pywt only inside whash (imagehash/__init__.py, 4.3.2); the
+# reused-photo check calls dhash alone (domain/reuse.py, chosen by measurement, README "Reused
+# photos"), and scipy alone would take the photo package past its zipped target. tests/unit/test_reuse.py
+# hashes with both modules made unimportable, and the bundle test hashes inside the built package.
+UNBUNDLED_REQUIREMENTS: dict[str, frozenset[str]] = {"imagehash": frozenset({"scipy", "pywavelets"})}
 # Never imported at run time: test suites (numpy's alone: 8 MB unzipped) and type stubs, removed
 # from the installed wheels (never from our sources), and pip's console scripts (bin/, whose shebang
 # names this machine's Python).
@@ -257,11 +264,14 @@ def unmet_requirements(
     environment = _marker_environment(architecture)
     problems = []
     for dist in importlib.metadata.distributions(path=[str(path)]):
+        unbundled = UNBUNDLED_REQUIREMENTS.get(canonicalize_name(dist.metadata["Name"]), frozenset())
         for line in dist.requires or []:
             requirement = Requirement(line)
             if requirement.marker is not None and not requirement.marker.evaluate(environment):
                 continue
             name = canonicalize_name(requirement.name)
+            if name in unbundled:
+                continue
             version = installed.get(name)
             if version is None:
                 problems.append(f"{dist.metadata['Name']} requires {requirement}: not pinned")

@@ -740,7 +740,7 @@ def cmd_list(args: argparse.Namespace, settings: LocalSettings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: LocalSettings) -> int:
-    from vehicle_assessment.adapters.local.wiring import open_index
+    from vehicle_assessment.adapters.local.wiring import open_index, open_repository
     from vehicle_assessment.domain.rules import VerdictSettings
     from vehicle_assessment.evaluation import evaluate_index
 
@@ -758,19 +758,35 @@ def cmd_evaluate(args: argparse.Namespace, settings: LocalSettings) -> int:
     if not settings.index_path.is_file():  # don't create an empty index just to report it empty
         raise CliError(empty, EXIT_NOT_READY)
     index = open_index(settings)
+    # Reviewed photos come from the assessment store; without one (never assessed here) there are none,
+    # and none is created just to be read.
+    reviewed = open_repository(settings).reviewed_assessments() if settings.database_path.is_file() else None
     try:
         if index.count() == 0:
             raise CliError(empty, EXIT_NOT_READY)
-        result = evaluate_index(index, verdict, args.out or settings.data_dir / "evaluation")
+        result = evaluate_index(
+            index, verdict, args.out or settings.data_dir / "evaluation", reviewed=reviewed
+        )
     finally:
         index.close()
     if result.metrics["notice"]:
         print(f"WARNING: {result.metrics['notice']}", file=sys.stderr)
+    for warning in result.metrics["sources"]["warnings"]:
+        print(f"WARNING: {warning}", file=sys.stderr)
     damaged = result.metrics["damaged"]["accuracy"]
     print(
         f"evaluated {result.metrics['judged']} reference photos (leave-one-out, k={verdict.k}): "
         f"damaged/undamaged accuracy {damaged:.3f}"
     )
+    agreement = result.metrics["agreement"]
+    if agreement and agreement["photos"]:
+        ece = agreement["expected_calibration_error"]
+        print(
+            f"agreement with reviewers on {agreement['photos']} reviewed photos: "
+            f"{agreement['damaged_agreement']:.3f} (expected calibration error {ece:.3f})"
+        )
+    else:
+        print("agreement with reviewers: no reviewed photo with a model verdict yet")
     print(f"report: {result.report_path}")
     return EXIT_OK
 

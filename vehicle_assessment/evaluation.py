@@ -12,7 +12,7 @@ and PNG plots (matplotlib Agg, scikit-learn PCA/t-SNE; both imported only when p
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,18 @@ from typing import Any
 import numpy as np
 
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex, top_k
+from vehicle_assessment.agreement import (
+    DAMAGED_NAMES,
+    UNRECORDED_ORIGIN,
+    agreement_metrics,
+    origins_by_class,
+    origins_with_both_classes,
+    reviewed_verdicts,
+    single_origin_warnings,
+)
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
+    Assessment,
     DamageType,
     EncoderIdentity,
     Neighbour,
@@ -252,6 +262,52 @@ def evaluate_arrays(
     return compute_metrics(labels, leave_one_out_verdicts(matrix, labels, sha256s, settings), settings)
 
 
+def source_metrics(
+    matrix: np.ndarray,
+    labels: Sequence[ReferenceLabel],
+    sha256s: Sequence[str],
+    origins: Sequence[str | None],
+    verdicts: Sequence[PhotoVerdict | None],
+    settings: VerdictSettings,
+) -> dict[str, Any]:
+    """Where each class's references come from, warnings when a class has one source, the
+    leave-one-out accuracy per source, and — for each source holding both classes — the accuracy
+    when photos are judged by references of their own source only (no source shortcut possible)."""
+    by_class = origins_by_class(labels, origins)
+    keys = [origin or UNRECORDED_ORIGIN for origin in origins]
+    by_source = {}
+    for origin in sorted(set(keys)):
+        judged = [
+            (lab, v)
+            for lab, v, key in zip(labels, verdicts, keys, strict=True)
+            if key == origin and v is not None
+        ]
+        by_source[origin] = {
+            "photos": len(judged),
+            "accuracy": accuracy([lab.damaged for lab, _ in judged], [v.damaged for _, v in judged]),
+        }
+    within = {}
+    for origin in origins_with_both_classes(by_class):
+        rows = np.array([key == origin for key in keys])
+        subset = [i for i in range(len(labels)) if rows[i]]
+        own_labels = [labels[i] for i in subset]
+        own = leave_one_out_verdicts(matrix[rows], own_labels, [sha256s[i] for i in subset], settings)
+        judged = [(lab, v) for lab, v in zip(own_labels, own, strict=True) if v is not None]
+        truth = [lab.damaged for lab, _ in judged]
+        majority = max(sum(truth), len(truth) - sum(truth)) / len(truth) if truth else None
+        within[origin] = {
+            "photos": len(judged),
+            "accuracy": accuracy(truth, [v.damaged for _, v in judged]),
+            "majority_class_baseline": majority,
+        }
+    return {
+        "by_class": by_class,
+        "warnings": single_origin_warnings(by_class),
+        "accuracy_by_source": by_source,
+        "accuracy_within_source": within,
+    }
+
+
 # --- plots -----------------------------------------------------------------------------------
 
 
@@ -446,7 +502,88 @@ def render_report(metrics: dict) -> str:
     ]
     if metrics.get("maps", {}).get("tsne"):
         lines.append(f"- t-SNE: {metrics['maps']['tsne']}")
+    if "sources" in metrics:
+        lines += ["", *_sources_section(metrics["sources"])]
+    if "agreement" in metrics:
+        lines += ["", *_agreement_section(metrics["agreement"])]
     return "\n".join(lines) + "\n"
+
+
+def _sources_section(sources: dict[str, Any]) -> list[str]:
+    lines = ["## Sources of the references", ""]
+    lines += [f"- **Warning:** {warning}" for warning in sources["warnings"]]
+    if sources["warnings"]:
+        lines.append("")
+    lines += ["| class | source | references |", "|---|---|---|"]
+    for name in DAMAGED_NAMES:
+        for origin, count in sorted(sources["by_class"][name].items()):
+            lines.append(f"| {name} | {origin} | {count} |")
+    lines += ["", "| source | photos judged | accuracy (neighbours from every source) |", "|---|---|---|"]
+    for origin, row in sources["accuracy_by_source"].items():
+        lines.append(f"| {origin} | {row['photos']} | {_pct(row['accuracy'])} |")
+    within = sources["accuracy_within_source"]
+    lines.append("")
+    if within:
+        lines += [
+            "Within a source (each photo judged by references of its own source only):",
+            "",
+            "| source | photos | accuracy | majority-class baseline |",
+            "|---|---|---|---|",
+        ]
+        for origin, row in within.items():
+            lines.append(
+                f"| {origin} | {row['photos']} | {_pct(row['accuracy'])} "
+                f"| {_pct(row['majority_class_baseline'])} |"
+            )
+    else:
+        lines.append("No source holds both classes, so no accuracy within a source can be measured.")
+    return lines
+
+
+def _agreement_section(agreement: dict[str, Any] | None) -> list[str]:
+    lines = ["## Agreement with reviewers", ""]
+    if agreement is None:
+        return [*lines, "No assessment database: nothing reviewed to compare with."]
+    if not agreement["photos"]:
+        return [
+            *lines,
+            f"No reviewed photo with a model verdict yet ({agreement['reviewed_photos']} reviewed photos).",
+        ]
+    sev = agreement["per_reviewed_severity"]
+    split = agreement["by_needs_review"]
+    lines += [
+        f"{agreement['photos']} reviewed photos with a model verdict ({agreement['without_model_verdict']} "
+        "reviewed photos had none). The reviewer's decision is taken as the truth. Reviewed photos are "
+        "mostly the ones the model was unsure of, so these figures describe those photos, not all photos.",
+        "",
+        f"- damaged/undamaged agreement: **{_pct(agreement['damaged_agreement'])}** "
+        f"(Cohen's κ {_num(agreement['cohen_kappa'])})",
+        f"- same severity: {_pct(agreement['severity_agreement'])}; same damage type when both say damaged: "
+        f"{_pct(agreement['damage_type_agreement_when_both_damaged'])}",
+        f"- photos the model sent to review: {split['needed_review']['photos']}, agreement "
+        f"{_pct(split['needed_review']['agreement'])}; decided with confidence: "
+        f"{split['decided']['photos']}, agreement {_pct(split['decided']['agreement'])}",
+        "",
+        "| reviewer's severity | photos | damaged/undamaged agreement | same severity |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {row['photos']} | {_pct(row['damaged_agreement'])} "
+            f"| {_pct(row['severity_agreement'])} |"
+            for name, row in sev.items()
+        ),
+        "",
+        f"Reliability (expected calibration error **{_num(agreement['expected_calibration_error'])}**; "
+        "calibrated: accuracy ≈ mean confidence in each bucket):",
+        "",
+        "| confidence | photos | mean confidence | agreement | gap |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {row['low']:.1f}–{row['high']:.1f} | {row['photos']} | {_num(row['mean_confidence'])} | "
+            f"{_pct(row['accuracy'])} | {_num(row['gap'])} |"
+            for row in agreement["reliability"]
+        ),
+    ]
+    return lines
 
 
 # --- the whole evaluation --------------------------------------------------------------------
@@ -463,9 +600,17 @@ class EvaluationResult:
 
 
 def evaluate_index(
-    index: LocalVectorIndex, settings: VerdictSettings, out_dir: Path, plots: bool = True
+    index: LocalVectorIndex,
+    settings: VerdictSettings,
+    out_dir: Path,
+    plots: bool = True,
+    reviewed: Iterable[Assessment] | None = None,
 ) -> EvaluationResult:
-    """Evaluate every photo of the index against the rest; write metrics, report and plots."""
+    """Evaluate every photo of the index against the rest; write metrics, report and plots.
+
+    `reviewed`: the assessments with reviewed photos, for the agreement with reviewers (None: no
+    assessment store to read; the report says so).
+    """
     identity = index.identity
     rows, matrix = index.vectors_and_labels()
     if identity is None or not rows:
@@ -479,6 +624,9 @@ def evaluate_index(
         "notice": UNTRAINED_ENCODER_WARNING if identity.untrained else None,
         "duplicate_rows": int(len(sha256s) - len(set(sha256s))),
         **compute_metrics(labels, verdicts, settings),
+        "reviewed_references": sum(1 for r in rows if r.provenance is not None),
+        "sources": source_metrics(matrix, labels, sha256s, [r.origin for r in rows], verdicts, settings),
+        "agreement": None if reviewed is None else agreement_metrics(*reviewed_verdicts(reviewed)),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:

@@ -27,6 +27,8 @@ class LabelledPhoto:
     source: str  # the path as written in labels.csv, relative to the photo folder
     path: Path
     label: ReferenceLabel
+    # The collection it comes from: the first word of labels.csv's optional `source` column.
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,16 @@ def parse_label(row: dict[str, str]) -> ReferenceLabel:
     return label
 
 
+def origin_of_labels_source(source_column: str | None) -> str | None:
+    """The collection named by a labels.csv `source` entry: its first word (e.g.
+    "github.com/dermotte/LIRE testdata/ferrari (Flickr photo 1)" → "github.com/dermotte/LIRE")."""
+    words = (source_column or "").split()
+    return words[0] if words else None
+
+
 def read_labels(photo_dir: Path, labels_csv: Path) -> tuple[list[LabelledPhoto], list[Skipped]]:
-    """Rows of labels.csv (columns path, damaged, damage_type, severity) resolved under photo_dir."""
+    """Rows of labels.csv (columns path, damaged, damage_type, severity; optional source) resolved
+    under photo_dir."""
     photos, skipped = [], []
     with labels_csv.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -87,7 +97,8 @@ def read_labels(photo_dir: Path, labels_csv: Path) -> tuple[list[LabelledPhoto],
             if not path.is_file():
                 skipped.append(Skipped(source, f"file not found under {photo_dir}"))
                 continue
-            photos.append(LabelledPhoto(source=source, path=path, label=label))
+            origin = origin_of_labels_source(row.get("source"))
+            photos.append(LabelledPhoto(source=source, path=path, label=label, origin=origin))
     return photos, skipped
 
 
@@ -142,7 +153,13 @@ def build_index(
                 vectors = encoder.embed([result.image for _, _, result in ready])
                 index.add(
                     [
-                        ReferenceItem(source=photo.source, sha256=sha, label=photo.label, vector=vector)
+                        ReferenceItem(
+                            source=photo.source,
+                            sha256=sha,
+                            label=photo.label,
+                            vector=vector,
+                            origin=photo.origin,
+                        )
                         for (photo, sha, _), vector in zip(ready, vectors, strict=True)
                     ]
                 )

@@ -25,8 +25,10 @@ from vehicle_assessment.domain.models import (
     AudioRecord,
     AudioStatus,
     DescriptionStyle,
+    EncoderIdentity,
     HistoryAction,
     HistoryEntry,
+    PhotoFingerprint,
     PhotoRecord,
     PhotoStatus,
     QualityLevel,
@@ -57,14 +59,19 @@ from vehicle_assessment.ports import (
     ImageEncoder,
     IndexMismatch,
     ObjectStore,
+    PhotoRegistry,
+    PhotoRegistryUnavailable,
     ReferenceIndex,
     Speaker,
     SpeechUnavailable,
+    StateFileUnusable,
     VinDecoder,
     VinDecoderUnavailable,
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from vehicle_assessment.domain.photo import IntakeResult
 
 logger = logging.getLogger(__name__)
@@ -161,14 +168,32 @@ def intake(
     return record.model_copy(update=update), result
 
 
+@dataclass(frozen=True)
+class ReuseCheck:
+    """The reused-photo check's port and whose photos these are: a match is a photo of another VIN."""
+
+    registry: PhotoRegistry
+    assessment_id: str
+    vin: str
+    now: datetime
+
+
 def analyse_photos(
     records: Sequence[PhotoRecord],
     photo_bytes: Sequence[bytes],
     encoder: ImageEncoder,
     index: ReferenceIndex,
     rules: AssessmentRules,
+    reuse: ReuseCheck | None = None,
 ) -> list[PhotoRecord]:
-    """Intake each photo, embed the usable ones in one batch, search, and decide verdicts."""
+    """Intake each photo, embed the usable ones in one batch, search, and decide verdicts.
+
+    Every analysed photo gets its perceptual hash; with ``reuse`` (and ``rules.reuse.enabled``) it is
+    also remembered and checked against other vehicles' photos (``check_reuse``).
+    """
+    # Imported here, like intake's: imagehash/numpy only for the photo step (cold starts elsewhere).
+    from vehicle_assessment.domain.reuse import perceptual_hash
+
     if index.identity is not None and index.identity != encoder.identity:
         raise IndexMismatch(
             f"the reference index holds {index.identity.describe()} vectors but the encoder is "
@@ -180,10 +205,79 @@ def analyse_photos(
     if not usable:
         return results
     vectors = encoder.embed([result.image for _, result in usable])
-    for (i, _), neighbours in zip(usable, index.search(vectors, rules.verdict.k), strict=True):
+    neighbour_lists = index.search(vectors, rules.verdict.k)
+    for (i, result), neighbours, vector in zip(usable, neighbour_lists, vectors, strict=True):
         verdict = decide_verdict(neighbours, rules.verdict)
-        results[i] = results[i].model_copy(update={"status": PhotoStatus.ANALYSED, "verdict": verdict})
+        # The hash of the image intake produced (decoded, EXIF-transposed, shrunk): no second decode.
+        analysed = results[i].model_copy(
+            update={
+                "status": PhotoStatus.ANALYSED,
+                "verdict": verdict,
+                "perceptual_hash": perceptual_hash(result.image),
+            }
+        )
+        if reuse is not None and rules.reuse.enabled:
+            analysed = check_reuse(analysed, vector, encoder.identity, reuse)
+        results[i] = analysed
     return results
+
+
+def check_reuse(
+    record: PhotoRecord, vector: np.ndarray, encoder: EncoderIdentity, reuse: ReuseCheck
+) -> PhotoRecord:
+    """Remember an analysed photo (hash, digest, embedding and its encoder), then find other vehicles'
+    photos it matches.
+
+    Remembered BEFORE the search: two assessments of different vehicles racing with the same photo
+    then always see each other in at least one of the two searches (a search is never older than its
+    own write), and the photo's own row never matches it (same VIN). An unavailable registry does
+    not fail the photo: the check is advisory (it sends the photo to a person, it changes no value),
+    so its outage is recorded on the photo (``reuse_unchecked``, repeated in the assessment's
+    warnings) and logged, and the analysis goes on.
+    """
+    if record.perceptual_hash is None:
+        raise ValueError(f"photo {record.photo_id} has no perceptual hash: analyse it first")
+    fingerprint = PhotoFingerprint(
+        assessment_id=reuse.assessment_id,
+        photo_id=record.photo_id,
+        vin=reuse.vin,
+        sha256=record.sha256,
+        perceptual_hash=record.perceptual_hash,
+        recorded_at=reuse.now,
+        encoder=encoder,
+        vector=vector.astype(float).tolist(),
+    )
+    problems: list[str] = []
+    try:
+        reuse.registry.remember(fingerprint)
+    except (PhotoRegistryUnavailable, StateFileUnusable) as exc:
+        problems.append(f"not remembered for later reuse checks ({exc})")
+    try:
+        matches = reuse.registry.find_reuse(fingerprint)
+    except (PhotoRegistryUnavailable, StateFileUnusable) as exc:
+        problems.append(f"not checked for reuse ({exc})")
+        matches = []
+    unchecked = "; ".join(problems) or None
+    if unchecked:
+        logger.warning(
+            "assessment %s: photo %s %s",
+            reuse.assessment_id,
+            record.photo_id,
+            unchecked,
+            extra={"fallback": "reuse"},
+        )
+    for match in matches:
+        logger.info(
+            "assessment %s: photo %s may be reused: %s match (%s) with photo %s of assessment %s (VIN %s)",
+            reuse.assessment_id,
+            record.photo_id,
+            match.kind.value,
+            match.score,
+            match.photo_id,
+            match.assessment_id,
+            match.vin,
+        )
+    return record.model_copy(update={"reuse_matches": matches, "reuse_unchecked": unchecked})
 
 
 def analyse_assessment_photos(
@@ -192,12 +286,29 @@ def analyse_assessment_photos(
     encoder: ImageEncoder,
     index: ReferenceIndex,
     rules: AssessmentRules,
+    registry: PhotoRegistry | None = None,
+    now: datetime | None = None,
 ) -> Assessment:
     data = [objects.get(photo.object_key, photo.object_version) for photo in assessment.photos]
-    photos = analyse_photos(assessment.photos, data, encoder, index, rules)
-    return note_untrained_encoder(
-        assessment.model_copy(update={"photos": photos, "encoder": encoder.identity})
-    )
+    reuse = None
+    if registry is not None:
+        reuse = ReuseCheck(registry, assessment.assessment_id, assessment.vin, now or utc_now())
+    photos = analyse_photos(assessment.photos, data, encoder, index, rules, reuse)
+    analysed = assessment.model_copy(update={"photos": photos, "encoder": encoder.identity})
+    return note_unchecked_reuse(note_untrained_encoder(analysed))
+
+
+def note_unchecked_reuse(assessment: Assessment) -> Assessment:
+    """One warning per photo the reused-photo check could not cover (each once)."""
+    notes = [
+        f"photo {photo.photo_id} ({photo.filename}) {photo.reuse_unchecked}"
+        for photo in assessment.photos
+        if photo.reuse_unchecked
+    ]
+    new = [note for note in notes if note not in assessment.warnings]
+    if not new:
+        return assessment
+    return assessment.model_copy(update={"warnings": [*assessment.warnings, *new]})
 
 
 def note_untrained_encoder(assessment: Assessment) -> Assessment:
@@ -365,6 +476,8 @@ class LocalPorts:
     index: ReferenceIndex
     describer: Describer
     speaker: Speaker
+    # The reused-photo check's memory; None: photos are hashed but neither remembered nor checked.
+    photo_registry: PhotoRegistry | None = None
 
 
 class AssessmentRunner:
@@ -389,7 +502,12 @@ class AssessmentRunner:
         today = self.clock().date()
         steps: list[tuple[str, Callable[[Assessment], Assessment]]] = [
             ("decode_vehicle", lambda a: decode_vehicle(a, p.vin_decoder, today)),
-            ("analyse_photos", lambda a: analyse_assessment_photos(a, p.objects, p.encoder, p.index, rules)),
+            (
+                "analyse_photos",
+                lambda a: analyse_assessment_photos(
+                    a, p.objects, p.encoder, p.index, rules, p.photo_registry, self.clock()
+                ),
+            ),
             ("value", lambda a: value_assessment(a, rules, today)),
             ("describe", lambda a: describe_assessment(a, p.describer, rules.languages, rules.styles)),
             ("speak", lambda a: speak_descriptions(a, p.speaker, p.objects)),

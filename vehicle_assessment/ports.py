@@ -80,6 +80,11 @@ class StateFileUnusable(PortError):
     """A local state file is damaged, truncated or not ours; the message names it and the remedy."""
 
 
+class ReferencePhotoUnusable(PortError):
+    """A reviewed photo cannot become a reference (no stored bytes, or intake refuses them); nothing
+    was added. The message says why."""
+
+
 class EventPublishFailed(PortError):
     """An event was not accepted; the caller retries (a workflow step by Step Functions' Retry)."""
 
@@ -344,6 +349,9 @@ class ReferenceItem:
     vector: np.ndarray
     # Set for a photo learnt from a review (see ReferenceFeedback); None for a labelled set's photo.
     provenance: ReferenceProvenance | None = None
+    # Which collection the photo comes from (e.g. the dataset named in labels.csv's `source` column,
+    # or "review"): `evaluate` warns when a label class comes from one origin only. None: unrecorded.
+    origin: str | None = None
 
 
 class ReferenceIndex(Protocol):
@@ -367,6 +375,13 @@ class WritableReferenceIndex(ReferenceIndex, Protocol):
     def add(self, items: Sequence[ReferenceItem]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class ReplaceableReferenceIndex(WritableReferenceIndex, Protocol):
+    def upsert(self, item: ReferenceItem) -> None:
+        """Add `item`, replacing every reference with the same `source` (its label may change): a
+        source is held at most once afterwards."""
+        ...
 
 
 class VinDecoder(Protocol):
@@ -410,6 +425,10 @@ class ReviewQueue(Protocol):
     def review_queue(self, limit: int) -> list[ReviewQueueEntry]:
         """Oldest first, at most ``limit``."""
         ...
+
+
+class PhotoRegistryUnavailable(PortError):
+    """The photo registry could not be read or written (a store outage, throttling past the retries)."""
 
 
 class PhotoRegistry(Protocol):

@@ -106,5 +106,10 @@ class LocalSettings(BaseSettings):
         return self.data_dir / "reference-index.sqlite3"
 
     @property
+    def photo_registry_path(self) -> Path:
+        """Every analysed photo's fingerprint, for the reused-photo check (beside the assessments)."""
+        return self.data_dir / "photo-registry.sqlite3"
+
+    @property
     def vpic_cache_path(self) -> Path:
         return self.data_dir / "vpic-cache.sqlite3"

@@ -217,7 +217,7 @@ class Workflow(Construct):
         self.functions = self._build_functions(
             config, code, common_environment, table, bucket, embedding, search, encoder_identity, rules_json
         )
-        self._grant_analyse(bucket, embedding, search)
+        self._grant_analyse(bucket, embedding, search, table)
         self._grant_describe(config)
         self._grant_speak(bucket)
         self.state_machine = self._state_machine(config)
@@ -268,8 +268,12 @@ class Workflow(Construct):
             functions[key] = fn
         return functions
 
-    def _grant_analyse(self, bucket: s3.IBucket, embedding: Embedding, search: VectorSearch) -> None:
+    def _grant_analyse(
+        self, bucket: s3.IBucket, embedding: Embedding, search: VectorSearch, table: dynamodb.ITable
+    ) -> None:
         analyse = self.functions["analyse"]
+        # The reused-photo check's items live in the assessment table (adapters/aws/photo_registry.py).
+        grant_table(table, analyse.role, "photo_registry")
         for prefix in ("uploads/", "incoming/"):
             grant_objects(
                 bucket,

@@ -205,6 +205,15 @@ def test_create_index_sends_a_faiss_innerproduct_knn_mapping(fake_aoss, identity
                 "damaged": {"type": "boolean"},
                 "damage_type": {"type": "keyword"},
                 "severity": {"type": "keyword"},
+                "origin": {"type": "keyword"},
+                "provenance": {
+                    "properties": {
+                        "assessment_id": {"type": "keyword"},
+                        "photo_id": {"type": "keyword"},
+                        "reviewer": {"type": "keyword"},
+                        "reviewed_at": {"type": "date"},
+                    }
+                },
             },
         },
     }

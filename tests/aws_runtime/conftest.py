@@ -215,6 +215,15 @@ def least_privilege_tables(monkeypatch: pytest.MonkeyPatch) -> None:
         return repository
 
     monkeypatch.setattr(factory, "build_repository", granted)
+    build_registry = factory.build_photo_registry
+
+    def granted_registry(function_config: Any) -> Any:
+        registry: Any = build_registry(function_config)
+        if registry is not None:
+            registry.table = GrantedTable(registry.table, "photo_registry")
+        return registry
+
+    monkeypatch.setattr(factory, "build_photo_registry", granted_registry)
 
 
 @pytest.fixture

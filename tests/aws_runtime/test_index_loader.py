@@ -75,3 +75,32 @@ def test_cli_builds_through_whatever_the_aws_target_provides(
     assert code == EXIT_OK
     assert summary["index"] == "OpenSearch abc123.eu-west-1.aoss.amazonaws.com/reference-photos"
     assert summary["added"] == summary["total"] == 89
+
+
+def test_the_reference_feedback_factory_builds_clients_and_loads_no_encoder_until_needed(monkeypatch) -> None:
+    from vehicle_assessment.adapters.memory import InMemoryObjectStore, InMemoryPhotoRegistry
+    from vehicle_assessment.aws_runtime import factory
+    from vehicle_assessment.domain.rules import IntakeSettings
+    from vehicle_assessment.learning import IndexReferenceFeedback
+
+    _configure(monkeypatch)
+    config = index_loader.IndexLoaderConfig()
+    assert config.opensearch is not None and config.sagemaker is not None
+    built: list[str] = []
+    monkeypatch.setattr(factory, "sagemaker_encoder", lambda settings, region: built.append(region))
+
+    feedback = factory.build_reference_feedback(
+        config.opensearch,
+        config.sagemaker,
+        "eu-west-1",
+        InMemoryObjectStore(),
+        registry=InMemoryPhotoRegistry(),
+        intake=IntakeSettings(),
+    )
+
+    assert isinstance(feedback, IndexReferenceFeedback) and built == []  # sends nothing, loads nothing
+    assert isinstance(feedback.index, OpenSearchReferenceIndex)
+    assert feedback.index.expected_identity == IDENTITY
+    feedback._encoder_factory()
+    assert built == ["eu-west-1"]
+    feedback.index.close()

@@ -76,6 +76,11 @@ buffer = io.BytesIO()
 Image.new("RGB", (32, 24), (200, 30, 30)).save(buffer, format="JPEG")
 pixels = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), dtype=np.float32)
 assert pixels.shape == (24, 32, 3) and float(np.linalg.norm(pixels.mean(axis=(0, 1)))) > 0
+# The reused-photo check's hash, from the package alone: imagehash without scipy or PyWavelets.
+from vehicle_assessment.domain.reuse import perceptual_hash
+assert len(perceptual_hash(Image.open(io.BytesIO(buffer.getvalue())))) == 16
+import importlib.util
+assert importlib.util.find_spec("scipy") is None and importlib.util.find_spec("pywt") is None
 """
 
 
@@ -243,6 +248,9 @@ def test_every_handler_imports_from_its_package_and_the_layer(host_packages, lam
         "vehicle_assessment.domain.photo",
         "vehicle_assessment.adapters.aws.sagemaker_encoder",
         "vehicle_assessment.adapters.aws.opensearch_index",
+        "vehicle_assessment.adapters.aws.photo_registry",
+        "vehicle_assessment.domain.reuse",
+        "imagehash",
         "numpy",
         "PIL.Image",
         "opensearchpy",
@@ -257,3 +265,13 @@ def test_every_handler_imports_from_its_package_and_the_layer(host_packages, lam
     _probe(
         photo, layer, lambda_runtime, [], "import json, sys\nsys.path[:0] = sys.argv[2:5]\n" + _PHOTO_PROBE
     )
+
+
+def test_a_deliberately_unbundled_requirement_is_not_reported(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "ImageHash", "4.3.2", "PyWavelets", "numpy", "pillow", "scipy")
+    _fake_distribution(tmp_path, "numpy", "2.4.6")
+    _fake_distribution(tmp_path, "pillow", "13.0.0")
+    assert unmet_requirements(tmp_path) == []
+    # Only imagehash's own scipy/PyWavelets: another distribution needing scipy still fails the build.
+    _fake_distribution(tmp_path, "scikit-learn", "1.9.1", "scipy>=1.8")
+    assert unmet_requirements(tmp_path) == ["scikit-learn requires scipy>=1.8: not pinned"]

@@ -39,8 +39,12 @@ STAR_ALLOWED: dict[str, str] = {
         )
     },
 }
-# Item deletions and batch writes: allowed to these roles only (none: no code deletes or batch-writes).
-DESTRUCTIVE_ALLOWED: dict[str, set[str]] = {"dynamodb:DeleteItem": set(), "dynamodb:BatchWriteItem": set()}
+# Item deletions and batch writes: allowed to these functions only. No code deletes items one by one;
+# the analyse step batch-writes its photo's registry items (adapters/aws/photo_registry.py).
+DESTRUCTIVE_ALLOWED: dict[str, set[str]] = {
+    "dynamodb:DeleteItem": set(),
+    "dynamodb:BatchWriteItem": {"analyse_photo"},
+}
 # boto3 Table method -> the IAM action it needs.
 _TABLE_CALLS = {
     "get_item": "dynamodb:GetItem",
@@ -91,8 +95,11 @@ def _function_roles(template: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def _table_user(module: str) -> str:
-    return module if module in {"upload_trigger", "sweeper", "api"} else "workflow_step"
+def _table_users(module: str) -> tuple[str, ...]:
+    if module in {"upload_trigger", "sweeper", "api"}:
+        return (module,)
+    # The analyse step also keeps the photo registry (the reused-photo check).
+    return ("workflow_step", "photo_registry") if module == "analyse_photo" else ("workflow_step",)
 
 
 def _grants(granted: set[str], action: str) -> bool:
@@ -106,26 +113,34 @@ def test_each_function_holds_exactly_its_listed_table_actions(template_json: dic
     for module, role in functions.items():
         dynamodb = {a for a in actions[role] if a.startswith("dynamodb:")}
         # The index build's batch function reads photos and writes the index: no table at all.
-        expected = set() if module == "index_build_batch" else set(TABLE_ACCESS[_table_user(module)].actions)
+        expected = (
+            set()
+            if module == "index_build_batch"
+            else {action for user in _table_users(module) for action in TABLE_ACCESS[user].actions}
+        )
         assert dynamodb == expected, module
 
 
 def test_no_role_scans_and_none_deletes_or_batch_writes(template_json: dict[str, Any]) -> None:
-    sweeper = _function_roles(template_json)["sweeper"]
+    functions = _function_roles(template_json)
+    sweeper = functions["sweeper"]
     for role, granted in _role_actions(template_json).items():
         if role != sweeper:
             assert not _grants(granted, "dynamodb:Scan"), role
         for action, allowed in DESTRUCTIVE_ALLOWED.items():
-            assert role in allowed or not _grants(granted, action), (role, action)
+            allowed_roles = {functions[module] for module in allowed}
+            assert role in allowed_roles or not _grants(granted, action), (role, action)
     # The sweeper queries its sparse index; it has no reason to scan either.
     assert not _grants(_role_actions(template_json)[sweeper], "dynamodb:Scan")
 
 
 def test_the_listed_actions_are_the_ones_the_repository_calls() -> None:
-    source = (ROOT / "vehicle_assessment" / "adapters" / "aws" / "dynamodb.py").read_text()
+    adapters = ROOT / "vehicle_assessment" / "adapters" / "aws"
+    trees = [ast.parse((adapters / name).read_text()) for name in ("dynamodb.py", "photo_registry.py")]
     called = {
         _TABLE_CALLS[node.func.attr]
-        for node in ast.walk(ast.parse(source))
+        for tree in trees
+        for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and isinstance(node.func.value, ast.Attribute)

@@ -35,10 +35,14 @@ from vehicle_assessment.domain.models import (
     Assessment,
     AssessmentStatus,
     EncoderIdentity,
+    PhotoFingerprint,
     PhotoRecord,
+    ReuseMatch,
     ReviewQueueEntry,
 )
+from vehicle_assessment.domain.reuse import match_candidates
 from vehicle_assessment.domain.review import queue_entry, queue_sort_key
+from vehicle_assessment.domain.rules import ReuseSettings
 from vehicle_assessment.ports import (
     AssessmentNotFound,
     AwaitingAssessment,
@@ -46,6 +50,7 @@ from vehicle_assessment.ports import (
     EventPublishFailed,
     ObjectNotFound,
     PhotoReceipt,
+    PhotoRegistryUnavailable,
     RejectedUpload,
     UploadOutcome,
 )
@@ -351,3 +356,35 @@ class InMemoryEventPublisher:
                 self.failures -= 1
                 raise EventPublishFailed(f"the in-memory bus refused {event.event_id} (failure injected)")
             self.events.append(event.model_copy())
+
+
+class InMemoryPhotoRegistry:
+    """PhotoRegistry in a dict: every fingerprint is a candidate, judged by the same match rule as the
+    SQLite and DynamoDB registries (domain/reuse.py). ``failures`` makes the next calls raise, as an
+    unreachable registry would."""
+
+    def __init__(self, settings: ReuseSettings | None = None, failures: int = 0) -> None:
+        self.settings = settings or ReuseSettings()
+        self.fingerprints: dict[tuple[str, str], PhotoFingerprint] = {}
+        self.failures = failures
+        self._lock = threading.Lock()
+
+    def _maybe_fail(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise PhotoRegistryUnavailable("the in-memory photo registry refused (failure injected)")
+
+    def remember(self, fingerprint: PhotoFingerprint) -> None:
+        with self._lock:
+            self._maybe_fail()
+            self.fingerprints[(fingerprint.assessment_id, fingerprint.photo_id)] = fingerprint.model_copy()
+
+    def find_reuse(self, fingerprint: PhotoFingerprint) -> list[ReuseMatch]:
+        with self._lock:
+            self._maybe_fail()
+            candidates = list(self.fingerprints.values())
+        return match_candidates(fingerprint, candidates, self.settings)
+
+    def fingerprint(self, assessment_id: str, photo_id: str) -> PhotoFingerprint | None:
+        with self._lock:
+            return self.fingerprints.get((assessment_id, photo_id))

@@ -23,11 +23,15 @@ if TYPE_CHECKING:
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
     from vehicle_assessment.adapters.aws.settings import OpenSearchSettings, SageMakerEncoderSettings
     from vehicle_assessment.domain.models import EncoderIdentity
+    from vehicle_assessment.domain.rules import IntakeSettings
+    from vehicle_assessment.learning import ReembedListener
     from vehicle_assessment.ports import (
         Describer,
         EventPublisher,
         ImageEncoder,
         ObjectStore,
+        PhotoRegistry,
+        ReferenceFeedback,
         ReferenceIndex,
         Speaker,
         VinDecoder,
@@ -56,14 +60,32 @@ def build_s3_presigning_client(config: ApiConfig) -> Any:
     return make_s3_presigning_client(config.aws_region, config.client, boto3_session())
 
 
-def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
+def assessment_table(config: FunctionConfig) -> Any:
+    """The boto3 Table of the assessment table, with the function's client settings (retries)."""
     from vehicle_assessment.adapters.aws.clients import botocore_config
-    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 
     resource = boto3_session().resource(
         "dynamodb", region_name=config.aws_region, config=botocore_config(config.client)
     )
-    return DynamoAssessmentRepository(resource.Table(config.table_name), ttl_days=config.assessment_ttl_days)
+    return resource.Table(config.table_name)
+
+
+def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+
+    return DynamoAssessmentRepository(assessment_table(config), ttl_days=config.assessment_ttl_days)
+
+
+def build_photo_registry(config: WorkflowConfig) -> PhotoRegistry | None:
+    """The reused-photo check's registry (items in the assessment table), or None when the check is
+    switched off (RULES__REUSE__ENABLED=false)."""
+    if not config.rules.reuse.enabled:
+        return None
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    return DynamoPhotoRegistry(
+        assessment_table(config), config.rules.reuse, ttl_days=config.assessment_ttl_days
+    )
 
 
 def build_object_store(config: UploadConfig | ApiConfig | WorkflowConfig) -> ObjectStore:
@@ -134,3 +156,31 @@ def build_event_publisher(config: WorkflowConfig | SweeperConfig) -> EventPublis
     if config.event_bus_name is None:
         raise ValueError("EVENT_BUS_NAME is not configured: this step publishes the assessment's final event")
     return EventBridgePublisher(aws_client("events", config), config.event_bus_name)
+
+
+def build_reference_feedback(
+    opensearch: OpenSearchSettings,
+    sagemaker: SageMakerEncoderSettings,
+    region: str,
+    objects: ObjectStore,
+    registry: PhotoRegistry | None,
+    intake: IntakeSettings,
+    on_reembed: ReembedListener | None = None,
+) -> ReferenceFeedback:
+    """Learning from reviews on AWS: OpenSearch, S3 (originals and display copies) and the SageMaker
+    encoder, called only when a photo's stored embedding is not the index's encoder's. ``on_reembed``
+    is told why (the caller emits a metric)."""
+    from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex
+    from vehicle_assessment.learning import IndexReferenceFeedback
+
+    index = OpenSearchReferenceIndex.from_settings(
+        opensearch, region, sagemaker.identity, boto3_session().get_credentials()
+    )
+    return IndexReferenceFeedback(
+        index=index,
+        registry=registry,
+        objects=objects,
+        encoder=lambda: sagemaker_encoder(sagemaker, region),
+        intake=intake,
+        on_reembed=on_reembed,
+    )

@@ -49,6 +49,7 @@ from vehicle_assessment.ports import (
     ImageEncoder,
     IndexMismatch,
     ObjectStore,
+    PhotoRegistry,
     ReferenceIndex,
     ReferenceIndexEmpty,
     Speaker,
@@ -94,6 +95,9 @@ class PhotoOutcome(AssessmentRef):
     status: PhotoStatus
     needs_review: bool
     reason: str | None = None
+    # The reused-photo check: matched another vehicle's photo; or why it could not run.
+    possible_reuse: bool = False
+    reuse_unchecked: str | None = None
 
 
 class StepError(State):
@@ -155,8 +159,15 @@ def analyse_photo(
     encoder: ImageEncoder,
     index: ReferenceIndex,
     rules: AssessmentRules,
+    registry: PhotoRegistry | None = None,
+    clock: Clock = pipeline.utc_now,
 ) -> PhotoOutcome:
-    """One Map iteration: intake, embed and judge one photo; its record goes to its own path."""
+    """One Map iteration: intake, embed and judge one photo; its record goes to its own path.
+
+    With ``registry`` the photo is remembered and checked against other vehicles' photos
+    (``pipeline.check_reuse``); a retried iteration finds its own earlier entry, which is the same
+    vehicle's and so never a match.
+    """
     assessment = repository.get(state.assessment_id)
     record = next((p for p in assessment.photos if p.photo_id == state.photo.photo_id), None)
     if record is None:
@@ -175,7 +186,10 @@ def analyse_photo(
         }
     )
     try:
-        [analysed] = pipeline.analyse_photos([record], [data], encoder, index, rules)
+        reuse = None
+        if registry is not None:
+            reuse = pipeline.ReuseCheck(registry, state.assessment_id, assessment.vin, clock())
+        [analysed] = pipeline.analyse_photos([record], [data], encoder, index, rules, reuse)
     except IndexMismatch as exc:
         # A fresh stack's index records the configured encoder (no weights fingerprint) and no vectors,
         # so it reads as a mismatch, or as a search with no neighbours: name the real cause. Counted
@@ -190,6 +204,8 @@ def analyse_photo(
         status=analysed.status,
         needs_review=bool(analysed.verdict and analysed.verdict.needs_review),
         reason=analysed.reason,
+        possible_reuse=bool(analysed.reuse_matches),
+        reuse_unchecked=analysed.reuse_unchecked,
     )
 
 
@@ -204,7 +220,8 @@ def value(
     def valued(assessment: Assessment) -> Assessment:
         # Local mode notes this when it analyses all photos; here they were analysed one by one.
         analysed = {p.photo_id: p for p in assessment.photos}
-        assessment = pipeline.value_assessment(pipeline.note_untrained_encoder(assessment), rules, now.date())
+        noted = pipeline.note_unchecked_reuse(pipeline.note_untrained_encoder(assessment))
+        assessment = pipeline.value_assessment(noted, rules, now.date())
         # Copies are resolved here, not in the Map: its iterations run concurrently and each knows
         # only its own photo's digest. Every read merges `photo_results` over the document's photos,
         # so a photo this step marks DUPLICATE is written back to its own result path too (the same

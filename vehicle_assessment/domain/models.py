@@ -380,6 +380,9 @@ class PhotoRecord(Model):
     verdict: PhotoVerdict | None = None
     perceptual_hash: str | None = None
     reuse_matches: list[ReuseMatch] = Field(default_factory=list)
+    # Why the reused-photo check did not run on this analysed photo (its registry was unavailable);
+    # None when it ran, or when the photo was never analysed. The assessment's warnings repeat it.
+    reuse_unchecked: str | None = None
     # Oldest first; the last one is the photo's effective verdict (see `effective_label`).
     reviews: list[PhotoReview] = Field(default_factory=list)
 

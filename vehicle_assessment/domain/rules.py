@@ -98,6 +98,37 @@ class IntakeSettings(RuleSettings):
         return self
 
 
+class ReuseSettings(RuleSettings):
+    """The reused-photo check: when a photo counts as a copy of another vehicle's photo."""
+
+    enabled: bool = Field(default=True, description="false: photos are neither checked nor remembered")
+    # Measured by scripts/measure_reuse.py on the 854 reference photos (16 kinds of copy of each; all
+    # 364,231 pairs of different photos): the largest distance at which every re-encoded, resized and
+    # recoloured kind of copy is still found >= 98 % of the time while pairs of different photos match
+    # at most 1e-4 of the time. At 6: 93.4 % of all copies (re-encode/resize/recolour 98-100 %, 2 %
+    # crops 90 %, 5 % centred crops 82 %, 5 % corner crops 24 %), 32 false pairs (8.8e-5), 3 of them
+    # true duplicates in the set. 7 would give 94.8 % and 1.15e-4. README "Reused photos".
+    perceptual_max_distance: int = Field(
+        default=6, ge=0, le=32, description="64-bit dHash Hamming distance at or below which it is a copy"
+    )
+    # NOT measured yet: it needs trained weights, which this project's machines cannot download. The
+    # path is off with random weights whatever this says (domain/reuse.embeddings_comparable).
+    embedding_min_similarity: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="cosine similarity at or above which it is a copy (trained encoders only)",
+    )
+    max_matches: int = Field(default=10, ge=1, le=100, description="matches kept per photo, best first")
+    hash_bands: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="the DynamoDB registry cuts the hash into this many bands, each probed within "
+        "threshold // bands bits (README: lookups and fan-out); changing it needs the band items rewritten",
+    )
+
+
 class AssessmentRules(RuleSettings):
     """Every domain rule's knobs together; what the pipeline needs besides its ports."""
 
@@ -105,5 +136,6 @@ class AssessmentRules(RuleSettings):
     valuation: ValuationSettings = Field(default_factory=ValuationSettings)
     value_curve: ValueCurveSettings = Field(default_factory=ValueCurveSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    reuse: ReuseSettings = Field(default_factory=ReuseSettings)
     languages: tuple[str, ...] = ("en", "es")
     styles: tuple[str, ...] = ("standard",)

@@ -139,11 +139,12 @@ class TableAccess:
     indexes: tuple[str, ...] = ()
 
 
-# THE list of what each function does to the assessment table, read off the repository below
-# (get_item → GetItem, put_item → PutItem, update_item → UpdateItem, query → Query) and the services
-# that call it; infra/constructs/lambdas.py grants exactly these. No code scans, deletes or
-# batch-writes items, so no role may (CDK's grant_read_write_data would add Scan, DeleteItem,
-# BatchWriteItem and more). Checked against the synthesized template and this module's calls
+# THE list of what each function does to the assessment table, read off the repository below and the
+# photo registry (adapters/aws/photo_registry.py) (get_item → GetItem, put_item → PutItem, update_item →
+# UpdateItem, query → Query, batch_writer → BatchWriteItem) and the services that call them;
+# infra/constructs/lambdas.py grants exactly these. No code scans or deletes items one by one, so no
+# role may (CDK's grant_read_write_data would add Scan, DeleteItem and more); only the analyse step
+# batch-writes, its photo's registry items. Checked against the synthesized template and this module's calls
 # (tests/infra/test_least_privilege.py), and enforced in every handler test on moto
 # (tests/aws_runtime/conftest.py: a call outside the list fails as AccessDenied would).
 _READ_UPDATE = ("dynamodb:GetItem", "dynamodb:UpdateItem")
@@ -156,6 +157,10 @@ TABLE_ACCESS: Mapping[str, TableAccess] = {
     "sweeper": TableAccess(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"), indexes=(GSI2,)),
     # Every workflow step: get (GetItem), save / mark_status / save_photo_result (UpdateItem).
     "workflow_step": TableAccess(_READ_UPDATE),
+    # The analyse step's photo registry, on top of "workflow_step": a photo's stored fingerprint
+    # (GetItem), its fingerprint, band and digest items in one batch (BatchWriteItem: puts, and deletes
+    # of an earlier hash's items), the band and digest lookups (Query on the table's own key, no index).
+    "photo_registry": TableAccess(("dynamodb:GetItem", "dynamodb:BatchWriteItem", "dynamodb:Query")),
     # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated or edited
     # description and of a review (UpdateItem), a VIN's history (Query on GSI1), the review queue
     # (Query on GSI3).

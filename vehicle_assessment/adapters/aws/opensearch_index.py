@@ -33,6 +33,7 @@ from vehicle_assessment.domain.models import (
     EncoderIdentity,
     Neighbour,
     ReferenceLabel,
+    ReferenceProvenance,
     Severity,
 )
 from vehicle_assessment.ports import IndexMismatch, PortError, ReferenceItem
@@ -48,6 +49,21 @@ MAX_PAGE = 10_000
 # (OpenSearch docs, "Methods and engines" > Faiss engine > supported spaces); AOSS does not expose
 # its engine version, so innerproduct is the choice that cannot be refused.
 DEFAULT_SPACE_TYPE = "innerproduct"
+
+# A reference learnt from a review says where it came from (ReferenceItem.provenance / origin). Adding
+# fields to an existing index's mapping is allowed (PUT <index>/_mapping, aoss:UpdateIndex), so an index
+# created before these existed gains them on the first reviewed photo.
+PROVENANCE_PROPERTIES: dict[str, Any] = {
+    "origin": {"type": "keyword"},
+    "provenance": {
+        "properties": {
+            "assessment_id": {"type": "keyword"},
+            "photo_id": {"type": "keyword"},
+            "reviewer": {"type": "keyword"},
+            "reviewed_at": {"type": "date"},
+        }
+    },
+}
 
 
 class ReferenceIndexError(PortError):
@@ -91,6 +107,7 @@ def index_body(identity: EncoderIdentity, hnsw_m: int = 16, hnsw_ef_construction
                 "damaged": {"type": "boolean"},
                 "damage_type": {"type": "keyword"},
                 "severity": {"type": "keyword"},
+                **PROVENANCE_PROPERTIES,
             },
         },
     }
@@ -168,6 +185,7 @@ class OpenSearchReferenceIndex:
         self.bulk_initial_backoff_s = bulk_initial_backoff_s
         self._identity: EncoderIdentity | None = None
         self._space_type = DEFAULT_SPACE_TYPE
+        self._provenance_mapped = False
 
     @classmethod
     def from_settings(
@@ -369,18 +387,20 @@ class OpenSearchReferenceIndex:
             norm = float(np.linalg.norm(vector))
             if not np.isfinite(norm) or norm == 0:
                 raise ValueError(f"{item.source}: vector is zero or not finite")
-            # No "_id": AOSS vector collections reject custom document ids.
-            yield {
-                "_index": self.index_name,
-                "_source": {
-                    VECTOR_FIELD: (vector / norm).astype(np.float32).tolist(),
-                    "source": item.source,
-                    "sha256": item.sha256,
-                    "damaged": item.label.damaged,
-                    "damage_type": item.label.damage_type.value,
-                    "severity": item.label.severity.value,
-                },
+            document: dict[str, Any] = {
+                VECTOR_FIELD: (vector / norm).astype(np.float32).tolist(),
+                "source": item.source,
+                "sha256": item.sha256,
+                "damaged": item.label.damaged,
+                "damage_type": item.label.damage_type.value,
+                "severity": item.label.severity.value,
             }
+            if item.origin is not None:
+                document["origin"] = item.origin
+            if item.provenance is not None:
+                document["provenance"] = item.provenance.model_dump(mode="json")
+            # No "_id": AOSS vector collections reject custom document ids.
+            yield {"_index": self.index_name, "_source": document}
 
     def add(self, items: Sequence[ReferenceItem]) -> None:
         identity = self.identity
@@ -407,6 +427,70 @@ class OpenSearchReferenceIndex:
             raise ReferenceIndexError(
                 f"{len(errors)} of {len(actions)} reference photos were not indexed into "
                 f"{self.index_name}; first error: {first.get('error')}"
+            )
+
+    def _ensure_provenance_mapping(self) -> None:
+        """Add the provenance fields to an index created before they existed (once per instance)."""
+        if self._provenance_mapped:
+            return
+        properties = (self._read_mapping() or {}).get("properties", {})
+        if not all(name in properties for name in PROVENANCE_PROPERTIES):
+            try:
+                self.client.indices.put_mapping(
+                    index=self.index_name, body={"properties": PROVENANCE_PROPERTIES}
+                )
+            except TransportError as exc:
+                raise ReferenceIndexError(
+                    f"adding the provenance fields to the mapping of {self.index_name} failed: {exc}"
+                ) from exc
+        self._provenance_mapped = True
+
+    def _document_ids(self, source: str) -> list[str]:
+        """The (generated) ids of every document of `source`."""
+        body = {"size": MAX_PAGE, "query": {"term": {"source": source}}, "_source": False}
+        try:
+            response = self.client.search(index=self.index_name, body=body)
+        except TransportError as exc:
+            raise ReferenceIndexError(f"looking up {source} in {self.index_name} failed: {exc}") from exc
+        return [str(hit["_id"]) for hit in response["hits"]["hits"]]
+
+    def upsert(self, item: ReferenceItem) -> None:
+        """Index `item`, then delete every older document of its source.
+
+        AOSS vector collections refuse a document id chosen by the client, so a reference cannot be
+        overwritten in place: the new document is indexed first (the reference is never missing), then
+        the documents found for its source before are deleted by their generated ids (deleting by
+        ``_id`` is allowed; only writing one is not). AOSS makes a new document searchable after a short
+        delay: a second review within it may not see the first document, which the next replacement
+        removes; meanwhile searches keep one document per source, the latest reviewed
+        (`_neighbours`).
+        """
+        if item.provenance is not None or item.origin is not None:
+            self._ensure_provenance_mapping()
+        older = self._document_ids(item.source)
+        self.add([item])
+        if not older:
+            return
+        actions = [{"_op_type": "delete", "_index": self.index_name, "_id": doc_id} for doc_id in older]
+        try:
+            _, errors = helpers.bulk(
+                self.client,
+                actions,
+                max_retries=self.bulk_max_retries,
+                initial_backoff=self.bulk_initial_backoff_s,
+                raise_on_error=False,
+            )
+        except TransportError as exc:
+            raise ReferenceIndexError(
+                f"deleting the replaced reference {item.source} from {self.index_name} failed: {exc}"
+            ) from exc
+        # A document already gone (404) is what we wanted; anything else is a failure.
+        outcomes: list[dict[str, Any]] = [next(iter(error.values()), {}) for error in errors]
+        failed = [outcome for outcome in outcomes if outcome.get("status") != 404]
+        if failed:
+            raise ReferenceIndexError(
+                f"{len(failed)} replaced document(s) of {item.source} were not deleted from "
+                f"{self.index_name}; first error: {failed[0].get('error')}"
             )
 
     # --- searching ------------------------------------------------------------------------------
@@ -446,13 +530,19 @@ class OpenSearchReferenceIndex:
         return results
 
     def _neighbours(self, hits: Sequence[Mapping[str, Any]]) -> list[Neighbour]:
-        neighbours, seen = [], set()
+        # A retried bulk request may have stored a photo twice (no ids to dedupe on), and a replaced
+        # reviewed photo lives on until its deletion is visible: count each source once, keeping its
+        # latest review (documents without provenance: the best-scoring one).
+        chosen: dict[str, Mapping[str, Any]] = {}
+        for hit in hits:
+            source = hit["_source"]["source"]
+            if source not in chosen or _reviewed_later(hit, chosen[source]):
+                chosen[source] = hit
+        neighbours = []
         for hit in hits:
             doc = hit["_source"]
-            # A retried bulk request may have stored a photo twice (no ids to dedupe on): count it once.
-            if doc["source"] in seen:
+            if chosen.get(doc["source"]) is not hit:
                 continue
-            seen.add(doc["source"])
             neighbours.append(
                 Neighbour(
                     reference_id=str(hit["_id"]),
@@ -468,3 +558,14 @@ class OpenSearchReferenceIndex:
                 )
             )
         return neighbours
+
+
+def _provenance(hit: Mapping[str, Any]) -> ReferenceProvenance | None:
+    raw = hit["_source"].get("provenance")
+    return ReferenceProvenance.model_validate(raw) if raw else None
+
+
+def _reviewed_later(hit: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    """Whether `hit` records a later review than `than` (a document without provenance: the earliest)."""
+    new, old = _provenance(hit), _provenance(than)
+    return new is not None and (old is None or new.reviewed_at > old.reviewed_at)

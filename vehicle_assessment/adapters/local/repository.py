@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS assessments (
 );
 CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DESC);
 """
-# Added after the first release: ALTER TABLE on files that lack them (see _add_queue_columns).
+# Added after the first release: ALTER TABLE on files that lack them (see _add_later_columns).
 _QUEUE_COLUMNS = {"review_key": "TEXT", "review_entry": "TEXT"}
 _QUEUE_INDEX = (
     "CREATE INDEX IF NOT EXISTS assessments_awaiting_review ON assessments (review_key)"
@@ -44,6 +44,17 @@ _QUEUE_INDEX = (
 _COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
 _REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
 _STORED_REVISION = "coalesce(json_extract(assessments.document, '$.revision'), 0)"
+# Photos with a review, kept beside the document by `save` so that `evaluate` reads the reviewed
+# assessments through a partial index instead of every document.
+_REVIEWED_SCHEMA = """
+CREATE INDEX IF NOT EXISTS assessments_reviewed ON assessments (created_at, assessment_id)
+    WHERE reviewed_photos > 0;
+"""
+_REVIEWED_COLUMN = "reviewed_photos"
+_COUNT_REVIEWED_PHOTOS = (
+    "(SELECT COUNT(*) FROM json_each(assessments.document, '$.photos')"
+    " WHERE json_array_length(json_each.value, '$.reviews') > 0)"
+)
 
 
 class SqliteAssessmentRepository:
@@ -55,25 +66,37 @@ class SqliteAssessmentRepository:
             check_schema(conn, _COLUMNS)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
-            self._add_queue_columns(conn)
+            self._add_later_columns(conn)
             conn.execute(_QUEUE_INDEX)
+            conn.executescript(_REVIEWED_SCHEMA)
 
     @staticmethod
-    def _add_queue_columns(conn: sqlite3.Connection) -> None:
-        """The queue columns on a file written before them, filled once from the stored documents."""
-        found = {row[1] for row in conn.execute("PRAGMA table_info(assessments)")}
-        missing = [name for name in _QUEUE_COLUMNS if name not in found]
-        if not missing:
+    def _add_later_columns(conn: sqlite3.Connection) -> None:
+        """A file written before the queue / reviewed-photo columns gains them, filled once from its
+        stored documents; two processes opening an old file migrate it once."""
+
+        def missing() -> list[str]:
+            found = {row[1] for row in conn.execute("PRAGMA table_info(assessments)")}
+            return [name for name in (*_QUEUE_COLUMNS, _REVIEWED_COLUMN) if name not in found]
+
+        if not missing():
             return
-        for name in missing:
+        conn.execute("BEGIN IMMEDIATE")
+        todo = missing()
+        for name in (n for n in todo if n in _QUEUE_COLUMNS):
             conn.execute(f"ALTER TABLE assessments ADD COLUMN {name} {_QUEUE_COLUMNS[name]}")
-        rows = conn.execute("SELECT assessment_id, document FROM assessments").fetchall()
-        for assessment_id, document in rows:
-            key, entry = _queue_columns(Assessment.model_validate_json(document))
-            conn.execute(
-                "UPDATE assessments SET review_key = ?, review_entry = ? WHERE assessment_id = ?",
-                (key, entry, assessment_id),
-            )
+        if any(name in _QUEUE_COLUMNS for name in todo):
+            rows = conn.execute("SELECT assessment_id, document FROM assessments").fetchall()
+            for assessment_id, document in rows:
+                key, entry = _queue_columns(Assessment.model_validate_json(document))
+                conn.execute(
+                    "UPDATE assessments SET review_key = ?, review_entry = ? WHERE assessment_id = ?",
+                    (key, entry, assessment_id),
+                )
+        if _REVIEWED_COLUMN in todo:
+            conn.execute(f"ALTER TABLE assessments ADD COLUMN {_REVIEWED_COLUMN} INTEGER NOT NULL DEFAULT 0")
+            conn.execute(f"UPDATE assessments SET {_REVIEWED_COLUMN} = {_COUNT_REVIEWED_PHOTOS}")
+        conn.commit()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -99,18 +122,21 @@ class SqliteAssessmentRepository:
             "updated_at": assessment.updated_at.isoformat(),
             "document": saved.model_dump_json(),
             "read_revision": assessment.revision,
+            "reviewed_photos": sum(1 for photo in assessment.photos if photo.reviews),
         }
         row["review_key"], row["review_entry"] = _queue_columns(assessment)
         set_columns = (
             "status = :status, updated_at = :updated_at, document = :document,"
-            " review_key = :review_key, review_entry = :review_entry"
+            " review_key = :review_key, review_entry = :review_entry,"
+            " reviewed_photos = :reviewed_photos"
         )
         if assessment.revision == 0:  # new, or stored before revisions existed
             statement = (
                 "INSERT INTO assessments"
-                " (assessment_id, vin, status, created_at, updated_at, document, review_key, review_entry)"
+                " (assessment_id, vin, status, created_at, updated_at, document, review_key, review_entry,"
+                " reviewed_photos)"
                 " VALUES (:assessment_id, :vin, :status, :created_at, :updated_at, :document,"
-                " :review_key, :review_entry)"
+                " :review_key, :review_entry, :reviewed_photos)"
                 f" ON CONFLICT (assessment_id) DO UPDATE SET {set_columns}"
                 f" WHERE {_STORED_REVISION} = :read_revision"
             )
@@ -135,6 +161,24 @@ class SqliteAssessmentRepository:
         if row is None:
             raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
         return Assessment.model_validate_json(row[0])
+
+    def reviewed_assessments(self, page_size: int = 200) -> Iterator[Assessment]:
+        """Every assessment with at least one reviewed photo, oldest first, read page by page through
+        the partial index `assessments_reviewed` (never a scan of all documents)."""
+        after: tuple[str, str] = ("", "")
+        while True:
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT document, created_at, assessment_id FROM assessments"
+                    " WHERE reviewed_photos > 0 AND (created_at, assessment_id) > (?, ?)"
+                    " ORDER BY created_at, assessment_id LIMIT ?",
+                    (*after, page_size),
+                ).fetchall()
+            for row in rows:
+                yield Assessment.model_validate_json(row[0])
+            if len(rows) < page_size:
+                return
+            after = (rows[-1][1], rows[-1][2])
 
     def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]:
         return self.page_by_vin(vin, limit)[0]

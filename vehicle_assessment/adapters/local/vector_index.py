@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from vehicle_assessment.domain.models import (
     EncoderIdentity,
     Neighbour,
     ReferenceLabel,
+    ReferenceProvenance,
     Severity,
 )
 from vehicle_assessment.ports import IndexMismatch, ReferenceItem, StateFileUnusable
@@ -42,13 +44,31 @@ CREATE TABLE IF NOT EXISTS reference_photos (
     damaged INTEGER NOT NULL,
     damage_type TEXT NOT NULL,
     severity TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    origin TEXT,
+    provenance_assessment_id TEXT,
+    provenance_photo_id TEXT,
+    provenance_reviewer TEXT,
+    provenance_reviewed_at TEXT
 );
 """
+# Columns every index file has; a file without them is not ours.
 _COLUMNS = {
     "meta": ("key", "value"),
     "reference_photos": ("id", "source", "sha256", "damaged", "damage_type", "severity", "vector"),
 }
+# Columns added later (all nullable): an index file written before them gains them, rows kept.
+_ADDED_COLUMNS = {
+    "origin": "TEXT",
+    "provenance_assessment_id": "TEXT",
+    "provenance_photo_id": "TEXT",
+    "provenance_reviewer": "TEXT",
+    "provenance_reviewed_at": "TEXT",
+}
+_ROW_COLUMNS = (
+    "source, sha256, damaged, damage_type, severity, vector, origin, "
+    "provenance_assessment_id, provenance_photo_id, provenance_reviewer, provenance_reviewed_at"
+)
 _REMEDY = "move it aside and rebuild the index with `vehicle-assessment index build`"
 
 
@@ -75,6 +95,8 @@ class StoredReference:
     source: str
     sha256: str
     label: ReferenceLabel
+    origin: str | None = None
+    provenance: ReferenceProvenance | None = None
 
 
 class LocalVectorIndex:
@@ -87,9 +109,13 @@ class LocalVectorIndex:
             with self._state_errors():
                 check_schema(self._conn, _COLUMNS)
                 self._conn.executescript(_SCHEMA)
+                self._add_missing_columns()
         except StateFileUnusable:
             self._conn.close()
             raise
+        # Another connection's commit (a review adding a reference, an `index build`) changes this;
+        # the cached rows are then reloaded (https://sqlite.org/pragma.html#pragma_data_version).
+        self._data_version: int | None = None
         self._matrix: np.ndarray | None = None
         self._rows: list[tuple[int, str, ReferenceLabel]] = []
         self._row_ids = np.zeros(0, dtype=np.int64)
@@ -99,6 +125,23 @@ class LocalVectorIndex:
 
     def close(self) -> None:
         self._conn.close()
+
+    def _add_missing_columns(self) -> None:
+        """Migrate a file written before the provenance and origin columns: ADD COLUMN keeps every row
+        (their new columns read NULL: a labelled set's photo of unrecorded origin)."""
+
+        def present() -> set[str]:
+            return {row[1] for row in self._conn.execute("PRAGMA table_info(reference_photos)")}
+
+        if set(_ADDED_COLUMNS) <= present():
+            return
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
+            columns = present()
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in columns:
+                    logger.info("adding column %s to the reference index %s", name, self.path)
+                    self._conn.execute(f"ALTER TABLE reference_photos ADD COLUMN {name} {kind}")
 
     def _state_errors(self) -> AbstractContextManager[None]:
         # A truncated, random or foreign file fails on whichever statement first reads it.
@@ -162,39 +205,77 @@ class LocalVectorIndex:
         with self._state_errors():
             return int(self._conn.execute("SELECT COUNT(*) FROM reference_photos").fetchone()[0])
 
-    def add(self, items: Sequence[ReferenceItem]) -> None:
+    def _bound_identity(self) -> EncoderIdentity:
         identity = self.identity
         if identity is None:
             raise IndexMismatch("bind the index to an encoder before adding vectors")
-        rows = []
-        for item in items:
-            vector = np.asarray(item.vector, dtype=np.float32)
-            if vector.shape != (identity.dimension,):
-                raise ValueError(f"{item.source}: vector shape {vector.shape} != ({identity.dimension},)")
-            norm = float(np.linalg.norm(vector))
-            if not np.isfinite(norm) or norm == 0:
-                raise ValueError(f"{item.source}: vector is zero or not finite")
-            rows.append(
-                (
-                    item.source,
-                    item.sha256,
-                    int(item.label.damaged),
-                    item.label.damage_type.value,
-                    item.label.severity.value,
-                    (vector / norm).astype(np.float32).tobytes(),
-                )
-            )
-        # One transaction per batch: an interrupted build keeps every finished batch (resumable).
-        with self._state_errors(), self._conn:
-            self._conn.executemany(
-                "INSERT INTO reference_photos (source, sha256, damaged, damage_type, severity, vector)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+        return identity
+
+    @staticmethod
+    def _row(item: ReferenceItem, dimension: int) -> tuple[object, ...]:
+        vector = np.asarray(item.vector, dtype=np.float32)
+        if vector.shape != (dimension,):
+            raise ValueError(f"{item.source}: vector shape {vector.shape} != ({dimension},)")
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(norm) or norm == 0:
+            raise ValueError(f"{item.source}: vector is zero or not finite")
+        provenance = item.provenance
+        return (
+            item.source,
+            item.sha256,
+            int(item.label.damaged),
+            item.label.damage_type.value,
+            item.label.severity.value,
+            (vector / norm).astype(np.float32).tobytes(),
+            item.origin,
+            provenance.assessment_id if provenance else None,
+            provenance.photo_id if provenance else None,
+            provenance.reviewer if provenance else None,
+            provenance.reviewed_at.isoformat() if provenance else None,
+        )
+
+    def _rows_changed(self) -> None:
         self._matrix = None
         self._ann = None  # checked against the new rows (and rebuilt) at the next search
 
+    def add(self, items: Sequence[ReferenceItem]) -> None:
+        identity = self._bound_identity()
+        rows = [self._row(item, identity.dimension) for item in items]
+        # One transaction per batch: an interrupted build keeps every finished batch (resumable).
+        with self._state_errors(), self._conn:
+            self._conn.executemany(
+                f"INSERT INTO reference_photos ({_ROW_COLUMNS}) VALUES ({', '.join('?' * 11)})", rows
+            )
+        self._rows_changed()
+
+    def upsert(self, item: ReferenceItem) -> None:
+        """Add `item`, replacing the row with its source (a photo reviewed again: its label may change).
+
+        The new row takes an id above every existing one, so the ANN manifest's (row count, last row
+        id) differs after a replacement too, and a persisted faiss file is rebuilt, never served stale.
+        """
+        row = self._row(item, self._bound_identity().dimension)
+        with self._state_errors(), self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            (top,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM reference_photos").fetchone()
+            next_id = int(top) + 1
+            replaced = self._conn.execute(
+                "DELETE FROM reference_photos WHERE source = ?", (item.source,)
+            ).rowcount
+            self._conn.execute(
+                f"INSERT INTO reference_photos (id, {_ROW_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                (next_id, *row),
+            )
+        if replaced:
+            logger.info("reference %s replaced in %s (new label %s)", item.source, self.path, item.label)
+        self._rows_changed()
+
     def _load(self) -> np.ndarray:
+        with self._state_errors():
+            data_version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        if data_version != self._data_version:
+            self._data_version = data_version
+            self._rows_changed()
         if self._matrix is None:
             with self._state_errors():
                 rows = self._conn.execute(
@@ -304,9 +385,34 @@ class LocalVectorIndex:
         """Every row in id order with its (n, d) unit-vector matrix; read-only, for evaluation."""
         matrix = self._load()
         with self._state_errors():
-            sha = dict(self._conn.execute("SELECT id, sha256 FROM reference_photos").fetchall())
-        rows = [
-            StoredReference(reference_id=str(row_id), source=source, sha256=sha[row_id], label=label)
-            for row_id, source, label in self._rows
-        ]
+            extra = {
+                row[0]: row[1:]
+                for row in self._conn.execute(
+                    "SELECT id, sha256, origin, provenance_assessment_id, provenance_photo_id,"
+                    " provenance_reviewer, provenance_reviewed_at FROM reference_photos"
+                )
+            }
+        rows = []
+        for row_id, source, label in self._rows:
+            sha256, origin, assessment_id, photo_id, reviewer, reviewed_at = extra[row_id]
+            provenance = (
+                ReferenceProvenance(
+                    assessment_id=assessment_id,
+                    photo_id=photo_id,
+                    reviewer=reviewer,
+                    reviewed_at=datetime.fromisoformat(reviewed_at),
+                )
+                if assessment_id is not None
+                else None
+            )
+            rows.append(
+                StoredReference(
+                    reference_id=str(row_id),
+                    source=source,
+                    sha256=sha256,
+                    label=label,
+                    origin=origin,
+                    provenance=provenance,
+                )
+            )
         return rows, matrix.copy()

@@ -1,0 +1,200 @@
+"""DynamoDB photo registry: the reused-photo check on AWS, in the assessment table, without scans.
+
+Items (beside the assessment items of ``dynamodb.py``; same PK/SK, no index)::
+
+    item          PK                                SK                          attributes
+    fingerprint   PHOTO#{assessment_id}#{photo_id}  FINGERPRINT                 the PhotoFingerprint
+    hash band     PHOTO_HASH#{band}#{bits, hex}     {assessment_id}#{photo_id}  assessment_id, photo_id,
+    exact copy    PHOTO_SHA256#{sha256}             {assessment_id}#{photo_id}  vin, sha256, perceptual_hash
+
+Near-duplicate search is multi-index hashing (``domain.reuse.BandLayout``): the 64-bit hash is cut into
+``bands`` bands; a photo within the threshold of another shares, in at least one band, a value within
+``radius`` bits (pigeonhole). Remembering a photo writes one item per band (and the digest item and the
+fingerprint) in ONE BatchWriteItem; a search Queries each probed band key and the digest key, then checks
+the full Hamming distance of what it found. So a search costs ``layout.lookups + 1`` Queries whatever
+the table holds, and reads only the photos sharing a band value (README "Reused photos": the measured
+candidate fan-out). The keys live on the base table, not a GSI, so the Queries can be strongly
+consistent ("Strongly consistent reads are not supported on global secondary indexes",
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html):
+a photo remembered before a search is always seen by it (``pipeline.check_reuse`` relies on that).
+
+The embedding path (trained encoders) is local-only for now: a k-NN query needs an OpenSearch index of
+photos, which this stack does not have; the fingerprint keeps the vector and its encoder, so adding one
+later (or learning from a reviewed photo) needs no re-embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vehicle_assessment.adapters.aws.errors import error_code
+from vehicle_assessment.domain.models import EncoderIdentity, PhotoFingerprint, ReuseMatch
+from vehicle_assessment.domain.reuse import BandLayout, band_keys, band_layout, match_candidates
+from vehicle_assessment.domain.rules import ReuseSettings
+from vehicle_assessment.ports import PhotoRegistryUnavailable
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_SK = "FINGERPRINT"
+_CANDIDATE_FIELDS = "assessment_id, photo_id, vin, sha256, perceptual_hash, recorded_at"
+
+
+def fingerprint_pk(assessment_id: str, photo_id: str) -> str:
+    return f"PHOTO#{assessment_id}#{photo_id}"
+
+
+def sha256_pk(sha256: str) -> str:
+    return f"PHOTO_SHA256#{sha256}"
+
+
+class DynamoPhotoRegistry:
+    """The band layout comes from ``settings`` (threshold and ``hash_bands``); every photo is remembered
+    and searched with the same layout, so changing either needs the band items rewritten."""
+
+    def __init__(self, table: Any, settings: ReuseSettings, ttl_days: int | None = None) -> None:
+        self.table = table
+        self.settings = settings
+        self.ttl_days = ttl_days
+        self.layout: BandLayout = band_layout(settings.perceptual_max_distance, settings.hash_bands)
+
+    def remember(self, fingerprint: PhotoFingerprint) -> None:
+        """One BatchWriteItem: the fingerprint, one item per band, the digest item; band or digest items
+        of an earlier, different fingerprint of the same photo are deleted in the same batch.
+
+        BatchWriteItem takes at most 25 put/delete requests (16 MB, 400 KB per item) and is not atomic
+        (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html): the
+        layout has at most 33 band keys at the highest threshold, and boto3's batch_writer splits into 25s
+        and resends UnprocessedItems. A partial write is repaired by the next remember (idempotent).
+        """
+        reference = f"{fingerprint.assessment_id}#{fingerprint.photo_id}"
+        keys = {
+            *band_keys(fingerprint.perceptual_hash, self.layout, probe=False),
+            sha256_pk(fingerprint.sha256),
+        }
+        pk = fingerprint_pk(fingerprint.assessment_id, fingerprint.photo_id)
+        try:
+            stored = self.table.get_item(Key={"PK": pk, "SK": FINGERPRINT_SK}, ConsistentRead=True).get(
+                "Item"
+            )
+            stale: set[str] = set()
+            if stored:
+                stale = {
+                    *band_keys(str(stored["perceptual_hash"]), self.layout, probe=False),
+                    sha256_pk(str(stored["sha256"])),
+                } - keys
+            with self.table.batch_writer() as batch:
+                batch.put_item(Item=self._fingerprint_item(pk, fingerprint))
+                for key in sorted(keys):
+                    batch.put_item(Item=self._reference_item(key, reference, fingerprint))
+                for key in sorted(stale):
+                    batch.delete_item(Key={"PK": key, "SK": reference})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("remember", exc) from exc
+
+    def find_reuse(self, fingerprint: PhotoFingerprint) -> list[ReuseMatch]:
+        if fingerprint.vector is not None and fingerprint.encoder and not fingerprint.encoder.untrained:
+            logger.debug("photo registry: the embedding check is local-only; DynamoDB compares hashes")
+        keys = [
+            *band_keys(fingerprint.perceptual_hash, self.layout, probe=True),
+            sha256_pk(fingerprint.sha256),
+        ]
+        candidates: dict[tuple[str, str], PhotoFingerprint] = {}
+        try:
+            for key in keys:
+                for item in self._query(key):
+                    if item["vin"] == fingerprint.vin:
+                        continue
+                    candidate = _candidate(item)
+                    candidates[(candidate.assessment_id, candidate.photo_id)] = candidate
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("search", exc) from exc
+        return match_candidates(fingerprint, list(candidates.values()), self.settings)
+
+    def fingerprint(self, assessment_id: str, photo_id: str) -> PhotoFingerprint | None:
+        key = {"PK": fingerprint_pk(assessment_id, photo_id), "SK": FINGERPRINT_SK}
+        try:
+            item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("read", exc) from exc
+        return _stored_fingerprint(item) if item else None
+
+    def _query(self, pk: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": pk},
+            "ProjectionExpression": _CANDIDATE_FIELDS,
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.table.query(**request)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return items
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _fingerprint_item(self, pk: str, fingerprint: PhotoFingerprint) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "PK": pk,
+            "SK": FINGERPRINT_SK,
+            **_reference_attributes(fingerprint),
+        }
+        if fingerprint.encoder is not None:
+            item["encoder"] = fingerprint.encoder.model_dump_json()
+        if fingerprint.vector is not None:
+            # float32 bytes: 3 KB for 768 dimensions, far below the 400 KB item limit, and exact.
+            item["vector"] = np.asarray(fingerprint.vector, dtype=np.float32).tobytes()
+        return self._with_ttl(item, fingerprint)
+
+    def _reference_item(self, pk: str, reference: str, fingerprint: PhotoFingerprint) -> dict[str, Any]:
+        return self._with_ttl({"PK": pk, "SK": reference, **_reference_attributes(fingerprint)}, fingerprint)
+
+    def _with_ttl(self, item: dict[str, Any], fingerprint: PhotoFingerprint) -> dict[str, Any]:
+        # Expires with its assessment (same ttl_days as the repository's), so no stale photo stays findable.
+        if self.ttl_days:
+            item["expires_at"] = int(fingerprint.recorded_at.timestamp()) + self.ttl_days * 86_400
+        return item
+
+    @staticmethod
+    def _unavailable(what: str, exc: ClientError | BotoCoreError) -> PhotoRegistryUnavailable:
+        code = error_code(exc) or type(exc).__name__
+        return PhotoRegistryUnavailable(f"photo registry {what} failed: {code}: {exc}")
+
+
+def _reference_attributes(fingerprint: PhotoFingerprint) -> dict[str, Any]:
+    return {
+        "assessment_id": fingerprint.assessment_id,
+        "photo_id": fingerprint.photo_id,
+        "vin": fingerprint.vin,
+        "sha256": fingerprint.sha256,
+        "perceptual_hash": fingerprint.perceptual_hash,
+        "recorded_at": fingerprint.recorded_at.isoformat(),
+    }
+
+
+def _candidate(item: dict[str, Any]) -> PhotoFingerprint:
+    return PhotoFingerprint(
+        assessment_id=str(item["assessment_id"]),
+        photo_id=str(item["photo_id"]),
+        vin=str(item["vin"]),
+        sha256=str(item["sha256"]),
+        perceptual_hash=str(item["perceptual_hash"]),
+        recorded_at=datetime.fromisoformat(str(item["recorded_at"])),
+    )
+
+
+def _stored_fingerprint(item: dict[str, Any]) -> PhotoFingerprint:
+    vector = item.get("vector")
+    raw = bytes(vector.value if hasattr(vector, "value") else vector) if vector is not None else None
+    encoder = item.get("encoder")
+    return _candidate(item).model_copy(
+        update={
+            "encoder": EncoderIdentity.model_validate_json(str(encoder)) if encoder else None,
+            "vector": np.frombuffer(raw, dtype=np.float32).tolist() if raw is not None else None,
+        }
+    )
