@@ -46,6 +46,7 @@ from vehicle_assessment.domain.review import (
     settle_review_state,
 )
 from vehicle_assessment.domain.rules import AssessmentRules
+from vehicle_assessment.domain.text import one_line
 from vehicle_assessment.domain.valuation import value_vehicle
 from vehicle_assessment.domain.value import estimate_undamaged_value
 from vehicle_assessment.domain.vehicle import facts_from_vin
@@ -168,6 +169,10 @@ def intake(
     return record.model_copy(update=update), result
 
 
+# An unavailable registry's error, as recorded on the photo: one line, bounded (it is stored and shown).
+_MAX_REUSE_REASON = 300
+
+
 @dataclass(frozen=True)
 class ReuseCheck:
     """The reused-photo check's port and whose photos these are: a match is a photo of another VIN."""
@@ -251,11 +256,11 @@ def check_reuse(
     try:
         reuse.registry.remember(fingerprint)
     except (PhotoRegistryUnavailable, StateFileUnusable) as exc:
-        problems.append(f"not remembered for later reuse checks ({exc})")
+        problems.append(f"not remembered for later reuse checks ({one_line(exc, _MAX_REUSE_REASON)})")
     try:
         matches = reuse.registry.find_reuse(fingerprint)
     except (PhotoRegistryUnavailable, StateFileUnusable) as exc:
-        problems.append(f"not checked for reuse ({exc})")
+        problems.append(f"not checked for reuse ({one_line(exc, _MAX_REUSE_REASON)})")
         matches = []
     unchecked = "; ".join(problems) or None
     if unchecked:

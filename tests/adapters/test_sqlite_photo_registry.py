@@ -37,8 +37,11 @@ def test_a_search_sees_rows_another_process_added_or_replaced(tmp_path) -> None:
     assert [m.assessment_id for m in reader.find_reuse(query)] == ["a1"]
     assert reader.fingerprint("a1", "01") == _fp("a1", "VIN-A", high_bit)
 
-    writer.remember(_fp("a1", "VIN-A", 0x7FFF_FFFF_FFFF_FFFE))  # the same photo, another hash
+    other_hash = 0x7FFF_FFFF_FFFF_FFFE
+    writer.remember(_fp("a1", "VIN-A", other_hash))  # the same photo (the last row), another hash
     assert reader.find_reuse(query) == []
+    # ...found by its new hash: a replaced row never keeps its id, so the reader sees it as new.
+    assert [m.assessment_id for m in reader.find_reuse(_fp("q", "VIN-Q", other_hash))] == ["a1"]
 
 
 def test_a_foreign_file_is_refused_with_the_remedy(tmp_path) -> None:

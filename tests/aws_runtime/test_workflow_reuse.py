@@ -17,6 +17,8 @@ from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain.models import AssessmentInputs, PhotoStatus, ReuseMatchKind
 
+pytestmark = pytest.mark.slow  # handlers end to end on moto (the registries' contract: tests/services)
+
 OTHER_VIN = "5UXWX7C56BA100007"
 
 

@@ -183,6 +183,9 @@ def analyse_photo(
             "status": PhotoStatus.RECEIVED,
             "reason": None,
             "duplicate_of": None,
+            "perceptual_hash": None,
+            "reuse_matches": [],
+            "reuse_unchecked": None,
         }
     )
     try:

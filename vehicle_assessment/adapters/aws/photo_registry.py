@@ -41,7 +41,11 @@ from vehicle_assessment.ports import PhotoRegistryUnavailable
 logger = logging.getLogger(__name__)
 
 FINGERPRINT_SK = "FINGERPRINT"
-_CANDIDATE_FIELDS = "assessment_id, photo_id, vin, sha256, perceptual_hash, recorded_at"
+_CANDIDATE_FIELDS = ("assessment_id", "photo_id", "vin", "sha256", "perceptual_hash", "recorded_at")
+# Every projected attribute by an alias: none can collide with DynamoDB's reserved words
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ReservedWords.html).
+_PROJECTION = ", ".join(f"#f{i}" for i in range(len(_CANDIDATE_FIELDS)))
+_PROJECTED_NAMES = {f"#f{i}": name for i, name in enumerate(_CANDIDATE_FIELDS)}
 
 
 def fingerprint_pk(assessment_id: str, photo_id: str) -> str:
@@ -128,7 +132,8 @@ class DynamoPhotoRegistry:
         request: dict[str, Any] = {
             "KeyConditionExpression": "PK = :pk",
             "ExpressionAttributeValues": {":pk": pk},
-            "ProjectionExpression": _CANDIDATE_FIELDS,
+            "ProjectionExpression": _PROJECTION,
+            "ExpressionAttributeNames": _PROJECTED_NAMES,
             "ConsistentRead": True,
         }
         while True:

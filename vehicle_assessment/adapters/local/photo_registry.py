@@ -6,10 +6,10 @@ perceptual hash (stored as a signed 64-bit INTEGER, SQLite's only integer type),
 (JSON) and its float32 embedding.
 
 A query is vectorised: the hashes are held in memory as one uint64 numpy array (refreshed from rows
-added since the last query, by rowid), and one XOR + popcount over it finds every photo within the
-threshold, with no Python loop per row. Exact copies are an indexed sha256 lookup. Embedding
-similarity is one matrix product over the stored vectors of the SAME trained encoder (the encoder
-column is compared as text, and ``domain.reuse`` checks the identities again).
+added since the last query, by their AUTOINCREMENT id), and one XOR + popcount over it finds every
+photo within the threshold, with no Python loop per row. Exact copies are an indexed sha256 lookup.
+Embedding similarity is one matrix product over the stored vectors of the SAME trained encoder (the
+encoder column is compared as text, and ``domain.reuse`` checks the identities again).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     assessment_id TEXT NOT NULL,
     photo_id TEXT NOT NULL,
     vin TEXT NOT NULL,
@@ -47,13 +48,14 @@ CREATE TABLE IF NOT EXISTS photos (
     recorded_at TEXT NOT NULL,
     encoder TEXT,
     vector BLOB,
-    PRIMARY KEY (assessment_id, photo_id)
+    UNIQUE (assessment_id, photo_id)
 );
 CREATE INDEX IF NOT EXISTS photos_by_sha256 ON photos (sha256);
 CREATE INDEX IF NOT EXISTS photos_by_encoder ON photos (encoder);
 """
 _COLUMNS = {
     "photos": (
+        "id",
         "assessment_id",
         "photo_id",
         "vin",
@@ -89,10 +91,10 @@ class SqlitePhotoRegistry:
             check_schema(conn, _COLUMNS)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
-        # The hashes seen so far: rowids and their bits as uint64, extended by rowid on each query.
-        self._rowids = np.zeros(0, dtype=np.int64)
+        # The hashes seen so far: row ids and their bits as uint64, extended by id on each query.
+        self._ids = np.zeros(0, dtype=np.int64)
         self._hashes = np.zeros(0, dtype=np.uint64)
-        self._last_rowid = 0
+        self._last_id = 0
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -105,8 +107,9 @@ class SqlitePhotoRegistry:
             yield conn
 
     def remember(self, fingerprint: PhotoFingerprint) -> None:
-        """Idempotent per (assessment, photo): a second remember replaces the row (and its rowid, so
-        the in-memory hashes pick the new row up and the old rowid finds nothing)."""
+        """Idempotent per (assessment, photo): a second remember replaces the row with a new id
+        (AUTOINCREMENT never reuses one), so every reader's in-memory hashes pick the new row up and
+        the old id finds nothing."""
         vector = None
         if fingerprint.vector is not None:
             vector = np.asarray(fingerprint.vector, dtype=np.float32).tobytes()
@@ -127,11 +130,11 @@ class SqlitePhotoRegistry:
         with self._guard(), self._connect() as conn:
             self._refresh(conn)
             near = hamming_distances(hash_value(fingerprint.perceptual_hash), self._hashes)
-            rowids = set(self._rowids[near <= self.settings.perceptual_max_distance].tolist())
+            rowids = set(self._ids[near <= self.settings.perceptual_max_distance].tolist())
             rowids |= {
                 rowid
                 for (rowid,) in conn.execute(
-                    "SELECT rowid FROM photos WHERE sha256 = ? AND vin != ?",
+                    "SELECT id FROM photos WHERE sha256 = ? AND vin != ?",
                     (fingerprint.sha256, fingerprint.vin),
                 )
             }
@@ -157,15 +160,15 @@ class SqlitePhotoRegistry:
 
     def _refresh(self, conn: sqlite3.Connection) -> None:
         rows = conn.execute(
-            "SELECT rowid, perceptual_hash FROM photos WHERE rowid > ? ORDER BY rowid", (self._last_rowid,)
+            "SELECT id, perceptual_hash FROM photos WHERE id > ? ORDER BY id", (self._last_id,)
         ).fetchall()
         if not rows:
             return
         fresh = np.array(rows, dtype=np.int64)
-        self._rowids = np.concatenate([self._rowids, fresh[:, 0]])
+        self._ids = np.concatenate([self._ids, fresh[:, 0]])
         # Reinterpret the signed column's bits as unsigned: the XOR/popcount works on the raw bits.
         self._hashes = np.concatenate([self._hashes, fresh[:, 1].view(np.uint64)])
-        self._last_rowid = int(fresh[-1, 0])
+        self._last_id = int(fresh[-1, 0])
 
     def _similar(self, conn: sqlite3.Connection, fingerprint: PhotoFingerprint) -> set[int]:
         """Rowids of other vehicles' photos whose embedding (same trained encoder) is similar enough."""
@@ -173,7 +176,7 @@ class SqlitePhotoRegistry:
         if fingerprint.vector is None or encoder is None or not embeddings_comparable(encoder, encoder):
             return set()
         rows = conn.execute(
-            "SELECT rowid, vector FROM photos WHERE encoder = ? AND vin != ? AND vector IS NOT NULL",
+            "SELECT id, vector FROM photos WHERE encoder = ? AND vin != ? AND vector IS NOT NULL",
             (encoder.model_dump_json(), fingerprint.vin),
         ).fetchall()
         if not rows:
@@ -200,7 +203,7 @@ class SqlitePhotoRegistry:
             marks = ", ".join("?" * len(chunk))
             found += [
                 _fingerprint(row)
-                for row in conn.execute(f"SELECT {_FIELDS} FROM photos WHERE rowid IN ({marks})", chunk)
+                for row in conn.execute(f"SELECT {_FIELDS} FROM photos WHERE id IN ({marks})", chunk)
             ]
         return found
 
