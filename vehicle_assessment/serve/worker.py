@@ -48,8 +48,10 @@ class WorkflowPorts:
     repository: WorkflowRepository
     objects: ObjectStore
     vin_decoder: VinDecoder
-    encoder: Callable[[], ImageEncoder]  # loaded on the first assessment, in the worker thread
-    index: ReferenceIndex
+    # Opened on the first assessment, in the worker thread (the index holds a SQLite connection,
+    # which belongs to the thread that opened it), then kept.
+    encoder: Callable[[], ImageEncoder]
+    index: Callable[[], ReferenceIndex]
     describer: Describer
     speaker: Speaker
     rules: AssessmentRules
@@ -63,6 +65,7 @@ class LocalWorkflow:
         self.events = LoggedEvents()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._pending: set[str] = set()
+        self._index: ReferenceIndex | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="assessment-worker", daemon=True)
         self._thread.start()
@@ -118,9 +121,11 @@ class LocalWorkflow:
             batch = steps.decode_vin(ref, ports.repository, ports.vin_decoder)
             step = "AnalysePhotos"
             encoder = ports.encoder()
+            if self._index is None:
+                self._index = ports.index()
             for photo in batch.photos:
                 task = steps.PhotoTask(assessment_id=assessment_id, photo=photo)
-                steps.analyse_photo(task, ports.repository, ports.objects, encoder, ports.index, ports.rules)
+                steps.analyse_photo(task, ports.repository, ports.objects, encoder, self._index, ports.rules)
             step = "Value"
             steps.value(ref, ports.repository, ports.rules)
             step = "Describe"
