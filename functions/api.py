@@ -122,10 +122,11 @@ class ProvidedServices:
 _provided: ProvidedServices | None = None
 
 
-def provide_services(config: ApiConfig, services: api.ApiServices) -> None:
-    """Serve these routes over ``services`` instead of the container's AWS ones (the local server)."""
+def provide_services(config: ApiConfig | None, services: api.ApiServices | None) -> None:
+    """Serve these routes over ``services`` instead of the container's AWS ones (the local server);
+    None, None: back to the AWS ones."""
     global _provided
-    _provided = ProvidedServices(config, services)
+    _provided = ProvidedServices(config, services) if config is not None and services is not None else None
     get_config.cache_clear()
     get_services.cache_clear()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,12 @@ class RunningServer:
 
     def close(self) -> None:
         """Stop taking requests, finish the assessment in hand, and let go of the port."""
+        from functions import api as api_handler
+
         self.server.shutdown()
         self.server.server_close()
         self.workflow.stop()
+        api_handler.provide_services(None, None)
 
 
 def build_server(
@@ -103,6 +107,8 @@ def build_server(
         raise ValueError(f"bound to {host}, the server needs a token: give --token or set {TOKEN_ENV}")
     for name, value in POWERTOOLS_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # Said after every request that adds no metric; here no request does (metrics are off).
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
     from functions import api as api_handler
 
     server = LocalServer((host, port))
