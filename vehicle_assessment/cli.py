@@ -373,8 +373,12 @@ def _build_and_report(
 ) -> int:
     from tqdm import tqdm
 
+    from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
     from vehicle_assessment.indexing import build_index
 
+    # The local index's photos get their display copies in the local object store (`serve` shows them);
+    # the AWS target's are written by the distributed build into the bucket.
+    display_store = FilesystemObjectStore(settings.objects_dir) if args.target == "local" else None
     warnings = list(getattr(encoder, "warnings", []))
     if encoder.identity.untrained:
         warnings.append(UNTRAINED_ENCODER_WARNING)
@@ -384,7 +388,13 @@ def _build_and_report(
             bar.update(done)
 
         report = build_index(
-            photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=advance
+            photos,
+            encoder,
+            index,
+            settings.rules.intake,
+            batch_size=args.batch_size,
+            progress=advance,
+            display_copies=display_store,
         )
     from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 
@@ -397,6 +407,7 @@ def _build_and_report(
         "added": report.added,
         "already_indexed": report.already_indexed,
         "total": index.count(),
+        "display_copies": report.display_copies,
         "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
         "warnings": warnings,
     }
