@@ -527,9 +527,9 @@ def parse_multipart(body: bytes, boundary: bytes) -> list[tuple[str, str | bytes
             raise ValueError("a form part has no header")
         part = email.message.Message()
         for line in head.decode("latin-1").split("\r\n"):
-            name, colon, value = line.partition(":")
+            header, colon, value = line.partition(":")
             if colon:
-                part[name.strip()] = value.strip()
+                part[header.strip()] = value.strip()
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str) or not name:
             raise ValueError("a form part has no name")

@@ -262,7 +262,7 @@ class SqliteWorkflowRepository(SqliteAssessmentRepository):
                 " WHERE status = ? ORDER BY created_at, assessment_id",
                 (AssessmentStatus.AWAITING_PHOTOS.value,),
             ).fetchall()
-            found = []
+            found: list[AwaitingAssessment] = []
             for assessment_id, created_at, expected in rows:
                 created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
                 if created >= cutoff or len(found) >= limit:
