@@ -67,6 +67,13 @@ def test_api_requests_reach_the_lambda_handler_and_its_errors(start_server: Star
     assert response.status_code == 405 and "POST" in response.headers["Allow"]
     schema = requests.get(f"{server.base_url}/openapi.json", timeout=10).json()
     assert "/assessments/{assessment_id}/media" in schema["paths"]
+    first, second = _create(server)["assessment_id"], _create(server)["assessment_id"]
+    listed = requests.get(
+        f"{server.base_url}/assessments", params={"status": "AWAITING_PHOTOS", "limit": "1"}, timeout=10
+    ).json()
+    assert [a["assessment_id"] for a in listed["assessments"]] == [second] and listed["next_token"]
+    rest = requests.get(f"{server.base_url}/assessments", params={"next": listed["next_token"]}, timeout=10)
+    assert [a["assessment_id"] for a in rest.json()["assessments"]] == [first]
 
 
 def test_a_form_posted_as_issued_is_stored_and_counted(start_server: StartServer) -> None:
