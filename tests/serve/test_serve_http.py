@@ -251,3 +251,32 @@ def test_bound_beyond_localhost_a_token_is_required(start_server: StartServer, t
     assert allowed.status_code == 404  # through to the handler: no such assessment
     config = requests.get(f"http://127.0.0.1:{server.server.port}/config.json", timeout=10).json()
     assert config["sign_in"] == "token"
+
+
+def test_an_assessment_of_the_cli_is_served_with_its_photos(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """`assess` (and `make demo`) write the same database and object store `serve` reads."""
+    from datetime import UTC, datetime
+
+    from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
+    from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
+    from vehicle_assessment.domain.models import AssessmentInputs
+    from vehicle_assessment.pipeline import PhotoUpload, new_assessment
+
+    server = start_server()
+    data_dir = tmp_path / "data"
+    made = new_assessment(
+        AssessmentInputs(vin=VIN),
+        [PhotoUpload(filename="front.jpg", data=JPEG)],
+        FilesystemObjectStore(data_dir / "objects"),
+        datetime.now(UTC),
+    )
+    SqliteAssessmentRepository(data_dir / "assessments.sqlite3").save(made)
+    view = _assessment(server, made.assessment_id)
+    assert view["photos"][0]["object_key"].startswith("photos/")
+    listed = requests.get(f"{server.base_url}/assessments", params={"vin": VIN}, timeout=10).json()
+    assert made.assessment_id in [a["assessment_id"] for a in listed["assessments"]]
+    media = requests.get(f"{server.base_url}/assessments/{made.assessment_id}/media", timeout=10).json()
+    [photo] = media["photos"]
+    assert requests.get(photo["url"], timeout=10).content == JPEG
