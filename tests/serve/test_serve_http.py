@@ -280,3 +280,38 @@ def test_an_assessment_of_the_cli_is_served_with_its_photos(
     media = requests.get(f"{server.base_url}/assessments/{made.assessment_id}/media", timeout=10).json()
     [photo] = media["photos"]
     assert requests.get(photo["url"], timeout=10).content == JPEG
+
+
+def test_the_handler_runs_one_invocation_at_a_time(start_server: StartServer) -> None:
+    """As in one Lambda container: the Powertools resolver keeps the current event on the app object, so
+    two invocations at once would read each other's requests."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server()
+    api = server.server.api
+    original, active, most = api.lambda_handler, [0], [0]
+    counting = threading.Lock()
+
+    def observed(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with counting:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)  # long enough for another request thread to arrive meanwhile
+        try:
+            return original(event, context)
+        finally:
+            with counting:
+                active[0] -= 1
+
+    api.lambda_handler = observed
+
+    def ask(n: int) -> tuple[int, str]:
+        response = requests.get(f"{server.base_url}/assessments/id-{n}", timeout=30)
+        return n, response.json()["message"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, range(24)))
+    assert all(f"'id-{n}'" in message for n, message in answers)
+    assert most[0] == 1

@@ -29,6 +29,7 @@ import ipaddress
 import json
 import logging
 import mimetypes
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -205,6 +206,9 @@ class LocalApi:
     static_dir: Path | None
     prefixes: frozenset[str] = field(default_factory=api_prefixes)
     claims: dict[str, str] = field(default_factory=local_claims)
+    # One invocation at a time, as one Lambda container runs them: the Powertools resolver keeps the
+    # current event on the app object, so two requests in two threads would read each other's.
+    invocation_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ApiRequestHandler(BaseHTTPRequestHandler):
@@ -331,7 +335,8 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             return
         headers = {name: self.headers.get_all(name) or [] for name in set(self.headers.keys())}
         event = proxy_event(self.command, path, query, headers, body, api.claims, self.client_address[0])
-        response = api.lambda_handler(event, LambdaContextStandIn())
+        with api.invocation_lock:
+            response = api.lambda_handler(event, LambdaContextStandIn())
         multi = response.get("multiValueHeaders") or {}
         single = response.get("headers") or {}
         out_headers: list[tuple[str, str]] = [(k, v) for k, values in multi.items() for v in values]
