@@ -214,6 +214,7 @@ def test_static_files_with_security_headers_and_the_page_config(
     (site / "index.html").write_text("<!doctype html><title>t</title>")
     (site / "app.js").write_text("console.log('x')")
     (tmp_path / "secret.txt").write_text("not served")
+    (site / ".env").write_text("not served either")
     server = start_server(static_dir=site)
     page = requests.get(f"{server.base_url}/", timeout=10)
     assert page.status_code == 200 and page.text.startswith("<!doctype html>")
@@ -224,7 +225,7 @@ def test_static_files_with_security_headers_and_the_page_config(
     assert page.headers["Referrer-Policy"] == "no-referrer"
     script = requests.get(f"{server.base_url}/app.js", timeout=10)
     assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
-    for outside in ("/../secret.txt", "/%2e%2e/secret.txt", "/nothing.html"):
+    for outside in ("/../secret.txt", "/%2e%2e/secret.txt", "/nothing.html", "/.env", "/%2eenv"):
         assert _raw_get(server, outside)[0] == 404
     config = requests.get(f"{server.base_url}/config.json", timeout=10).json()
     assert config == {"api_base_url": server.base_url, "mode": "local", "sign_in": "none"}

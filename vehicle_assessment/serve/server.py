@@ -457,7 +457,11 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             self._send_json(404, {"message": "no web app is served: no such resource"})
             return
         relative = unquote(path).lstrip("/")
-        if any(part in ("..", "") or part.startswith(".") for part in relative.split("/")[:-1]):
+        parts = relative.split("/")
+        if parts[-1] == "":  # a folder: its index.html
+            parts = parts[:-1]
+        # No hidden files, no empty or parent segments, no backslashes (resolve() then checks the root).
+        if any(not part or part.startswith(".") or "\\" in part for part in parts):
             self._send_json(404, {"message": "no such resource"})
             return
         base = root.resolve()
