@@ -73,5 +73,7 @@ def test_serve_runs_until_ctrl_c_and_stops_cleanly(
         assert len(line.rsplit(" ", 1)[1]) >= 40  # generated, shown once
     else:
         assert "API token" not in out
-    with socket.socket() as again:  # the port is free again
+    with socket.socket() as again:  # nothing listens there any more (closed connections may linger)
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
+        again.listen()
