@@ -1,7 +1,9 @@
 """REST API (API Gateway proxy integration): routes, status codes and error bodies only.
 
     POST /assessments                                 201  open an assessment, get presigned POSTs
+    GET  /assessments?status=&vin=&needs_review=&limit=&next=  200  newest first, filtered, paged
     GET  /assessments/{assessment_id}                 200  the assessment, its uploads and rejections
+    GET  /assessments/{assessment_id}/media           200  short-lived links to its photos, audio, references
     GET  /vehicles/{vin}/assessments?limit=N          200  a VIN's history, newest first
     POST /assessments/{assessment_id}/descriptions    200  regenerate a description and its audio
     GET  /reviews?limit=N                             200  the review queue, oldest first
@@ -28,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -57,10 +60,10 @@ from vehicle_assessment.aws_runtime import api, authz, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig, CorsSettings
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import UnsupportedLanguage
-from vehicle_assessment.domain.models import DescriptionStyle
+from vehicle_assessment.domain.models import AssessmentStatus, DescriptionStyle
 from vehicle_assessment.domain.review import NotFinished, ReviewRefused
 from vehicle_assessment.domain.vin import InvalidVin
-from vehicle_assessment.ports import AssessmentNotFound, DescriptionUnavailable
+from vehicle_assessment.ports import AssessmentFilter, AssessmentNotFound, DescriptionUnavailable
 
 OPENAPI_TITLE = "Vehicle assessment API"
 OPENAPI_VERSION = "1.0.0"
@@ -119,24 +122,47 @@ def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, OpenA
     return listed
 
 
+@dataclass(frozen=True)
+class ProvidedServices:
+    config: ApiConfig
+    services: api.ApiServices
+
+
+# Set only by `vehicle-assessment serve` (provide_services): the same routes over the local adapters.
+_provided: ProvidedServices | None = None
+
+
+def provide_services(config: ApiConfig | None, services: api.ApiServices | None) -> None:
+    """Serve these routes over ``services`` instead of the container's AWS ones (the local server);
+    None, None: back to the AWS ones."""
+    global _provided
+    _provided = ProvidedServices(config, services) if config is not None and services is not None else None
+    get_config.cache_clear()
+    get_services.cache_clear()
+
+
 @per_container
 def get_config() -> ApiConfig:
-    return ApiConfig()
+    return _provided.config if _provided is not None else ApiConfig()
 
 
 @per_container
 def get_services() -> api.ApiServices:
+    if _provided is not None:
+        return _provided.services
     config = get_config()
     repository = factory.build_repository(config)
+    presigning = factory.build_s3_presigning_client(config)
     return api.ApiServices(
         repository=repository,
-        s3_client=factory.build_s3_presigning_client(config),
+        s3_client=presigning,
         objects=factory.build_object_store(config),
         describer=factory.build_describer(config, on_fallback=record_description_fallback),
         speaker=factory.build_speaker(config),
         review_queue=repository,
         valuation=config.rules.valuation,
         on_reference_failure=_record_reference_failure,
+        media=factory.build_media_links(config, presigning),
     )
 
 
@@ -299,12 +325,37 @@ def create_assessment(request: api.CreateAssessmentRequest) -> api.CreateAssessm
 
 
 @app.get(
+    "/assessments",
+    summary="Assessments newest first: any or one status, a VIN, needing review or not; paged",
+    responses=_responses(200, api.AssessmentListPage, 400),
+)
+def list_all_assessments(
+    status: Annotated[AssessmentStatus | None, Query()] = None,
+    vin: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    needs_review: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(alias="next", min_length=1, max_length=500)] = None,
+) -> api.AssessmentListPage:
+    which = AssessmentFilter(status=status, vin=vin, needs_review=needs_review)
+    return api.list_all_assessments(which, get_services(), limit, next_token)
+
+
+@app.get(
     "/assessments/<assessment_id>",
     summary="An assessment with its photos, verdicts and value",
     responses=_responses(200, api.AssessmentView, 400, 404),
 )
 def get_assessment(assessment_id: _ID) -> api.AssessmentView:
     return api.get_assessment(assessment_id, get_services())
+
+
+@app.get(
+    "/assessments/<assessment_id>/media",
+    summary="Short-lived links to the assessment's photos, audio and its neighbours' reference photos",
+    responses=_responses(200, api.AssessmentMedia, 400, 404),
+)
+def get_media(assessment_id: _ID) -> api.AssessmentMedia:
+    return api.media_links(assessment_id, get_services(), limits.MEDIA_LINK_EXPIRES_S)
 
 
 @app.get(
@@ -392,7 +443,7 @@ def _invalid_inputs(exc: api.InvalidInputs) -> Response:
     return _json_error(400, "invalid request", exc.errors)
 
 
-@app.exception_handler([InvalidVin, UnsupportedLanguage])
+@app.exception_handler([InvalidVin, UnsupportedLanguage, api.InvalidPageToken])
 def _bad_value(exc: ValueError) -> Response:
     return _json_error(400, str(exc))
 

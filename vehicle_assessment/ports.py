@@ -209,6 +209,28 @@ class AwaitingAssessment:
     expected: int
 
 
+@dataclass(frozen=True)
+class AssessmentFilter:
+    """Which assessments a list shows (GET /assessments); None: any."""
+
+    status: AssessmentStatus | None = None
+    vin: str | None = None
+    needs_review: bool | None = None
+
+    def matches(self, assessment: Assessment) -> bool:
+        return (
+            (self.status is None or assessment.status == self.status)
+            and (self.vin is None or assessment.vin == self.vin)
+            and (self.needs_review is None or assessment.needs_review == self.needs_review)
+        )
+
+
+@dataclass(frozen=True)
+class AssessmentPage:
+    assessments: list[Assessment]
+    next_token: str | None  # None on the last page
+
+
 class WorkflowRepository(AssessmentRepository, Protocol):
     """What the AWS services (uploads, workflow steps, sweeper, API) need beyond plain storage.
 
@@ -298,6 +320,15 @@ class WorkflowRepository(AssessmentRepository, Protocol):
         """
         ...
 
+    def list_assessments(
+        self, which: AssessmentFilter, limit: int, next_token: str | None = None
+    ) -> AssessmentPage:
+        """Newest first (creation time, then id), at most ``limit``, from an index (never a scan).
+
+        ``next_token`` is the previous page's; raises ValueError for a token this repository did not issue.
+        """
+        ...
+
 
 class EventPublisher(Protocol):
     def publish(self, event: AssessmentFinished) -> None:
@@ -317,6 +348,14 @@ class ObjectHead:
     metadata: dict[str, str]
     size: int | None
     version_id: str | None = None  # the version that was read (None: the store keeps no versions)
+
+
+class MediaLinks(Protocol):
+    """Short-lived links a browser can GET stored objects with (photos, audio, reference copies)."""
+
+    def link(self, key: str, version_id: str | None, expires_in_s: int) -> str:
+        """A URL that reads ``key`` (that version, when given) for ``expires_in_s`` seconds."""
+        ...
 
 
 class ObjectProbe(Protocol):

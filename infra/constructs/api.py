@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from infra.config import InfraConfig
 from infra.constructs.lambdas import (
+    READ_PINNED_PHOTO,
     FunctionSpec,
     PipelineFunction,
     acknowledge,
@@ -41,6 +42,7 @@ from vehicle_assessment.aws_runtime.api import (
     ReviewPhotoRequest,
 )
 from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.upload_keys import REFERENCE_IMAGE_PREFIX
 
 
 def draft4_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -147,6 +149,14 @@ class Api(Construct):
             ("audio/", "Writes regenerated description audio under audio/{assessment_id}/."),
         ):
             grant_objects(bucket, role, "s3:PutObject", prefix, why)
+        # GET /assessments/{id}/media presigns GETs with this role: photos by the version that was counted
+        # (GetObjectVersion), audio, and the reference photos' display copies. Nothing else is readable.
+        for prefix, why in (
+            ("uploads/", "Presigns GETs of an assessment's photos (pinned versions) for the review page."),
+            ("audio/", "Presigns GETs of an assessment's description audio for the review page."),
+            (REFERENCE_IMAGE_PREFIX, "Presigns GETs of reference photos' display copies (review page)."),
+        ):
+            grant_objects(bucket, role, READ_PINNED_PHOTO, prefix, why)
         for statement in bedrock_invoke_statements(stack, config.bedrock_model_id):
             role.add_to_principal_policy(statement)
         grant_speech(role)
@@ -260,11 +270,28 @@ class Api(Construct):
             request_validator=body_validator,
             request_models={"application/json": model("CreateAssessment", CreateAssessmentRequest)},
         )
+        assessments.add_method(
+            "GET",
+            integration,
+            authorization_scopes=scopes("GET /assessments"),
+            request_validator=params_validator,
+            request_parameters={
+                f"method.request.querystring.{name}": False
+                for name in ("status", "vin", "needs_review", "limit", "next")
+            },
+        )
         one = assessments.add_resource("{assessment_id}")
         one.add_method(
             "GET",
             integration,
             authorization_scopes=scopes("GET /assessments/{assessment_id}"),
+            request_validator=params_validator,
+            request_parameters={"method.request.path.assessment_id": True},
+        )
+        one.add_resource("media").add_method(
+            "GET",
+            integration,
+            authorization_scopes=scopes("GET /assessments/{assessment_id}/media"),
             request_validator=params_validator,
             request_parameters={"method.request.path.assessment_id": True},
         )

@@ -31,6 +31,7 @@ SERVICE_OF_ADAPTER: dict[str, str | None] = {
     "s3_object_probe.py": "s3",
     "s3_object_store.py": "s3",
     "s3_upload_forms.py": "s3",
+    "s3_media_links.py": "s3",
     "sagemaker_encoder.py": "sagemaker-runtime",
     "step_functions.py": "stepfunctions",
     # No calls of their own: client construction, settings and error helpers.
@@ -40,8 +41,9 @@ SERVICE_OF_ADAPTER: dict[str, str | None] = {
     "errors.py": None,
     "settings.py": None,
 }
-# Client methods that are no service operation: boto3's injected helpers.
-HELPERS = {"generate_presigned_post"}
+# Client methods that are no service operation: boto3's injected helpers. (generate_presigned_url's
+# Params are validated by botocore against the named operation's input shape when it signs.)
+HELPERS = {"generate_presigned_post", "generate_presigned_url"}
 # Table resource methods that are no service operation: batch_writer sends BatchWriteItem (and resends
 # its UnprocessedItems) with the put_item/delete_item requests given to it.
 TABLE_HELPERS = {"batch_writer"}

@@ -87,6 +87,15 @@ def test_table_keys_indexes_pitr_encryption(template: Template) -> None:
                         "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["review_entry"]},
                     }
                 ),
+                Match.object_like(
+                    {
+                        "IndexName": "GSI4",
+                        "KeySchema": [
+                            {"AttributeName": "GSI4PK", "KeyType": "HASH"},
+                            {"AttributeName": "GSI4SK", "KeyType": "RANGE"},
+                        ],
+                    }
+                ),
             ],
         },
     )
@@ -294,7 +303,7 @@ def test_api_methods_all_cognito_with_validation(template: Template, template_js
         for k, m in resources_of(template_json, "AWS::ApiGateway::Method").items()
         if m["Properties"]["HttpMethod"] != "OPTIONS"  # CORS preflights: tests/infra/test_auth.py
     }
-    assert len(methods) == len(authz.ROUTES) == 7
+    assert len(methods) == len(authz.ROUTES) == 9
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "COGNITO_USER_POOLS"
         assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"

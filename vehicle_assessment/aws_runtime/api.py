@@ -49,8 +49,10 @@ from vehicle_assessment.domain.review import add_history, next_version, replace_
 from vehicle_assessment.domain.rules import ValuationSettings
 from vehicle_assessment.domain.vin import normalise_vin
 from vehicle_assessment.ports import (
+    AssessmentFilter,
     ConcurrentUpdate,
     Describer,
+    MediaLinks,
     ObjectStore,
     ReferenceFeedback,
     ReviewQueue,
@@ -187,6 +189,21 @@ class AssessmentList(ApiModel):
     assessments: list[AssessmentSummary]
 
 
+class ListedAssessment(AssessmentSummary):
+    vin: str
+
+
+class AssessmentListPage(ApiModel):
+    assessments: list[ListedAssessment]
+    next_token: str | None = Field(
+        default=None, description="ask again with next=<this> for the following page; null on the last page"
+    )
+
+
+class InvalidPageToken(ValueError):
+    """``next`` is not a token this API issued (HTTP 400)."""
+
+
 class RegenerateDescriptionRequest(ApiRequest):
     # Powertools validates the parsed JSON in Python mode, where a strict enum wants an enum
     # instance; the string is still checked against the enum's values.
@@ -225,6 +242,38 @@ class ReviewQueueView(ApiModel):
     entries: list[ReviewQueueEntry] = Field(description="oldest first")
 
 
+class PhotoMedia(ApiModel):
+    photo_id: str
+    url: str = Field(description="GET the photo as uploaded (the version that was counted)")
+
+
+class AudioMedia(ApiModel):
+    style: DescriptionStyle
+    language: str
+    content_type: str | None = None
+    url: str
+
+
+class ReferenceMedia(ApiModel):
+    sha256: str
+    url: str = Field(
+        description="GET the reference photo's display copy (JPEG, longest side "
+        f"{limits.REFERENCE_IMAGE_MAX_SIDE} px); absent from the store until an index build wrote it"
+    )
+
+
+class AssessmentMedia(ApiModel):
+    """Short-lived links to what a page shows beside the assessment; the store itself stays private."""
+
+    assessment_id: str
+    expires_in_s: int
+    photos: list[PhotoMedia]
+    audio: list[AudioMedia]
+    references: list[ReferenceMedia] = Field(
+        description="the display copies of every neighbour of every photo, by the reference's sha256"
+    )
+
+
 # --- services --------------------------------------------------------------------------------
 
 # Description pairs rewritten at once after a review (see the module docstring); an assessment holding
@@ -245,6 +294,7 @@ class ApiServices:
     references: ReferenceFeedback | None = None
     # Called with the reason when a reviewed photo could not join the reference index (a metric).
     on_reference_failure: Callable[[str], None] | None = None
+    media: MediaLinks | None = None  # signs GET links: S3 presigned GETs, or the local server's
 
 
 @dataclass(frozen=True)
@@ -322,6 +372,76 @@ def list_assessments(vin: str, services: ApiServices, limit: int) -> AssessmentL
             )
             for a in found
         ],
+    )
+
+
+def media_links(assessment_id: str, services: ApiServices, expires_in_s: int) -> AssessmentMedia:
+    """Links to the assessment's photos, audio and neighbours' display copies. Raises AssessmentNotFound."""
+    if services.media is None:
+        raise RuntimeError("the API was wired without media links")
+    media = services.media
+    assessment = services.repository.get(assessment_id)
+    references = sorted(
+        {
+            neighbour.sha256
+            for photo in assessment.photos
+            if photo.verdict is not None
+            for neighbour in photo.verdict.neighbours
+            if neighbour.sha256
+        }
+    )
+    return AssessmentMedia(
+        assessment_id=assessment_id,
+        expires_in_s=expires_in_s,
+        photos=[
+            PhotoMedia(photo_id=p.photo_id, url=media.link(p.object_key, p.object_version, expires_in_s))
+            for p in assessment.photos
+        ],
+        audio=[
+            AudioMedia(
+                style=a.style,
+                language=a.language,
+                content_type=a.content_type,
+                url=media.link(a.object_key, None, expires_in_s),
+            )
+            for a in assessment.audio
+            if a.object_key is not None
+        ],
+        references=[
+            ReferenceMedia(
+                sha256=sha, url=media.link(upload_keys.reference_image_key(sha), None, expires_in_s)
+            )
+            for sha in references
+        ],
+    )
+
+
+def list_all_assessments(
+    which: AssessmentFilter, services: ApiServices, limit: int, next_token: str | None
+) -> AssessmentListPage:
+    """Newest first, filtered, one page. Raises InvalidPageToken."""
+    if which.vin is not None:
+        which = AssessmentFilter(
+            status=which.status, vin=normalise_vin(which.vin), needs_review=which.needs_review
+        )
+    try:
+        page = services.repository.list_assessments(which, limit, next_token)
+    except ValueError:  # the port's answer to a token it did not issue
+        raise InvalidPageToken("next is not a page token this API issued: start again without it") from None
+    return AssessmentListPage(
+        assessments=[
+            ListedAssessment(
+                assessment_id=a.assessment_id,
+                vin=a.vin,
+                status=a.status,
+                created_at=a.created_at,
+                updated_at=a.updated_at,
+                adjusted_value_usd=a.valuation.adjusted_value_usd if a.valuation else None,
+                needs_review=a.needs_review,
+            )
+            for a in page.assessments
+        ],
+        next_token=page.next_token,
     )
 
 

@@ -86,10 +86,21 @@ ROUTES: dict[str, RouteAccess] = {
         why="yard staff open an assessment when a vehicle arrives and get its upload forms; "
         "an integration (e.g. an auction system) may open one too. Appraisers review, they do not intake.",
     ),
+    "GET /assessments": RouteAccess(
+        groups=_ALL_PEOPLE,
+        scopes=frozenset({Scope.READ}),
+        why="the web app's first page: yard staff find the assessments they opened, appraisers those "
+        "that need review.",
+    ),
     "GET /assessments/{assessment_id}": RouteAccess(
         groups=_ALL_PEOPLE,
         scopes=frozenset({Scope.READ}),
         why="the yard app shows upload progress and rejected photos to retake; appraisers review the result.",
+    ),
+    "GET /assessments/{assessment_id}/media": RouteAccess(
+        groups=_ALL_PEOPLE,
+        scopes=frozenset({Scope.READ}),
+        why="whoever may read an assessment may see its photos, audio and neighbours' reference photos.",
     ),
     "GET /vehicles/{vin}/assessments": RouteAccess(
         groups=frozenset({Group.APPRAISER, Group.ADMIN}),

@@ -114,3 +114,6 @@ INDEX_BUILD_DOWNLOAD_WORKERS = 8
 # Concurrent batches per endpoint instance (MaxConcurrency = this × encoder_max_instances): each batch
 # sends one request at a time, and a GPU instance embeds a few 16-image requests at once.
 INDEX_BUILD_BATCHES_PER_ENDPOINT_INSTANCE = 4
+# How long a media link (GET /assessments/{id}/media: a presigned S3 GET, or a signed local /media URL)
+# stays usable: long enough to look at a page, short enough that a copied link soon goes dead.
+MEDIA_LINK_EXPIRES_S = 900
