@@ -88,6 +88,12 @@ class InfraConfig(BaseModel):
     # None: as long as photo_retention_days.
     replaced_photo_retention_days: int | None = Field(default=None, ge=1)
     assessment_ttl_days: int | None = Field(default=None, ge=1)
+    # Upgrading a stack deployed before the review queue (GSI3) and the list route (GSI4): DynamoDB
+    # creates at most one GSI per UpdateTable, and CloudFormation fails an update that adds two
+    # ("Cannot perform more than one GSI creation or deletion in a single update";
+    # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTable.html). Deploy once
+    # with `-c deferred_table_indexes='["GSI4"]'`, then once without (see README "Upgrading").
+    deferred_table_indexes: list[Literal["GSI3", "GSI4"]] = Field(default_factory=list)
 
     # --- browsers and sign-in ---
     # Web origins allowed to call the API and post uploads from a browser (the API's CORS and the

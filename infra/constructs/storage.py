@@ -35,6 +35,8 @@ class Storage(Construct):
         # so the sweeper queries the stale ones instead of scanning the table. GSI4: by status, newest
         # first, for the list route (GET /assessments).
         for name in (GSI1, GSI2, GSI4):
+            if name in config.deferred_table_indexes:
+                continue
             self.table.add_global_secondary_index(
                 index_name=name,
                 partition_key=dynamodb.Attribute(name=f"{name}PK", type=dynamodb.AttributeType.STRING),
@@ -43,11 +45,12 @@ class Storage(Construct):
             )
         # GSI3: sparse, only finished assessments with photos awaiting a person (the review queue),
         # oldest first; it carries only the queue entry. (One GSI per stack update: CloudFormation
-        # creates at most one new GSI per table update.)
-        self.table.add_global_secondary_index(
-            index_name=GSI3,
-            partition_key=dynamodb.Attribute(name=f"{GSI3}PK", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=f"{GSI3}SK", type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.INCLUDE,
-            non_key_attributes=[REVIEW_ENTRY],
-        )
+        # creates at most one new GSI per table update: InfraConfig.deferred_table_indexes.)
+        if GSI3 not in config.deferred_table_indexes:
+            self.table.add_global_secondary_index(
+                index_name=GSI3,
+                partition_key=dynamodb.Attribute(name=f"{GSI3}PK", type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=f"{GSI3}SK", type=dynamodb.AttributeType.STRING),
+                projection_type=dynamodb.ProjectionType.INCLUDE,
+                non_key_attributes=[REVIEW_ENTRY],
+            )
