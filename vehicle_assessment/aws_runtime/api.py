@@ -245,6 +245,9 @@ class ApiServices:
     references: ReferenceFeedback | None = None
     # Called with the reason when a reviewed photo could not join the reference index (a metric).
     on_reference_failure: Callable[[str], None] | None = None
+    # Set (the deployed API): a review "as reference" is handed to the reference feedback function,
+    # asynchronously (aws_runtime/reference_requests.py says why), instead of `references`.
+    request_reference: reviewing.ReferenceRequester | None = None
 
 
 @dataclass(frozen=True)
@@ -419,6 +422,7 @@ def _review_services(services: ApiServices) -> reviewing.ReviewServices:
         valuation=services.valuation,
         references=services.references,
         on_reference_failure=services.on_reference_failure,
+        request_reference=services.request_reference,
         parallel_descriptions=REVIEW_PARALLEL_DESCRIPTIONS,
     )
 
