@@ -28,6 +28,7 @@ HANDLERS = {
     "functions.sweeper.handler",
     "infra_lambda.aoss_index.handler",
     "functions.index_build_batch.handler",
+    "functions.reference_feedback.handler",
 }
 
 
@@ -188,14 +189,16 @@ PHOTO_HANDLERS = {
     "functions.analyse_photo.handler",
     "infra_lambda.aoss_index.handler",
     "functions.index_build_batch.handler",
+    "functions.reference_feedback.handler",
 }
 
 
-def test_two_code_assets_photo_one_for_analyse_and_index_only(
+def test_two_code_assets_photo_one_for_analyse_index_and_feedback_only(
     cloud_assembly, template_json: dict[str, Any]
 ) -> None:
-    """numpy, pillow and opensearch-py (infra/bundling.py "photo") ship with three functions only:
-    the analyse step, the index custom resource and the index build's batches."""
+    """numpy, pillow and opensearch-py (infra/bundling.py "photo") ship with four functions only:
+    the analyse step, the index custom resource, the index build's batches and the reference feedback
+    function (it decodes the reviewed photo and writes the index)."""
     asset_of = {
         f["Properties"]["Handler"]: f["Properties"]["Code"]["S3Key"]
         for f in our_functions(template_json).values()
@@ -385,6 +388,7 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
             "functions.analyse_photo.handler",
             "infra_lambda.aoss_index.handler",
             "functions.index_build_batch.handler",
+            "functions.reference_feedback.handler",
         )
     }
     assert principals == expected | {"arn:aws:iam::123456789012:role/reference-loader"}

@@ -77,10 +77,7 @@ class ApiConfig(FunctionConfig):
     # is handed to, asynchronously (aws_runtime/reference_requests.py says why). None: learning is off,
     # said once per container in the log, and each such review is recorded REFERENCE_FAILED with the
     # ReferenceFeedbackFailed metric.
-    reference_feedback_function: str | None = Field(
-        default=None,
-        pattern=r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+(:[A-Za-z0-9_$-]+)?$",
-    )
+    reference_feedback_function: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:lambda:")
     # The asynchronous Invoke answers 202 as soon as Lambda has queued the event: one short attempt, so
     # the review route's worst case stays within the gateway's limit (a failure is recorded, not fatal).
     lambda_client: AwsClientSettings = Field(
