@@ -96,7 +96,7 @@ def lambda_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lambda]:
     original = factory.build_reference_requester
 
     def requester(config: Any) -> Any:
-        built = original(config)  # the configured one, its client swapped for the stubbed one
+        built: Any = original(config)  # the configured one, its client swapped for the stubbed one
         if built is not None:
             built.client = stubbed.client
         return built
