@@ -52,15 +52,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from functions.container_cache import per_container
-from functions.observability import (
-    REFERENCE_FEEDBACK_FAILED_METRIC,
-    lambda_entry,
-    logger,
-    metrics,
-    record_description_fallback,
-)
+from functions.observability import lambda_entry, logger, metrics, record_description_fallback
 from vehicle_assessment.aws_runtime import api, authz, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig, CorsSettings
+from vehicle_assessment.aws_runtime.reference_requests import REFERENCE_FEEDBACK_FAILED_METRIC
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import UnsupportedLanguage
 from vehicle_assessment.domain.models import DescriptionStyle

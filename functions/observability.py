@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Any, Any], Any]
 ENTRY_MARK = "__lambda_entry__"
-# A reviewed photo did not join the reference index (API: learning off or the request not made;
-# the reference feedback function: the addition failed). The stack alarms on it.
-REFERENCE_FEEDBACK_FAILED_METRIC = "ReferenceFeedbackFailed"
 
 
 class LazyTracer:

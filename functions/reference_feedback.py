@@ -16,11 +16,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from functions.container_cache import per_container
-from functions.observability import REFERENCE_FEEDBACK_FAILED_METRIC, lambda_entry, logger, metrics
+from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment import reviewing
 from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.aws_runtime.config import ReferenceFeedbackConfig
-from vehicle_assessment.aws_runtime.reference_requests import ReferenceRequest
+from vehicle_assessment.aws_runtime.reference_requests import (
+    REFERENCE_FEEDBACK_FAILED_METRIC,
+    ReferenceRequest,
+)
 from vehicle_assessment.domain.models import HistoryAction
 from vehicle_assessment.ports import AssessmentNotFound, AssessmentRepository, ReferenceFeedback
 

@@ -143,6 +143,7 @@ class VehicleAssessmentStack(Stack):
         )
 
         finished.alarm_on_unpublished(ingest.sweeper, monitoring.topic)
+        learning.alarm_on_failures(api.handler, monitoring.topic)
 
         for name, value in {
             # Read by clients (the submit tool, the yard app's settings): keep these keys stable.

@@ -13,15 +13,19 @@ fields (PUT _mapping needs aoss:UpdateIndex).
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.bundling import LambdaCode
 from infra.config import InfraConfig
 from infra.constructs.embedding import Embedding
 from infra.constructs.lambdas import (
+    METRICS_NAMESPACE,
     READ_PINNED_PHOTO,
     FunctionSpec,
     PipelineFunction,
@@ -30,7 +34,10 @@ from infra.constructs.lambdas import (
 )
 from infra.constructs.vector_search import VectorSearch
 from vehicle_assessment.aws_runtime.config import ReferenceFeedbackConfig
-from vehicle_assessment.aws_runtime.reference_requests import reference_feedback_timeout_s
+from vehicle_assessment.aws_runtime.reference_requests import (
+    REFERENCE_FEEDBACK_FAILED_METRIC,
+    reference_feedback_timeout_s,
+)
 from vehicle_assessment.domain import upload_keys
 
 # Upsert of a reviewed photo (adapters/aws/opensearch_index.py): the mapping read (DescribeIndex), its
@@ -127,3 +134,40 @@ class ReferenceLearning(Construct):
         api.add_to_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[target.function_arn])
         )
+
+    def alarm_on_failures(self, api: PipelineFunction, topic: sns.ITopic) -> cw.Alarm:
+        """A reviewed photo that did not join the index (either function's metric, by its ``service``
+        dimension: the function's construct id), or a request the function failed to record (its
+        Errors: Lambda retries those, then drops the event)."""
+        period = Duration.minutes(5)
+        failed = {
+            key: cw.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=REFERENCE_FEEDBACK_FAILED_METRIC,
+                dimensions_map={"service": fn.node.id},
+                statistic="Sum",
+                period=period,
+            )
+            for key, fn in (("api", api), ("feedback", self.function))
+        }
+        errors = self.function.function.metric_errors(period=period, statistic="Sum")
+        alarm = cw.Alarm(
+            self,
+            "ReferenceFeedbackFailures",
+            alarm_description=(
+                "Reviewed photos did not join the reference index; each assessment's history says why "
+                "(reference_failed), the functions' logs have the errors."
+            ),
+            metric=cw.MathExpression(
+                expression="FILL(api, 0) + FILL(feedback, 0) + FILL(errors, 0)",
+                using_metrics={**failed, "errors": errors},
+                label="Reference feedback failures",
+                period=period,
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        return alarm

@@ -119,3 +119,20 @@ def test_the_api_may_only_queue_requests_for_the_feedback_functions_alias(
     [invoke_config] = resources_of(template_json, "AWS::Lambda::EventInvokeConfig").values()
     assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
     assert resolve_value(invoke_config["Properties"]["Qualifier"], placeholder(template_json)) == "live"
+
+
+def test_failures_of_either_function_are_alarmed(template_json: dict[str, Any]) -> None:
+    from vehicle_assessment.aws_runtime.reference_requests import REFERENCE_FEEDBACK_FAILED_METRIC
+
+    alarms = resources_of(template_json, "AWS::CloudWatch::Alarm")
+    [alarm] = [a for lid, a in alarms.items() if "ReferenceFeedbackFailures" in lid]
+    stats = [q["MetricStat"]["Metric"] for q in alarm["Properties"]["Metrics"] if "MetricStat" in q]
+    counted = {
+        d["Value"]
+        for m in stats
+        if m["MetricName"] == REFERENCE_FEEDBACK_FAILED_METRIC
+        for d in m["Dimensions"]
+    }
+    assert counted == {"ApiFn", "ReferenceFeedbackFn"}  # POWERTOOLS_SERVICE_NAME: the construct ids
+    assert {m["MetricName"] for m in stats} == {REFERENCE_FEEDBACK_FAILED_METRIC, "Errors"}
+    assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]

@@ -413,7 +413,7 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
 
 
 def test_alarms(template: Template, template_json) -> None:
-    template.resource_count_is("AWS::CloudWatch::Alarm", 6)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 7)
     metrics = {
         a["Properties"].get("MetricName", "(metric math)")
         for a in resources_of(template_json, "AWS::CloudWatch::Alarm").values()
@@ -424,6 +424,6 @@ def test_alarms(template: Template, template_json) -> None:
         "Invocation5XXErrors",
         "ModelLatency",
         "Errors",  # the sweeper's: an INCOMPLETE event may be unpublished
-        "(metric math)",  # DescriptionFallbacks: tests/infra/test_client_budgets.py
+        "(metric math)",  # DescriptionFallbacks (test_client_budgets.py), ReferenceFeedbackFailures
     }
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)

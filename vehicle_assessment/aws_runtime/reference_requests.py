@@ -30,6 +30,11 @@ from vehicle_assessment.domain import limits
 
 logger = logging.getLogger(__name__)
 
+# A reviewed photo did not join the reference index (the API: learning off, or the request could not be
+# queued; the reference feedback function: the addition failed or the request cannot be served).
+# Emitted by both functions (dimension ``service``); infra/constructs/learning.py alarms on it.
+REFERENCE_FEEDBACK_FAILED_METRIC = "ReferenceFeedbackFailed"
+
 # What adding one photo asks OpenSearch (adapters/aws/opensearch_index.py): the index's identity
 # (mapping read), the provenance fields (mapping read + write for an index from before them), the
 # source's older documents (search), the new document (bulk) and the older ones' deletion (bulk).
