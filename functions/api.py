@@ -58,6 +58,7 @@ from functions.container_cache import per_container
 from functions.observability import lambda_entry, logger, metrics, record_description_fallback
 from vehicle_assessment.aws_runtime import api, authz, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig, CorsSettings
+from vehicle_assessment.aws_runtime.reference_requests import REFERENCE_FEEDBACK_FAILED_METRIC
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import UnsupportedLanguage
 from vehicle_assessment.domain.models import AssessmentStatus, DescriptionStyle
@@ -153,6 +154,11 @@ def get_services() -> api.ApiServices:
     config = get_config()
     repository = factory.build_repository(config)
     presigning = factory.build_s3_presigning_client(config)
+    request_reference = factory.build_reference_requester(config)
+    if request_reference is None:
+        # An explicit state, not a silent one: each review "as reference" is then recorded
+        # REFERENCE_FAILED with why, and counted (ReferenceFeedbackFailed).
+        logger.warning("learning from reviews is off: REFERENCE_FEEDBACK_FUNCTION is not set")
     return api.ApiServices(
         repository=repository,
         s3_client=presigning,
@@ -163,12 +169,13 @@ def get_services() -> api.ApiServices:
         valuation=config.rules.valuation,
         on_reference_failure=_record_reference_failure,
         media=factory.build_media_links(config, presigning),
+        request_reference=request_reference,
     )
 
 
 def _record_reference_failure(reason: str) -> None:
     # The review stands and its history says why; the metric lets an alarm notice a broken index.
-    metrics.add_metric(name="ReferenceFeedbackFailed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=REFERENCE_FEEDBACK_FAILED_METRIC, unit=MetricUnit.Count, value=1)
 
 
 def _signed_in_person() -> str:

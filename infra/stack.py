@@ -16,6 +16,7 @@ from infra.constructs.embedding import Embedding
 from infra.constructs.events import AssessmentEvents
 from infra.constructs.index_build import IndexBuild
 from infra.constructs.ingest import Ingest
+from infra.constructs.learning import ReferenceLearning
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.storage import Storage
 from infra.constructs.vector_search import VectorSearch
@@ -86,6 +87,19 @@ class VehicleAssessmentStack(Stack):
             encoder_identity=identity,
             rules_json=rules_json(config),
         )
+        learning = ReferenceLearning(
+            self,
+            "Learning",
+            config=config,
+            code=code,
+            common_environment=common_environment,
+            table=storage.table,
+            bucket=ingest.bucket,
+            embedding=embedding,
+            search=search,
+            encoder_identity=identity,
+            rules_json=rules_json(config),
+        )
         # Every principal of the data access policy exists now.
         search.finish(identity)
         ingest.add_consumers(
@@ -111,6 +125,7 @@ class VehicleAssessmentStack(Stack):
             user_pool=auth.user_pool,
             rules_json=rules_json(config),
         )
+        learning.grant_request(api.handler)
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -123,10 +138,12 @@ class VehicleAssessmentStack(Stack):
                 "upload": ingest.upload_trigger,
                 "sweeper": ingest.sweeper,
                 "api": api.handler,
+                "reference_feedback": learning.function,
             },
         )
 
         finished.alarm_on_unpublished(ingest.sweeper, monitoring.topic)
+        learning.alarm_on_failures(api.handler, monitoring.topic)
 
         for name, value in {
             # Read by clients (the submit tool, the yard app's settings): keep these keys stable.

@@ -59,6 +59,11 @@ logger = logging.getLogger(__name__)
 
 EDITED_GENERATOR = "edited"
 
+# Asks for a reviewed photo to be added to the reference index later, by (assessment id, photo id, the
+# review's reviewed_at): on AWS an asynchronous invocation of the reference feedback function, because
+# embedding and indexing do not fit behind API Gateway's 29 s (aws_runtime/reference_requests.py).
+ReferenceRequester = Callable[[str, str, datetime], None]
+
 
 @dataclass(frozen=True)
 class ReviewServices:
@@ -72,6 +77,9 @@ class ReviewServices:
     references: ReferenceFeedback | None = None
     # Called with the reason when a reviewed photo could not join the reference index (AWS: a metric).
     on_reference_failure: Callable[[str], None] | None = None
+    # Set: the photo is not added here but requested (REFERENCE_PENDING); whoever serves the request
+    # calls `add_requested_reference`, which records REFERENCE_ADDED or REFERENCE_FAILED.
+    request_reference: ReferenceRequester | None = None
     # Descriptions rewritten at once. The API sets one per (style, language) pair so that the route's
     # worst case is one describer call plus one speech call, whatever the number of pairs (see README).
     parallel_descriptions: int = 1
@@ -97,8 +105,12 @@ def review_photo(
 
     saved = pipeline.save_with_retries(services.repository, read, reviewed)
     logger.info("assessment %s: photo %s reviewed by %s", assessment_id, photo_id, review.reviewer)
-    if review.as_reference:
-        saved = _add_reference(services, saved, photo_id, review)
+    if review.as_reference and services.request_reference is not None:
+        saved = _request_reference(services, services.request_reference, saved, photo_id, review)
+    elif review.as_reference:
+        saved = _add_reference(
+            services.repository, services.references, services.on_reference_failure, saved, photo_id, review
+        )
     return saved
 
 
@@ -209,39 +221,122 @@ def rewrite_descriptions(
 
 
 def _add_reference(
-    services: ReviewServices, saved: Assessment, photo_id: str, review: PhotoReview
+    repository: AssessmentRepository,
+    references: ReferenceFeedback | None,
+    on_failure: Callable[[str], None] | None,
+    saved: Assessment,
+    photo_id: str,
+    review: PhotoReview,
 ) -> Assessment:
     """Offer the reviewed photo to the reference index; the outcome joins the history either way."""
     photo = next(p for p in saved.photos if p.photo_id == photo_id)
-    label = label_text(review.label)
     try:
-        if services.references is None:
+        if references is None:
             raise RuntimeError("no reference index is wired to learn from reviews here")
-        source = services.references.add_reviewed_photo(saved, photo, review)
+        source = references.add_reviewed_photo(saved, photo, review)
     except Exception as exc:  # any failure: the review is saved already and stands; record why
-        reason = f"{type(exc).__name__}: {exc}"
-        logger.warning(
-            "assessment %s photo %s not added as a reference: %s", saved.assessment_id, photo_id, reason
+        return _record_reference_failure(repository, on_failure, saved, photo_id, review, exc)
+    entry = HistoryEntry(
+        at=review.reviewed_at,
+        actor=review.reviewer,
+        action=HistoryAction.REFERENCE_ADDED,
+        summary=f"photo {photo_id} added to the reference index as {label_text(review.label)}",
+        photo_id=photo_id,
+        after=source,
+    )
+    return pipeline.save_with_retries(repository, saved, lambda current: add_history(current, entry))
+
+
+def _record_reference_failure(
+    repository: AssessmentRepository,
+    on_failure: Callable[[str], None] | None,
+    saved: Assessment,
+    photo_id: str,
+    review: PhotoReview,
+    exc: Exception,
+) -> Assessment:
+    reason = f"{type(exc).__name__}: {exc}"
+    logger.warning(
+        "assessment %s photo %s not added as a reference: %s", saved.assessment_id, photo_id, reason
+    )
+    if on_failure is not None:
+        on_failure(reason)
+    entry = HistoryEntry(
+        at=review.reviewed_at,
+        actor=review.reviewer,
+        action=HistoryAction.REFERENCE_FAILED,
+        summary=f"photo {photo_id} NOT added to the reference index as {label_text(review.label)}: {reason}",
+        photo_id=photo_id,
+    )
+    return pipeline.save_with_retries(repository, saved, lambda current: add_history(current, entry))
+
+
+def _request_reference(
+    services: ReviewServices,
+    request: ReferenceRequester,
+    saved: Assessment,
+    photo_id: str,
+    review: PhotoReview,
+) -> Assessment:
+    """Record REFERENCE_PENDING, then ask for the addition; a request that cannot be made is recorded
+    as REFERENCE_FAILED with why (the review stands). Pending first, so the outcome's entry (written by
+    whoever serves the request) always comes after it."""
+    entry = HistoryEntry(
+        at=review.reviewed_at,
+        actor=review.reviewer,
+        action=HistoryAction.REFERENCE_PENDING,
+        summary=f"photo {photo_id} to be added to the reference index as {label_text(review.label)}",
+        photo_id=photo_id,
+    )
+    saved = pipeline.save_with_retries(
+        services.repository, saved, lambda current: add_history(current, entry)
+    )
+    try:
+        request(saved.assessment_id, photo_id, review.reviewed_at)
+    except Exception as exc:  # the request is lost: say so on the record, the review stands
+        return _record_reference_failure(
+            services.repository, services.on_reference_failure, saved, photo_id, review, exc
         )
-        if services.on_reference_failure is not None:
-            services.on_reference_failure(reason)
-        entry = HistoryEntry(
-            at=review.reviewed_at,
-            actor=review.reviewer,
-            action=HistoryAction.REFERENCE_FAILED,
-            summary=f"photo {photo_id} NOT added to the reference index as {label}: {reason}",
-            photo_id=photo_id,
+    logger.info("assessment %s photo %s: reference addition requested", saved.assessment_id, photo_id)
+    return saved
+
+
+class ReferenceRequestInvalid(ValueError):
+    """A reference request names no as-reference review of a known photo (it will never succeed)."""
+
+
+def add_requested_reference(
+    repository: AssessmentRepository,
+    references: ReferenceFeedback,
+    on_failure: Callable[[str], None] | None,
+    assessment_id: str,
+    photo_id: str,
+    reviewed_at: datetime,
+) -> Assessment | None:
+    """Serve a request made by `_request_reference`: add the review's photo and record the outcome
+    (REFERENCE_ADDED or REFERENCE_FAILED, a conditional save). None when the outcome is on the record
+    already: requests may be delivered more than once (an asynchronous invocation's queue is at least
+    once), and the index's upsert and this check make a repeat harmless.
+
+    Raises AssessmentNotFound, ReferenceRequestInvalid.
+    """
+    assessment = repository.get(assessment_id)
+    photo = next((p for p in assessment.photos if p.photo_id == photo_id), None)
+    if photo is None:
+        raise ReferenceRequestInvalid(f"assessment {assessment_id} has no photo {photo_id}")
+    review = next((r for r in photo.reviews if r.reviewed_at == reviewed_at), None)
+    if review is None or not review.as_reference:
+        raise ReferenceRequestInvalid(
+            f"photo {photo_id} of assessment {assessment_id} has no review at {reviewed_at.isoformat()} "
+            "asking to use it as a reference"
         )
-    else:
-        entry = HistoryEntry(
-            at=review.reviewed_at,
-            actor=review.reviewer,
-            action=HistoryAction.REFERENCE_ADDED,
-            summary=f"photo {photo_id} added to the reference index as {label}",
-            photo_id=photo_id,
-            after=source,
-        )
-    return pipeline.save_with_retries(services.repository, saved, lambda current: add_history(current, entry))
+    settled = {HistoryAction.REFERENCE_ADDED, HistoryAction.REFERENCE_FAILED}
+    if any(
+        e.action in settled and e.photo_id == photo_id and e.at == reviewed_at for e in assessment.history
+    ):
+        logger.info("assessment %s photo %s: reference request already served", assessment_id, photo_id)
+        return None
+    return _add_reference(repository, references, on_failure, assessment, photo_id, review)
 
 
 # --- a person's description -------------------------------------------------------------------

@@ -206,6 +206,7 @@ def least_privilege_tables(monkeypatch: pytest.MonkeyPatch) -> None:
         (config.SweeperConfig, "sweeper"),
         (config.ApiConfig, "api"),
         (config.WorkflowConfig, "workflow_step"),
+        (config.ReferenceFeedbackConfig, "reference_feedback"),
     )
 
     def granted(function_config: Any) -> Any:
@@ -220,7 +221,13 @@ def least_privilege_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     def granted_registry(function_config: Any) -> Any:
         registry: Any = build_registry(function_config)
         if registry is not None:
-            registry.table = GrantedTable(registry.table, "photo_registry")
+            # The analyse step keeps the registry; the reference feedback function only reads it.
+            user = (
+                "reference_feedback"
+                if isinstance(function_config, config.ReferenceFeedbackConfig)
+                else "photo_registry"
+            )
+            registry.table = GrantedTable(registry.table, user)
         return registry
 
     monkeypatch.setattr(factory, "build_photo_registry", granted_registry)

@@ -23,10 +23,12 @@ from vehicle_assessment.aws_runtime.api import REVIEW_PARALLEL_DESCRIPTIONS
 from vehicle_assessment.aws_runtime.config import (
     ApiConfig,
     FunctionConfig,
+    ReferenceFeedbackConfig,
     SweeperConfig,
     UploadConfig,
     WorkflowConfig,
 )
+from vehicle_assessment.aws_runtime.reference_requests import reference_feedback_worst_case_s
 from vehicle_assessment.domain import limits
 
 pytestmark = pytest.mark.slow  # synthesizes the CDK app
@@ -69,6 +71,19 @@ def _speak(config: ApiConfig | WorkflowConfig) -> dict[str, float]:
     return {**_generic(config), f"polly × {calls}": calls * config.polly.client.worst_case_s()}
 
 
+def _reference_feedback(config: ReferenceFeedbackConfig) -> dict[str, float]:
+    # Every call adding one reviewed photo makes, one after another: the function's whole worst case.
+    return {**_generic(config), "add one reference": reference_feedback_worst_case_s(config)}
+
+
+def _api(config: ApiConfig) -> dict[str, float]:
+    return {
+        **_describe(config),
+        **_speak(config),
+        "lambda (async invoke)": config.lambda_client.worst_case_s(),
+    }
+
+
 def _aoss_index(_: None) -> dict[str, float]:
     # infra/lambda_src/aoss_index.py builds the index with OpenSearchSettings' defaults.
     return {"opensearch": OpenSearchSettings(collection_endpoint="collection.example").worst_case_s()}
@@ -85,7 +100,8 @@ FUNCTIONS: dict[str, tuple[type[FunctionConfig] | None, Clients]] = {
     "functions.mark_failed.handler": (WorkflowConfig, _generic),
     "functions.upload_trigger.handler": (UploadConfig, _generic),
     "functions.sweeper.handler": (SweeperConfig, _generic),
-    "functions.api.handler": (ApiConfig, lambda c: {**_describe(c), **_speak(c)}),
+    "functions.api.handler": (ApiConfig, _api),
+    "functions.reference_feedback.handler": (ReferenceFeedbackConfig, _reference_feedback),
     "infra_lambda.aoss_index.handler": (None, _aoss_index),
 }
 
@@ -151,6 +167,14 @@ def test_the_api_answers_within_api_gateways_limit(
     pairs = len(config.rules.languages) * len(config.rules.styles)
     assert pairs <= REVIEW_PARALLEL_DESCRIPTIONS
     assert one_pair_s < fn["Properties"]["Timeout"] < pairs * one_pair_s
+    # A review "as reference" also adds the photo to the index. Done in the route, that addition's
+    # worst case (the feedback function's clients, as deployed) would not fit beside the pair's: the
+    # API only queues it (an asynchronous Invoke, one short attempt), which does fit.
+    feedback = _our_functions(template_json)["functions.reference_feedback.handler"]
+    feedback_config = _function_config(monkeypatch, template_json, feedback, ReferenceFeedbackConfig)
+    assert config.reference_feedback_function is not None  # learning is on in the deployed API
+    assert one_pair_s + reference_feedback_worst_case_s(feedback_config) > limits.API_GATEWAY_TIMEOUT_S
+    assert one_pair_s + config.lambda_client.worst_case_s() <= limits.API_GATEWAY_TIMEOUT_S
 
 
 LAMBDA_SERVICE_ERRORS = {

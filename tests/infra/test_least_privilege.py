@@ -96,7 +96,7 @@ def _function_roles(template: dict[str, Any]) -> dict[str, str]:
 
 
 def _table_users(module: str) -> tuple[str, ...]:
-    if module in {"upload_trigger", "sweeper", "api"}:
+    if module in {"upload_trigger", "sweeper", "api", "reference_feedback"}:
         return (module,)
     # The analyse step also keeps the photo registry (the reused-photo check).
     return ("workflow_step", "photo_registry") if module == "analyse_photo" else ("workflow_step",)

@@ -35,7 +35,7 @@ def test_every_pipeline_function_has_snapstart_or_is_excluded(template_json: dic
     }
     handlers = {fn["Properties"]["Handler"] for fn in functions.values()}
     assert with_snapstart == handlers - EXCLUDED
-    assert len(with_snapstart) == 11
+    assert len(with_snapstart) == 12  # the reference feedback function included
     for fn in functions.values():  # what SnapStart refuses (AWS: "Supported features and limitations")
         props = fn["Properties"]
         assert props["Runtime"] in ("python3.12", "python3.13", "python3.14")
@@ -63,7 +63,7 @@ def test_each_snapstart_function_has_a_live_alias_on_a_published_version(
         # A replaced version (and its billed snapshot) goes when the alias moves on.
         assert version["DeletionPolicy"] == "Delete"
         aliased[props["FunctionName"]["Ref"]] = alias
-    assert set(aliased) == snapstart_functions and len(aliased) == 11
+    assert set(aliased) == snapstart_functions and len(aliased) == 12
 
 
 def test_state_machine_tasks_invoke_aliases(template_json: dict[str, Any]) -> None:

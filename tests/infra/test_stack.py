@@ -28,6 +28,7 @@ HANDLERS = {
     "functions.sweeper.handler",
     "infra_lambda.aoss_index.handler",
     "functions.index_build_batch.handler",
+    "functions.reference_feedback.handler",
 }
 
 
@@ -79,21 +80,21 @@ def test_table_keys_indexes_pitr_encryption(template: Template) -> None:
                 ),
                 Match.object_like(
                     {
+                        "IndexName": "GSI4",
+                        "KeySchema": [
+                            {"AttributeName": "GSI4PK", "KeyType": "HASH"},
+                            {"AttributeName": "GSI4SK", "KeyType": "RANGE"},
+                        ],
+                    }
+                ),
+                Match.object_like(
+                    {
                         "IndexName": "GSI3",
                         "KeySchema": [
                             {"AttributeName": "GSI3PK", "KeyType": "HASH"},
                             {"AttributeName": "GSI3SK", "KeyType": "RANGE"},
                         ],
                         "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["review_entry"]},
-                    }
-                ),
-                Match.object_like(
-                    {
-                        "IndexName": "GSI4",
-                        "KeySchema": [
-                            {"AttributeName": "GSI4PK", "KeyType": "HASH"},
-                            {"AttributeName": "GSI4SK", "KeyType": "RANGE"},
-                        ],
                     }
                 ),
             ],
@@ -197,14 +198,16 @@ PHOTO_HANDLERS = {
     "functions.analyse_photo.handler",
     "infra_lambda.aoss_index.handler",
     "functions.index_build_batch.handler",
+    "functions.reference_feedback.handler",
 }
 
 
-def test_two_code_assets_photo_one_for_analyse_and_index_only(
+def test_two_code_assets_photo_one_for_analyse_index_and_feedback_only(
     cloud_assembly, template_json: dict[str, Any]
 ) -> None:
-    """numpy, pillow and opensearch-py (infra/bundling.py "photo") ship with three functions only:
-    the analyse step, the index custom resource and the index build's batches."""
+    """numpy, pillow and opensearch-py (infra/bundling.py "photo") ship with four functions only:
+    the analyse step, the index custom resource, the index build's batches and the reference feedback
+    function (it decodes the reviewed photo and writes the index)."""
     asset_of = {
         f["Properties"]["Handler"]: f["Properties"]["Code"]["S3Key"]
         for f in our_functions(template_json).values()
@@ -394,6 +397,7 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
             "functions.analyse_photo.handler",
             "infra_lambda.aoss_index.handler",
             "functions.index_build_batch.handler",
+            "functions.reference_feedback.handler",
         )
     }
     assert principals == expected | {"arn:aws:iam::123456789012:role/reference-loader"}
@@ -418,7 +422,7 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
 
 
 def test_alarms(template: Template, template_json) -> None:
-    template.resource_count_is("AWS::CloudWatch::Alarm", 6)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 7)
     metrics = {
         a["Properties"].get("MetricName", "(metric math)")
         for a in resources_of(template_json, "AWS::CloudWatch::Alarm").values()
@@ -429,6 +433,6 @@ def test_alarms(template: Template, template_json) -> None:
         "Invocation5XXErrors",
         "ModelLatency",
         "Errors",  # the sweeper's: an INCOMPLETE event may be unpublished
-        "(metric math)",  # DescriptionFallbacks: tests/infra/test_client_budgets.py
+        "(metric math)",  # DescriptionFallbacks (test_client_budgets.py), ReferenceFeedbackFailures
     }
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)

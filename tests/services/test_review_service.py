@@ -345,6 +345,68 @@ def test_a_failing_reference_index_is_recorded_and_the_review_stands(
     assert "no reference index is wired" in unwired.history[-1].summary
 
 
+def test_a_requested_reference_is_pending_first_then_served_once(
+    workflow_repository: WorkflowRepository,
+) -> None:
+    """The AWS path: the review records REFERENCE_PENDING before asking; whoever serves the request
+    records the outcome after it, and a second delivery of the request changes nothing."""
+    repo = workflow_repository
+    store_finished(repo, "r-8")
+    asked: list[tuple[str, str, datetime]] = []
+
+    def request(assessment_id: str, photo_id: str, reviewed_at: datetime) -> None:
+        # Asked only once the pending entry is on the record.
+        assert repo.get(assessment_id).history[-1].action == HistoryAction.REFERENCE_PENDING
+        asked.append((assessment_id, photo_id, reviewed_at))
+
+    feedback = Feedback()
+    the_review = review(as_reference=True)
+    saved = reviewing.review_photo(
+        services(repo, references=feedback, request_reference=request), "r-8", "1", the_review
+    )
+    assert asked == [("r-8", "1", the_review.reviewed_at)] and feedback.calls == []  # not added here
+    assert saved.history[-1].action == HistoryAction.REFERENCE_PENDING
+
+    served = reviewing.add_requested_reference(repo, feedback, None, *asked[0])
+    assert served is not None and feedback.calls == [("r-8", "1", "ana")]
+    actions = [e.action for e in served.history]
+    assert actions[-2:] == [HistoryAction.REFERENCE_PENDING, HistoryAction.REFERENCE_ADDED]
+    assert reviewing.add_requested_reference(repo, feedback, None, *asked[0]) is None
+    assert len(feedback.calls) == 1 and len(repo.get("r-8").history) == len(served.history)
+
+
+def test_a_request_that_cannot_be_made_is_recorded_failed(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    store_finished(repo, "r-9")
+    reasons: list[str] = []
+
+    def request(assessment_id: str, photo_id: str, reviewed_at: datetime) -> None:
+        raise TimeoutError("queue unreachable")
+
+    saved = reviewing.review_photo(
+        services(repo, request_reference=request, on_reference_failure=reasons.append),
+        "r-9",
+        "1",
+        review(as_reference=True),
+    )
+    assert reasons == ["TimeoutError: queue unreachable"]
+    assert [e.action for e in saved.history][-2:] == [
+        HistoryAction.REFERENCE_PENDING,
+        HistoryAction.REFERENCE_FAILED,
+    ]
+    assert saved.photos[0].review is not None  # the review stands
+
+
+def test_a_request_for_no_such_review_is_refused(workflow_repository: WorkflowRepository) -> None:
+    repo = workflow_repository
+    store_finished(repo, "r-10")
+    plain = review()  # not "as reference"
+    reviewing.review_photo(services(repo), "r-10", "1", plain)
+    for photo_id, at in (("1", plain.reviewed_at), ("1", NOW), ("9", plain.reviewed_at)):
+        with pytest.raises(reviewing.ReferenceRequestInvalid):
+            reviewing.add_requested_reference(repo, Feedback(), None, "r-10", photo_id, at)
+
+
 # --- edits -----------------------------------------------------------------------------------
 
 

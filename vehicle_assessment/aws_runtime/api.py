@@ -295,6 +295,9 @@ class ApiServices:
     # Called with the reason when a reviewed photo could not join the reference index (a metric).
     on_reference_failure: Callable[[str], None] | None = None
     media: MediaLinks | None = None  # signs GET links: S3 presigned GETs, or the local server's
+    # Set (the deployed API): a review "as reference" is handed to the reference feedback function,
+    # asynchronously (aws_runtime/reference_requests.py says why), instead of `references`.
+    request_reference: reviewing.ReferenceRequester | None = None
 
 
 @dataclass(frozen=True)
@@ -539,6 +542,7 @@ def _review_services(services: ApiServices) -> reviewing.ReviewServices:
         valuation=services.valuation,
         references=services.references,
         on_reference_failure=services.on_reference_failure,
+        request_reference=services.request_reference,
         parallel_descriptions=REVIEW_PARALLEL_DESCRIPTIONS,
     )
 

@@ -73,6 +73,16 @@ class ApiConfig(FunctionConfig):
     polly: PollySettings = Field(default_factory=lambda: PollySettings(client=api_polly_client()))
     # The workflow's rules (the RULES variable): a review revalues with the same valuation settings.
     rules: AssessmentRules = Field(default_factory=AssessmentRules)
+    # Learning from reviews: the reference feedback function (its alias ARN) that a review "as reference"
+    # is handed to, asynchronously (aws_runtime/reference_requests.py says why). None: learning is off,
+    # said once per container in the log, and each such review is recorded REFERENCE_FAILED with the
+    # ReferenceFeedbackFailed metric.
+    reference_feedback_function: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:lambda:")
+    # The asynchronous Invoke answers 202 as soon as Lambda has queued the event: one short attempt, so
+    # the review route's worst case stays within the gateway's limit (a failure is recorded, not fatal).
+    lambda_client: AwsClientSettings = Field(
+        default_factory=lambda: AwsClientSettings(max_attempts=1, connect_timeout_s=1.0, read_timeout_s=2.0)
+    )
 
     @field_validator("bedrock", "polly", mode="before")
     @classmethod
@@ -94,6 +104,19 @@ class ApiConfig(FunctionConfig):
                 f"{limits.API_GATEWAY_TIMEOUT_S} s: lower its attempts or timeouts"
             )
         return self
+
+
+class ReferenceFeedbackConfig(FunctionConfig):
+    """The reference feedback function: adds a reviewed photo to the OpenSearch index, embedding it
+    again with the SageMaker endpoint only when its stored embedding is another encoder's."""
+
+    bucket_name: str = Field(min_length=3)
+    # SAGEMAKER='{"endpoint_name": ..., "identity": {...}}': the index's encoder; OPENSEARCH likewise.
+    sagemaker: SageMakerEncoderSettings
+    opensearch: OpenSearchSettings
+    # The workflow's rules (RULES): the intake a reference passes, and whether the photo registry
+    # (the stored embeddings) is kept at all.
+    rules: AssessmentRules = Field(default_factory=AssessmentRules)
 
 
 class CorsSettings(BaseSettings):

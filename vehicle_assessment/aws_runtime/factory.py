@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from vehicle_assessment.aws_runtime.config import (
     ApiConfig,
     FunctionConfig,
+    ReferenceFeedbackConfig,
     SweeperConfig,
     UploadConfig,
     WorkflowConfig,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         VinDecoder,
         WritableReferenceIndex,
     )
+    from vehicle_assessment.reviewing import ReferenceRequester
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,7 +86,7 @@ def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
     return DynamoAssessmentRepository(assessment_table(config), ttl_days=config.assessment_ttl_days)
 
 
-def build_photo_registry(config: WorkflowConfig) -> PhotoRegistry | None:
+def build_photo_registry(config: WorkflowConfig | ReferenceFeedbackConfig) -> PhotoRegistry | None:
     """The reused-photo check's registry (items in the assessment table), or None when the check is
     switched off (RULES__REUSE__ENABLED=false)."""
     if not config.rules.reuse.enabled:
@@ -96,7 +98,9 @@ def build_photo_registry(config: WorkflowConfig) -> PhotoRegistry | None:
     )
 
 
-def build_object_store(config: UploadConfig | ApiConfig | WorkflowConfig) -> ObjectStore:
+def build_object_store(
+    config: UploadConfig | ApiConfig | WorkflowConfig | ReferenceFeedbackConfig,
+) -> ObjectStore:
     from vehicle_assessment.adapters.aws.s3_object_store import S3ObjectStore
 
     return S3ObjectStore(aws_client("s3", config), config.bucket_name)
@@ -192,3 +196,15 @@ def build_reference_feedback(
         intake=intake,
         on_reembed=on_reembed,
     )
+
+
+def build_reference_requester(config: ApiConfig) -> ReferenceRequester | None:
+    """The API's way to hand a review "as reference" to the feedback function (an asynchronous
+    Invoke); None when learning from reviews is off (no REFERENCE_FEEDBACK_FUNCTION)."""
+    if config.reference_feedback_function is None:
+        return None
+    from vehicle_assessment.adapters.aws.clients import make_boto3_client
+    from vehicle_assessment.aws_runtime.reference_requests import AsyncReferenceRequester
+
+    client = make_boto3_client("lambda", config.aws_region, config.lambda_client, boto3_session())
+    return AsyncReferenceRequester(client, config.reference_feedback_function)

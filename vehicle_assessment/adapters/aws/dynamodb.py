@@ -183,6 +183,10 @@ TABLE_ACCESS: Mapping[str, TableAccess] = {
         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"),
         indexes=(GSI1, GSI3, GSI4),
     ),
+    # The reference feedback function (functions/reference_feedback.py): the assessment (GetItem) and
+    # the outcome's conditional save (UpdateItem); the photo's stored embedding is the registry's
+    # fingerprint item (PhotoRegistry.fingerprint: GetItem). It looks nothing up by band or digest.
+    "reference_feedback": TableAccess(_READ_UPDATE),
 }
 
 
