@@ -42,6 +42,16 @@ class Ingest(Construct):
         self.dead_letters, self.queue = self._build_queues()
         self._notify_queue_of_uploads()
 
+    def allow_browser_origin(self, origin: str) -> None:
+        """Presigned POST uploads (and presigned GETs of photos and audio) from one more web origin,
+        e.g. the stack's own web app, whose origin is a token until deployment."""
+        self.bucket.add_cors_rule(
+            allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET],
+            allowed_origins=[origin],
+            allowed_headers=["*"],
+            max_age=3000,
+        )
+
     def _build_access_logs(self) -> s3.Bucket:
         config = self.config
         access_logs = s3.Bucket(
