@@ -271,8 +271,6 @@ class Site(Construct):
             server_access_logs_bucket=self.logs,
             server_access_logs_prefix="site-bucket/",
             removal_policy=removal(self._config),
-            # The files come back with every deployment; nothing in this bucket is only here.
-            auto_delete_objects=self._config.removal_policy == "destroy",
         )
 
     def _acknowledge_distribution(self) -> None:
