@@ -58,7 +58,11 @@ class VehicleAssessmentStack(Stack):
         if config.assessment_ttl_days:
             common_environment["ASSESSMENT_TTL_DAYS"] = str(config.assessment_ttl_days)
 
-        ingest = Ingest(self, "Ingest", config=config)
+        auth = Auth(self, "Auth", config=config)
+        # The review web app: the API and the upload bucket allow its origin (CORS); its page allows
+        # the API, Cognito and S3 (CSP).
+        site = Site(self, "Site", config=config, cognito_domain=auth.domain_url)
+        ingest = Ingest(self, "Ingest", config=config, site_origin=site.origin)
         embedding = Embedding(self, "Embedding", config=config)
         search = VectorSearch(self, "VectorSearch", config=config, code=code.photo)
         identity = encoder_identity(config)
@@ -88,11 +92,6 @@ class VehicleAssessmentStack(Stack):
         finished = AssessmentEvents(self, "Events")
         for publisher in (workflow.functions["store"], workflow.functions["mark_failed"], ingest.sweeper):
             finished.grant_publish(publisher)
-        auth = Auth(self, "Auth", config=config)
-        # The review web app: the API and the upload bucket allow its origin (CORS); its page allows
-        # the API, Cognito and S3 (CSP).
-        site = Site(self, "Site", config=config, cognito_domain=auth.domain_url)
-        ingest.allow_browser_origin(site.origin)
         api = Api(
             self,
             "Api",
