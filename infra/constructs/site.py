@@ -169,10 +169,13 @@ class Site(Construct):
 
     def deploy(self, *, api_url: str) -> s3deploy.BucketDeployment:
         """The static files and the config.json the page reads first."""
+        # The page's settings (vehicle_assessment/webapp/config.js reads them).
         page_config = {
             "api_base_url": api_url,
-            "auth": {
-                "cognito_domain": self._cognito_domain,
+            "mode": "aws",
+            "sign_in": "cognito",
+            "cognito": {
+                "domain": self._cognito_domain,
                 "client_id": self.client.user_pool_client_id,
                 "redirect_uri": self.redirect_uri,
                 "logout_uri": self.redirect_uri,

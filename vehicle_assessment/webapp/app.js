@@ -65,6 +65,29 @@ function markCurrentLink(path) {
 }
 
 function showSignIn(main, session) {
+  if (session.mode === "token") {
+    const form = h(
+      "form",
+      {
+        onsubmit: (event) => {
+          event.preventDefault();
+          session.useToken(form.elements.token.value.trim());
+          window.dispatchEvent(new HashChangeEvent("hashchange"));
+        },
+      },
+      h("label", { for: "token" }, "Token"),
+      h("input", { id: "token", name: "token", type: "password", required: true, autocomplete: "off" }),
+      h("button", { type: "submit", class: "primary" }, "Continue"),
+    );
+    replaceChildren(
+      main,
+      h("h1", {}, "Token needed"),
+      h("p", {}, "This server is reachable beyond this computer: type the token it printed when it started."),
+      form,
+    );
+    renderSession(session);
+    return;
+  }
   replaceChildren(
     main,
     h("h1", {}, "Sign in"),
@@ -86,8 +109,10 @@ function renderSession(session) {
       " ",
       h("button", { type: "button", class: "link", onclick: () => session.signOut() }, "Sign out"),
     );
-  } else {
+  } else if (session.mode === "cognito") {
     replaceChildren(area, h("button", { type: "button", class: "link", onclick: () => session.signIn() }, "Sign in"));
+  } else {
+    replaceChildren(area);
   }
 }
 
@@ -97,7 +122,7 @@ async function start() {
   let session;
   try {
     config = await loadConfig();
-    session = new Session(config.auth);
+    session = new Session(config.signIn, config.cognito);
     await session.completeSignIn();
   } catch (error) {
     console.warn("start failed", error);

@@ -1,4 +1,5 @@
-// Sign-in with the Cognito hosted UI: authorization code grant with PKCE (S256).
+// Sign-in. On AWS: the Cognito hosted UI, authorization code grant with PKCE (S256). A local `serve`
+// bound beyond localhost: its token, typed once. Locally on loopback: none.
 // Tokens live in sessionStorage (this tab only, gone when it closes); nothing in cookies or localStorage.
 // https://docs.aws.amazon.com/cognito/latest/developerguide/authorization-endpoint.html
 // https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html
@@ -43,12 +44,13 @@ function claimsOf(jwt) {
 }
 
 export class Session {
-  constructor(auth) {
-    this.auth = auth; // null: no sign-in (local serve)
+  constructor(signIn, cognito) {
+    this.mode = signIn; // "none" | "token" | "cognito"
+    this.auth = cognito;
   }
 
   get required() {
-    return this.auth !== null;
+    return this.mode !== "none";
   }
 
   /** The access token, or null when signed out (or when no sign-in is configured). */
@@ -59,12 +61,20 @@ export class Session {
   username() {
     if (!this.required) return "local user";
     const tokens = storedTokens();
-    return tokens ? claimsOf(tokens.access_token).username ?? "signed in" : null;
+    if (!tokens) return null;
+    return this.mode === "token" ? "token holder" : claimsOf(tokens.access_token).username ?? "signed in";
+  }
+
+  /** Keeps a local server's token (mode "token") for this tab. */
+  useToken(token) {
+    // The server's token does not expire; the tab forgets it when it closes.
+    const forTheTab = Date.now() + 24 * 3600 * 1000;
+    sessionStorage.setItem(TOKEN_KEY, JSON.stringify({ access_token: token, expires_at: forTheTab }));
   }
 
   /** Finishes a redirect from the hosted UI (?code=&state=) if this page load is one. */
   async completeSignIn() {
-    if (!this.required) return;
+    if (this.mode !== "cognito") return;
     const params = new URLSearchParams(location.search);
     const code = params.get("code");
     const error = params.get("error");
@@ -77,7 +87,7 @@ export class Session {
     if (!pending || pending.state !== params.get("state")) {
       throw new Error("sign-in failed: the answer does not belong to this tab's sign-in (state mismatch)");
     }
-    const response = await fetch(`${this.auth.cognito_domain}/oauth2/token`, {
+    const response = await fetch(`${this.auth.domain}/oauth2/token`, {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams({
@@ -114,17 +124,20 @@ export class Session {
       code_challenge_method: "S256",
       code_challenge: await challengeFor(verifier),
     });
-    location.assign(`${this.auth.cognito_domain}/oauth2/authorize?${query}`);
+    location.assign(`${this.auth.domain}/oauth2/authorize?${query}`);
   }
 
   signOut() {
     sessionStorage.removeItem(TOKEN_KEY);
-    if (!this.required) return;
+    if (this.mode !== "cognito") {
+      location.reload();
+      return;
+    }
     const query = new URLSearchParams({
       client_id: this.auth.client_id,
       logout_uri: this.auth.logout_uri ?? this.auth.redirect_uri,
     });
-    location.assign(`${this.auth.cognito_domain}/logout?${query}`);
+    location.assign(`${this.auth.domain}/logout?${query}`);
   }
 
   forget() {

@@ -4,11 +4,11 @@
 export function mediaIndex(media) {
   const byKey = (items, key) => new Map((items ?? []).map((item) => [item[key], item.url]));
   const photos = byKey(media?.photos, "photo_id");
-  const audio = byKey(media?.audio, "object_key");
+  const audio = new Map((media?.audio ?? []).map((item) => [`${item.style}/${item.language}`, item.url]));
   const references = byKey(media?.references, "sha256");
   return {
     photo: (photoId) => photos.get(photoId) ?? null,
-    audio: (objectKey) => audio.get(objectKey) ?? null,
+    audio: (style, language) => audio.get(`${style}/${language}`) ?? null,
     reference: (sha256) => (sha256 ? references.get(sha256) ?? null : null),
   };
 }

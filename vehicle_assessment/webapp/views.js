@@ -131,7 +131,7 @@ export function descriptionsSection(assessment, media, extra = () => null) {
     assessment.descriptions.length
       ? assessment.descriptions.map((d) => {
           const audio = audioFor(assessment, d);
-          const url = audio?.object_key ? media.audio(audio.object_key) : null;
+          const url = media.audio(d.style, d.language);
           return h(
             "article",
             { class: "description", lang: d.language, "data-language": d.language, "data-style": d.style },
