@@ -8,7 +8,7 @@ DEMO_DIR := demo-output
 DEMO_ENV := HF_HUB_OFFLINE=1 VDA_DATA_DIR=$(DEMO_DIR) VDA_ENCODER__FALLBACK_UNTRAINED_MODEL=ViT-B-32
 DEMO_VIN := 1FTMW1T88MFA00001
 
-.PHONY: venv demo test test-fast lint clean synth container-test smoke smoke-needs-stack
+.PHONY: venv demo serve test test-fast lint clean synth container-test smoke smoke-needs-stack
 
 # The demo needs only the runtime; the tests add the AWS SDK, moto, the CDK and linters.
 $(VENV)/.runtime: requirements.txt pyproject.toml
@@ -28,6 +28,10 @@ demo: $(VENV)/.runtime
 	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment index build sample_data/reference --labels sample_data/reference/labels.csv
 	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment assess --vin $(DEMO_VIN) --color "Oxford White" --mileage 48200 \
 		--estimate 38500 sample_data/queries/undamaged/*.jpg sample_data/queries/damaged/*.jpg
+
+# The demo's state served on http://127.0.0.1:8000: the REST API, uploads and the web app (Ctrl-C stops).
+serve: $(VENV)/.runtime
+	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment serve
 
 test: venv node_modules/.installed
 	$(PY) -m pytest

@@ -2,6 +2,7 @@
 
     POST /assessments                                 201  open an assessment, get presigned POSTs
     GET  /assessments/{assessment_id}                 200  the assessment, its uploads and rejections
+    GET  /assessments/{assessment_id}/media           200  short-lived links to its photos, audio, references
     GET  /vehicles/{vin}/assessments?limit=N          200  a VIN's history, newest first
     POST /assessments/{assessment_id}/descriptions    200  regenerate a description and its audio
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -110,20 +112,43 @@ def _responses(ok: int, model: type[BaseModel], *errors: int) -> dict[int, OpenA
     return listed
 
 
+@dataclass(frozen=True)
+class ProvidedServices:
+    config: ApiConfig
+    services: api.ApiServices
+
+
+# Set only by `vehicle-assessment serve` (provide_services): the same routes over the local adapters.
+_provided: ProvidedServices | None = None
+
+
+def provide_services(config: ApiConfig | None, services: api.ApiServices | None) -> None:
+    """Serve these routes over ``services`` instead of the container's AWS ones (the local server);
+    None, None: back to the AWS ones."""
+    global _provided
+    _provided = ProvidedServices(config, services) if config is not None and services is not None else None
+    get_config.cache_clear()
+    get_services.cache_clear()
+
+
 @per_container
 def get_config() -> ApiConfig:
-    return ApiConfig()
+    return _provided.config if _provided is not None else ApiConfig()
 
 
 @per_container
 def get_services() -> api.ApiServices:
+    if _provided is not None:
+        return _provided.services
     config = get_config()
+    presigning = factory.build_s3_presigning_client(config)
     return api.ApiServices(
         repository=factory.build_repository(config),
-        s3_client=factory.build_s3_presigning_client(config),
+        s3_client=presigning,
         objects=factory.build_object_store(config),
         describer=factory.build_describer(config, on_fallback=record_description_fallback),
         speaker=factory.build_speaker(config),
+        media=factory.build_media_links(config, presigning),
     )
 
 
@@ -278,6 +303,15 @@ def create_assessment(request: api.CreateAssessmentRequest) -> api.CreateAssessm
 )
 def get_assessment(assessment_id: _ID) -> api.AssessmentView:
     return api.get_assessment(assessment_id, get_services())
+
+
+@app.get(
+    "/assessments/<assessment_id>/media",
+    summary="Short-lived links to the assessment's photos, audio and its neighbours' reference photos",
+    responses=_responses(200, api.AssessmentMedia, 400, 404),
+)
+def get_media(assessment_id: _ID) -> api.AssessmentMedia:
+    return api.media_links(assessment_id, get_services(), limits.MEDIA_LINK_EXPIRES_S)
 
 
 @app.get(

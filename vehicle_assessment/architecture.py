@@ -29,7 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # Clients of a deployed stack (`submit`, `smoke`): they speak the API's models and probe the adapters.
     "remote": ("remote",),
     # Entry points and the local composition root: they may wire any adapter into the pipeline.
-    "entry": ("cli", "architecture", "evaluation", "adapters.local.wiring"),
+    "entry": ("cli", "architecture", "evaluation", "adapters.local.wiring", "serve"),
 }
 
 # What each layer may import besides itself. The domain imports only itself.

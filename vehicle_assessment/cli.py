@@ -118,6 +118,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0..65535")
+    return value
+
+
 def _input_error(exc: ValidationError) -> str:
     """One line naming the option, its bound and what was given."""
     error = exc.errors()[0]
@@ -253,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_stack_arguments(smoke)
 
+    serve = _add_command(
+        commands,
+        "serve",
+        "the REST API (the Lambda's routes), photo uploads and the web app on this machine, over local state",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0: any free one)")
+    serve.add_argument(
+        "--token",
+        help="bearer token every API request must carry (default: VDA_SERVE_TOKEN). Needed when --host "
+        "is not a loopback address: without one, a token is generated and printed once",
+    )
+    serve.add_argument("--base-url", help="the URL clients reach this server at (default: http://HOST:PORT)")
+
     evaluate = _add_command(
         commands, "evaluate", "leave-one-out evaluation of the reference index (metrics, report, plots)"
     )
@@ -349,8 +373,12 @@ def _build_and_report(
 ) -> int:
     from tqdm import tqdm
 
+    from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
     from vehicle_assessment.indexing import build_index
 
+    # The local index's photos get their display copies in the local object store (`serve` shows them);
+    # the AWS target's are written by the distributed build into the bucket.
+    display_store = FilesystemObjectStore(settings.objects_dir) if args.target == "local" else None
     warnings = list(getattr(encoder, "warnings", []))
     if encoder.identity.untrained:
         warnings.append(UNTRAINED_ENCODER_WARNING)
@@ -360,7 +388,13 @@ def _build_and_report(
             bar.update(done)
 
         report = build_index(
-            photos, encoder, index, settings.rules.intake, batch_size=args.batch_size, progress=advance
+            photos,
+            encoder,
+            index,
+            settings.rules.intake,
+            batch_size=args.batch_size,
+            progress=advance,
+            display_copies=display_store,
         )
     from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 
@@ -373,6 +407,7 @@ def _build_and_report(
         "added": report.added,
         "already_indexed": report.already_indexed,
         "total": index.count(),
+        "display_copies": report.display_copies,
         "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
         "warnings": warnings,
     }
@@ -514,6 +549,54 @@ def cmd_list(args: argparse.Namespace, settings: LocalSettings) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace, settings: LocalSettings) -> int:
+    import os
+    import secrets
+
+    from vehicle_assessment.adapters.local.openclip_encoder import load_encoder
+    from vehicle_assessment.adapters.local.wiring import open_index
+    from vehicle_assessment.serve.server import is_loopback
+    from vehicle_assessment.serve.wiring import TOKEN_ENV, build_server
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    generated = token is None and not is_loopback(args.host)
+    if generated:
+        token = secrets.token_urlsafe(32)
+    encoder = load_encoder(settings.encoder)  # weights missing: exit 3 before the port is taken
+    for warning in getattr(encoder, "warnings", []):
+        print(f"WARNING: {warning}", file=sys.stderr)
+    index = open_index(settings)
+    try:
+        if index.count() == 0:
+            print(
+                f"WARNING: the reference index at {settings.index_path} is empty: assessments will fail "
+                "until `vehicle-assessment index build` has run",
+                file=sys.stderr,
+            )
+    finally:
+        index.close()
+    try:
+        running = build_server(
+            settings, args.host, args.port, token=token, encoder=lambda: encoder, base_url=args.base_url
+        )
+    except OSError as exc:
+        raise CliError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", EXIT_NOT_READY
+        ) from exc
+    # Request and worker lines (warnings always; every request with --verbose).
+    logging.getLogger("vehicle_assessment").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    print(f"serving {running.base_url} (data: {settings.data_dir}); Ctrl-C stops", flush=True)
+    if generated:
+        print(f"API token (send 'Authorization: Bearer <token>'; shown once): {token}", flush=True)
+    try:
+        running.server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopping: finishing the assessment in hand", file=sys.stderr)
+    finally:
+        running.close()
+    return EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: LocalSettings) -> int:
     from vehicle_assessment.adapters.local.wiring import open_index
     from vehicle_assessment.domain.rules import VerdictSettings
@@ -566,6 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "submit": cmd_submit,
         "smoke": cmd_smoke,
+        "serve": cmd_serve,
     }
     try:
         settings = settings_from_args(args)

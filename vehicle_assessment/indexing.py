@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image, ImageOps
 from pydantic import ValidationError
 
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import DamageType, QualityLevel, ReferenceLabel, Severity
 from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
 from vehicle_assessment.domain.rules import IntakeSettings
-from vehicle_assessment.ports import ImageEncoder, ReferenceItem, WritableReferenceIndex
+from vehicle_assessment.domain.upload_keys import reference_image_key
+from vehicle_assessment.ports import ImageEncoder, ObjectStore, ReferenceItem, WritableReferenceIndex
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,31 @@ class BuildReport:
     added: int = 0
     already_indexed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    display_copies: int = 0  # reference display copies written by this build
+
+
+# The display copy's JPEG quality: thumbnails beside a photo, not evidence.
+DISPLAY_JPEG_QUALITY = 85
+
+
+def display_copy(data: bytes, max_side: int = limits.REFERENCE_IMAGE_MAX_SIDE) -> bytes:
+    """A reference photo as a page shows it: upright (EXIF orientation applied), RGB, the longest side at
+    most ``max_side`` pixels, JPEG. Only photos the intake accepted get here."""
+    with Image.open(io.BytesIO(data)) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=DISPLAY_JPEG_QUALITY, optimize=True)
+    return out.getvalue()
+
+
+def _store_display_copy(objects: ObjectStore, sha256: str, path: Path, data: bytes | None = None) -> bool:
+    """Write the display copy under ``reference_image_key(sha256)`` unless it is there; True if written."""
+    key = reference_image_key(sha256)
+    if objects.exists(key):
+        return False
+    objects.put(key, display_copy(data if data is not None else path.read_bytes()), "image/jpeg")
+    return True
 
 
 def parse_label(row: dict[str, str]) -> ReferenceLabel:
@@ -115,12 +144,21 @@ def build_index(
     batch_size: int = 32,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    display_copies: ObjectStore | None = None,
 ) -> BuildReport:
+    """``display_copies``: where each indexed photo's display copy goes (the photo object store); photos
+    indexed by an earlier build get theirs too when it is missing."""
     index.bind(encoder.identity)
     report = BuildReport()
     known = index.known_sources()
     todo = [p for p in photos if p.source not in known]
     report.already_indexed = len(photos) - len(todo)
+    if display_copies is not None:
+        for photo in photos:
+            if photo.source in known:
+                data = photo.path.read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                report.display_copies += _store_display_copy(display_copies, sha, photo.path, data)
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def submit(batch: Sequence[LabelledPhoto]) -> list[Future]:
@@ -147,6 +185,9 @@ def build_index(
                     ]
                 )
                 report.added += len(ready)
+                if display_copies is not None:
+                    for photo, sha, _ in ready:
+                        report.display_copies += _store_display_copy(display_copies, sha, photo.path)
             if progress:
                 progress(len(batch))
     return report

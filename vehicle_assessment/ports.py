@@ -314,6 +314,14 @@ class ObjectHead:
     version_id: str | None = None  # the version that was read (None: the store keeps no versions)
 
 
+class MediaLinks(Protocol):
+    """Short-lived links a browser can GET stored objects with (photos, audio, reference copies)."""
+
+    def link(self, key: str, version_id: str | None, expires_in_s: int) -> str:
+        """A URL that reads ``key`` (that version, when given) for ``expires_in_s`` seconds."""
+        ...
+
+
 class ObjectProbe(Protocol):
     def head(self, key: str, n_bytes: int, version_id: str | None = None) -> ObjectHead:
         """The first bytes and user metadata of an object (of that version, if given); raises

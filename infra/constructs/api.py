@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from infra.config import InfraConfig
 from infra.constructs.lambdas import (
+    READ_PINNED_PHOTO,
     FunctionSpec,
     PipelineFunction,
     acknowledge,
@@ -35,6 +36,7 @@ from infra.constructs.workflow import bedrock_invoke_statements
 from vehicle_assessment.aws_runtime import authz
 from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
 from vehicle_assessment.domain import limits
+from vehicle_assessment.domain.upload_keys import REFERENCE_IMAGE_PREFIX
 
 
 def draft4_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -142,6 +144,14 @@ class Api(Construct):
             ("audio/", "Writes regenerated description audio under audio/{assessment_id}/."),
         ):
             grant_objects(bucket, role, "s3:PutObject", prefix, why)
+        # GET /assessments/{id}/media presigns GETs with this role: photos by the version that was counted
+        # (GetObjectVersion), audio, and the reference photos' display copies. Nothing else is readable.
+        for prefix, why in (
+            ("uploads/", "Presigns GETs of an assessment's photos (pinned versions) for the review page."),
+            ("audio/", "Presigns GETs of an assessment's description audio for the review page."),
+            (REFERENCE_IMAGE_PREFIX, "Presigns GETs of reference photos' display copies (review page)."),
+        ):
+            grant_objects(bucket, role, READ_PINNED_PHOTO, prefix, why)
         for statement in bedrock_invoke_statements(stack, config.bedrock_model_id):
             role.add_to_principal_policy(statement)
         grant_speech(role)
@@ -265,6 +275,13 @@ class Api(Construct):
             "GET",
             integration,
             authorization_scopes=scopes("GET /assessments/{assessment_id}"),
+            request_validator=params_validator,
+            request_parameters={"method.request.path.assessment_id": True},
+        )
+        one.add_resource("media").add_method(
+            "GET",
+            integration,
+            authorization_scopes=scopes("GET /assessments/{assessment_id}/media"),
             request_validator=params_validator,
             request_parameters={"method.request.path.assessment_id": True},
         )

@@ -52,6 +52,9 @@ def test_search_equals_brute_force(tmp_path, k: int) -> None:
         np.testing.assert_allclose([n.similarity for n in neighbours], [s for _, s in expected], atol=1e-5)
     by_source = {item.source: item.label for item in items}
     assert all(n.label == by_source[n.source] for n in results[0])
+    # Each neighbour names its photo's digest: the key of its display copy (Neighbour.sha256).
+    sha_by_source = {item.source: item.sha256 for item in items}
+    assert all(n.sha256 == sha_by_source[n.source] for row in results for n in row)
 
 
 def test_index_persists_and_checks_the_encoder(tmp_path) -> None:

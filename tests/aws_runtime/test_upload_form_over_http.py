@@ -16,7 +16,7 @@ import requests
 
 from functions import api as api_handler
 from tests.aws_runtime.conftest import PHOTOS, REGION, VIN, Aws, FakeSpeaker, rest_event
-from tests.contracts.s3_post_policy import Credentials, PostedForm, violations
+from vehicle_assessment.adapters.local.s3_post_policy import Credentials, PostedForm, violations
 from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.domain.description import TemplateDescriber
 

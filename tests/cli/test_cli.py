@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from vehicle_assessment.cli import EXIT_BAD_INPUT, EXIT_NOT_READY, EXIT_OK
+from vehicle_assessment.domain import limits, upload_keys
 
 from ..conftest import SAMPLE_DATA, run_cli
 
@@ -59,6 +61,12 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     assert "damaged/not-there.jpg: file not found" in out
     assert "inconsistent label" in out
     assert "untrained encoder" in err
+    # Each indexed photo's display copy, for `serve`'s pages: JPEG, longest side at most the limit.
+    copies = sorted((data / "objects" / "references").glob("*.jpg"))
+    assert len(copies) == 12
+    for copy in copies:
+        with Image.open(copy) as image:
+            assert image.format == "JPEG" and max(image.size) <= limits.REFERENCE_IMAGE_MAX_SIDE
 
     # Resumable: a second run finds everything already there.
     code, out, _ = run_cli(
@@ -70,6 +78,7 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
         and summary["added"] == 0
         and summary["already_indexed"] == 12
         and summary["total"] == 12
+        and summary["display_copies"] == 0  # all there already
     )
 
     code, out, err = run_cli(
@@ -80,6 +89,10 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     assert record["status"] == "COMPLETED" and record["vin"] == VIN
     assert record["notice"] == "untrained encoder: verdicts are not meaningful"
     assert len(record["photos"]) == 3 and record["inputs"]["mileage"] == 48200
+    neighbours = [n for photo in record["photos"] for n in photo["verdict"]["neighbours"]]
+    assert neighbours and all(
+        (data / "objects" / upload_keys.reference_image_key(n["sha256"])).is_file() for n in neighbours
+    )
     assessment_id = record["assessment_id"]
 
     code, out, _ = run_cli(capsys, *common, "assess", "--vin", VIN, "--color", "blue", *QUERIES[:1])

@@ -1,5 +1,5 @@
 """The upload forms the API hands out satisfy S3's SigV4 POST rules, checked by an evaluator that
-models S3 (tests/contracts/s3_post_policy.py), not by moto, which accepts any form."""
+models S3 (vehicle_assessment/adapters/local/s3_post_policy.py), not by moto, which accepts any form."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from typing import Any, cast
 import boto3
 import pytest
 
-from tests.contracts.s3_post_policy import Credentials, PostedForm, sigv4_signature, violations
 from vehicle_assessment.adapters.aws.clients import make_boto3_client, make_s3_presigning_client
 from vehicle_assessment.adapters.aws.settings import AwsClientSettings
+from vehicle_assessment.adapters.local.s3_post_policy import (
+    Credentials,
+    PostedForm,
+    sigv4_signature,
+    violations,
+)
 from vehicle_assessment.aws_runtime import api
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.content_type import (

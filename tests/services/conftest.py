@@ -1,13 +1,15 @@
 """Fast tests of the AWS application services on in-memory adapters (no moto, no boto3 calls).
 
 The ``workflow_repository`` fixture runs a test against both WorkflowRepository implementations:
-the in-memory one and the DynamoDB one on moto, so the fake cannot drift from the real semantics.
+the in-memory one, the DynamoDB one on moto, and the SQLite one of `serve`, so none drifts from the
+real semantics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,7 +59,14 @@ def dynamodb_repository(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkflowRep
         yield DynamoAssessmentRepository(dynamodb.Table("contract"))
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
+@pytest.fixture
+def sqlite_repository(tmp_path: Path) -> WorkflowRepository:
+    from vehicle_assessment.adapters.local.workflow_repository import SqliteWorkflowRepository
+
+    return SqliteWorkflowRepository(tmp_path / "assessments.sqlite3")
+
+
+@pytest.fixture(params=["memory", "dynamodb", "sqlite"])
 def workflow_repository(request: pytest.FixtureRequest) -> WorkflowRepository:
     """Each contract test runs once per implementation."""
     return request.getfixturevalue(f"{request.param}_repository")

@@ -32,7 +32,14 @@ from vehicle_assessment.domain.models import (
     speakable_color,
 )
 from vehicle_assessment.domain.vin import normalise_vin
-from vehicle_assessment.ports import ConcurrentUpdate, Describer, ObjectStore, Speaker, WorkflowRepository
+from vehicle_assessment.ports import (
+    ConcurrentUpdate,
+    Describer,
+    MediaLinks,
+    ObjectStore,
+    Speaker,
+    WorkflowRepository,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +186,38 @@ class RegenerateDescriptionResponse(ApiModel):
     audio: AudioRecord
 
 
+class PhotoMedia(ApiModel):
+    photo_id: str
+    url: str = Field(description="GET the photo as uploaded (the version that was counted)")
+
+
+class AudioMedia(ApiModel):
+    style: DescriptionStyle
+    language: str
+    content_type: str | None = None
+    url: str
+
+
+class ReferenceMedia(ApiModel):
+    sha256: str
+    url: str = Field(
+        description="GET the reference photo's display copy (JPEG, longest side "
+        f"{limits.REFERENCE_IMAGE_MAX_SIDE} px); absent from the store until an index build wrote it"
+    )
+
+
+class AssessmentMedia(ApiModel):
+    """Short-lived links to what a page shows beside the assessment; the store itself stays private."""
+
+    assessment_id: str
+    expires_in_s: int
+    photos: list[PhotoMedia]
+    audio: list[AudioMedia]
+    references: list[ReferenceMedia] = Field(
+        description="the display copies of every neighbour of every photo, by the reference's sha256"
+    )
+
+
 # --- services --------------------------------------------------------------------------------
 
 
@@ -189,6 +228,7 @@ class ApiServices:
     objects: ObjectStore
     describer: Describer | None = None
     speaker: Speaker | None = None
+    media: MediaLinks | None = None  # signs GET links: S3 presigned GETs, or the local server's
 
 
 @dataclass(frozen=True)
@@ -265,6 +305,47 @@ def list_assessments(vin: str, services: ApiServices, limit: int) -> AssessmentL
                 needs_review=a.needs_review,
             )
             for a in found
+        ],
+    )
+
+
+def media_links(assessment_id: str, services: ApiServices, expires_in_s: int) -> AssessmentMedia:
+    """Links to the assessment's photos, audio and neighbours' display copies. Raises AssessmentNotFound."""
+    if services.media is None:
+        raise RuntimeError("the API was wired without media links")
+    media = services.media
+    assessment = services.repository.get(assessment_id)
+    references = sorted(
+        {
+            neighbour.sha256
+            for photo in assessment.photos
+            if photo.verdict is not None
+            for neighbour in photo.verdict.neighbours
+            if neighbour.sha256
+        }
+    )
+    return AssessmentMedia(
+        assessment_id=assessment_id,
+        expires_in_s=expires_in_s,
+        photos=[
+            PhotoMedia(photo_id=p.photo_id, url=media.link(p.object_key, p.object_version, expires_in_s))
+            for p in assessment.photos
+        ],
+        audio=[
+            AudioMedia(
+                style=a.style,
+                language=a.language,
+                content_type=a.content_type,
+                url=media.link(a.object_key, None, expires_in_s),
+            )
+            for a in assessment.audio
+            if a.object_key is not None
+        ],
+        references=[
+            ReferenceMedia(
+                sha256=sha, url=media.link(upload_keys.reference_image_key(sha), None, expires_in_s)
+            )
+            for sha in references
         ],
     )
 

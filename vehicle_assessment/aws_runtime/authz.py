@@ -89,6 +89,11 @@ ROUTES: dict[str, RouteAccess] = {
         scopes=frozenset({Scope.READ}),
         why="the yard app shows upload progress and rejected photos to retake; appraisers review the result.",
     ),
+    "GET /assessments/{assessment_id}/media": RouteAccess(
+        groups=_ALL_PEOPLE,
+        scopes=frozenset({Scope.READ}),
+        why="whoever may read an assessment may see its photos, audio and neighbours' reference photos.",
+    ),
     "GET /vehicles/{vin}/assessments": RouteAccess(
         groups=frozenset({Group.APPRAISER, Group.ADMIN}),
         scopes=frozenset({Scope.READ}),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         Describer,
         EventPublisher,
         ImageEncoder,
+        MediaLinks,
         ObjectStore,
         ReferenceIndex,
         Speaker,
@@ -54,6 +55,13 @@ def build_s3_presigning_client(config: ApiConfig) -> Any:
     from vehicle_assessment.adapters.aws.clients import make_s3_presigning_client
 
     return make_s3_presigning_client(config.aws_region, config.client, boto3_session())
+
+
+def build_media_links(config: ApiConfig, presigning_client: Any) -> MediaLinks:
+    """Presigned GETs on the photo bucket, signed by ``presigning_client`` (build_s3_presigning_client)."""
+    from vehicle_assessment.adapters.aws.s3_media_links import S3MediaLinks
+
+    return S3MediaLinks(presigning_client, config.bucket_name)
 
 
 def build_repository(config: FunctionConfig) -> WorkflowRepository:

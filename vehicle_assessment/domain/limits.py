@@ -105,3 +105,6 @@ DEFAULT_REVIEW_QUEUE_LIMIT = 50
 MAX_REVIEW_QUEUE_LIMIT = 200
 # The review page's copy of a reference photo: longest side in pixels.
 REFERENCE_IMAGE_MAX_SIDE = 512
+# How long a media link (GET /assessments/{id}/media: a presigned S3 GET, or a signed local /media URL)
+# stays usable: long enough to look at a page, short enough that a copied link soon goes dead.
+MEDIA_LINK_EXPIRES_S = 900

@@ -22,7 +22,7 @@ from vehicle_assessment.remote.client import (
     password_token,
     srp_token,
 )
-from vehicle_assessment.remote.options import CLIENT_SECRET_ENV, PASSWORD_ENV
+from vehicle_assessment.remote.options import CLIENT_SECRET_ENV, PASSWORD_ENV, SERVE_TOKEN_ENV
 from vehicle_assessment.remote.smoke import (
     PROBE_VIN,
     ReferenceIndexProbe,
@@ -96,6 +96,10 @@ def token_provider(
     environ: Mapping[str, str],
     prompter: Prompter = getpass.getpass,
 ) -> TokenProvider:
+    if getattr(args, "local", False):
+        # A server bound to localhost asks for no token and ignores this one.
+        token = environ.get(SERVE_TOKEN_ENV) or "local"
+        return lambda: token
     if args.username:
         client_id = outputs.require("user_pool_client_id", "--user-pool-client-id")
         region = region_of(args, outputs, environ)
@@ -114,7 +118,10 @@ def token_provider(
         secret = _secret(CLIENT_SECRET_ENV, f"client secret of {client_id}: ", environ, prompter)
         session = http_session(retry_post=True)  # a token request may be repeated safely
         return lambda: client_credentials_token(session, domain, client_id, secret, args.scope)
-    raise RemoteError("say how to sign in: --username USER (a person) or --client-credentials (a system)")
+    raise RemoteError(
+        "say how to sign in: --username USER (a person), --client-credentials (a system) or --local "
+        "(a local `vehicle-assessment serve`)"
+    )
 
 
 def submit_from_args(

@@ -10,6 +10,8 @@ import argparse
 
 PASSWORD_ENV = "VDA_PASSWORD"
 CLIENT_SECRET_ENV = "VDA_CLIENT_SECRET"
+# The token of a local `vehicle-assessment serve` (the server reads the same variable).
+SERVE_TOKEN_ENV = "VDA_SERVE_TOKEN"
 DEFAULT_WAIT_TIMEOUT_S = 600.0
 
 
@@ -36,6 +38,12 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
         "--client-credentials",
         action="store_true",
         help=f"sign in as a system (OAuth client_credentials); secret from {CLIENT_SECRET_ENV} or a prompt",
+    )
+    how.add_argument(
+        "--local",
+        action="store_true",
+        help="the API is a local `vehicle-assessment serve` (--api-url http://127.0.0.1:8000): no Cognito; "
+        f"its token from {SERVE_TOKEN_ENV} when it was started with one (bound beyond localhost)",
     )
     sign_in.add_argument(
         "--auth-flow",

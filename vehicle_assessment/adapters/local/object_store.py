@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from vehicle_assessment.ports import ObjectNotFound
+from vehicle_assessment.ports import ObjectHead, ObjectNotFound
 
 
 class FilesystemObjectStore:
@@ -43,3 +43,16 @@ class FilesystemObjectStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def head(self, key: str, n_bytes: int, version_id: str | None = None) -> ObjectHead:
+        """The ObjectProbe of the local upload trigger (`serve`): first bytes and size, no metadata."""
+        if version_id is not None:
+            raise ValueError(f"the filesystem store keeps no versions: cannot read {key!r} {version_id!r}")
+        path = self._path(key)
+        try:
+            with path.open("rb") as handle:
+                first = handle.read(n_bytes)
+                size = path.stat().st_size
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object at {key!r}") from exc
+        return ObjectHead(first_bytes=first, metadata={}, size=size)

@@ -28,8 +28,28 @@ CREATE TABLE IF NOT EXISTS assessments (
     document TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DESC);
+-- Upload tracking and orphan uploads of `serve` (workflow_repository.py); empty for the CLI's runs.
+CREATE TABLE IF NOT EXISTS upload_tracking (
+    assessment_id TEXT PRIMARY KEY,
+    uploads TEXT NOT NULL,
+    rejected TEXT NOT NULL,
+    photo_results TEXT NOT NULL,
+    rejected_overflow INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orphan_uploads (
+    object_key TEXT PRIMARY KEY,
+    assessment_id TEXT,
+    reason TEXT NOT NULL,
+    size_bytes INTEGER,
+    content_type TEXT,
+    at TEXT NOT NULL
+);
 """
-_COLUMNS = {"assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document")}
+_COLUMNS = {
+    "assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document"),
+    "upload_tracking": ("assessment_id", "uploads", "rejected", "photo_results", "rejected_overflow"),
+    "orphan_uploads": ("object_key", "assessment_id", "reason", "size_bytes", "content_type", "at"),
+}
 _REMEDY = "move the damaged file aside (a new empty one is created on the next run) and rerun"
 _STORED_REVISION = "coalesce(json_extract(assessments.document, '$.revision'), 0)"
 

@@ -92,6 +92,7 @@ class LocalVectorIndex:
             raise
         self._matrix: np.ndarray | None = None
         self._rows: list[tuple[int, str, ReferenceLabel]] = []
+        self._sha256: dict[int, str] = {}
         self._row_ids = np.zeros(0, dtype=np.int64)
         self._position: dict[int, int] = {}
         self._ann: AnnIndex | None = None
@@ -198,7 +199,7 @@ class LocalVectorIndex:
         if self._matrix is None:
             with self._state_errors():
                 rows = self._conn.execute(
-                    "SELECT id, source, damaged, damage_type, severity, vector FROM reference_photos"
+                    "SELECT id, source, damaged, damage_type, severity, vector, sha256 FROM reference_photos"
                     " ORDER BY id"
                 ).fetchall()
             try:
@@ -218,8 +219,10 @@ class LocalVectorIndex:
                     damaged=bool(damaged), damage_type=DamageType(dtype), severity=Severity(severity)
                 ),
             )
-            for row_id, source, damaged, dtype, severity, _ in rows
+            for row_id, source, damaged, dtype, severity, *_ in rows
         ]
+        # Each row's sha256 names its display copy (upload_keys.reference_image_key): Neighbour.sha256.
+        self._sha256 = {int(row[0]): str(row[6]) for row in rows}
         self._row_ids = np.array([r[0] for r in rows], dtype=np.int64)
         self._position = {int(row_id): position for position, row_id in enumerate(self._row_ids)}
         dimension = self.identity.dimension if self.identity else 0
@@ -242,6 +245,7 @@ class LocalVectorIndex:
                     source=self._rows[i][1],
                     similarity=round(float(s), 6),
                     label=self._rows[i][2],
+                    sha256=self._sha256.get(self._rows[i][0]),
                 )
                 for i, s in zip(row_idx, row_scores, strict=True)
             ]

@@ -1,4 +1,6 @@
-"""What S3 checks when a browser POSTs an upload form (SigV4): a small evaluator for tests.
+"""What S3 checks when a browser POSTs an upload form (SigV4): the contract tests' model of S3, and the
+check `vehicle-assessment serve` applies to the forms it issues itself (S3's rules, the local server's
+URL: ``path_style_bucket``).
 
 moto accepts any POST form; S3 does not. This evaluator follows the AWS docs instead:
   * "POST Policy" (AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html): expiration, the condition
@@ -24,7 +26,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +74,12 @@ def _parse_expiration(text: str) -> datetime:
     raise ValueError(f"expiration {text!r} is not ISO 8601 GMT")
 
 
-def _bucket_from_url(url: str, region: str, problems: list[str]) -> str | None:
+# Which bucket a form's URL names, given the region; appends what is wrong with the URL to the list.
+BucketOfUrl = Callable[[str, str, list[str]], str | None]
+
+
+def regional_bucket(url: str, region: str, problems: list[str]) -> str | None:
+    """S3's: the bucket's regional virtual-hosted name over https."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme != "https":
@@ -131,8 +138,31 @@ def _check_condition(
     return {key}
 
 
+def path_style_bucket(base_url: str) -> BucketOfUrl:
+    """A local server's: ``{base_url}/{bucket}`` (what botocore signs for an ``endpoint_url`` with
+    path-style addressing), the bucket being the one path segment."""
+    base = base_url.rstrip("/")
+
+    def bucket_of(url: str, region: str, problems: list[str]) -> str | None:
+        if not url.startswith(base + "/"):
+            problems.append(f"url {url!r} is not on this server ({base})")
+            return None
+        bucket = url.removeprefix(base + "/").rstrip("/")
+        if not bucket or "/" in bucket:
+            problems.append(f"url {url!r} names no bucket (one path segment)")
+            return None
+        return bucket
+
+    return bucket_of
+
+
 def violations(
-    posted: PostedForm, region: str, credentials: Credentials, now: datetime, max_expires_in_s: int
+    posted: PostedForm,
+    region: str,
+    credentials: Credentials,
+    now: datetime,
+    max_expires_in_s: int,
+    bucket_of_url: BucketOfUrl = regional_bucket,
 ) -> list[str]:
     """Everything S3 (SigV4, regional endpoint) would refuse in ``posted``; empty when it would accept it."""
     problems: list[str] = []
@@ -155,7 +185,7 @@ def violations(
             problems.append(
                 f"SigV2 field {legacy!r} present: S3 refuses SigV2 for buckets made after June 2020"
             )
-    bucket = _bucket_from_url(posted.url, region, problems)
+    bucket = bucket_of_url(posted.url, region, problems)
 
     # --- the SigV4 fields
     algorithm = form.get("x-amz-algorithm")
