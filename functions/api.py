@@ -5,6 +5,12 @@
     GET  /assessments/{assessment_id}/media           200  short-lived links to its photos, audio, references
     GET  /vehicles/{vin}/assessments?limit=N          200  a VIN's history, newest first
     POST /assessments/{assessment_id}/descriptions    200  regenerate a description and its audio
+    GET  /reviews?limit=N                             200  the review queue, oldest first
+    PUT  /assessments/{assessment_id}/photos/{photo_id}/review
+                                                      200  record the caller's review of a photo: revalue,
+                                                           rewrite the descriptions; the assessment view
+    PUT  /assessments/{assessment_id}/descriptions/{language}?style=standard
+                                                      200  a person's text for a description (new version)
 
 Every route needs a Cognito access token; who may call which route is the table in
 ``vehicle_assessment.aws_runtime.authz`` (checked here before anything else, and by the gateway).
@@ -53,6 +59,8 @@ from vehicle_assessment.aws_runtime import api, authz, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig, CorsSettings
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import UnsupportedLanguage
+from vehicle_assessment.domain.models import DescriptionStyle
+from vehicle_assessment.domain.review import NotFinished, ReviewRefused
 from vehicle_assessment.domain.vin import InvalidVin
 from vehicle_assessment.ports import AssessmentNotFound, DescriptionUnavailable
 
@@ -61,6 +69,7 @@ OPENAPI_VERSION = "1.0.0"
 _ID = Annotated[
     str, Path(min_length=1, max_length=limits.MAX_ASSESSMENT_ID_CHARS, pattern=r"^[A-Za-z0-9-]+$")
 ]
+_PHOTO_ID = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 # Request bodies are a few hundred bytes; API Gateway would pass up to 10 MB.
 MAX_BODY_BYTES = 64 * 1024
 # Deeper JSON is no request of ours; refused before json.loads recurses into it.
@@ -141,15 +150,33 @@ def get_services() -> api.ApiServices:
     if _provided is not None:
         return _provided.services
     config = get_config()
+    repository = factory.build_repository(config)
     presigning = factory.build_s3_presigning_client(config)
     return api.ApiServices(
-        repository=factory.build_repository(config),
+        repository=repository,
         s3_client=presigning,
         objects=factory.build_object_store(config),
         describer=factory.build_describer(config, on_fallback=record_description_fallback),
         speaker=factory.build_speaker(config),
         media=factory.build_media_links(config, presigning),
+        review_queue=repository,
+        valuation=config.rules.valuation,
+        on_reference_failure=_record_reference_failure,
     )
+
+
+def _record_reference_failure(reason: str) -> None:
+    # The review stands and its history says why; the metric lets an alarm notice a broken index.
+    metrics.add_metric(name="ReferenceFeedbackFailed", unit=MetricUnit.Count, value=1)
+
+
+def _signed_in_person() -> str:
+    """Who the caller is, by the token the gateway checked; a review is recorded under this name."""
+    claims = app.current_event.request_context.authorizer.claims
+    name = authz.person_name(claims)
+    if name is None:  # authz.ROUTES lets only people here; a direct invocation might not
+        raise api.Conflict("only a signed-in person can record a review or an edit")
+    return name
 
 
 def _json_error(
@@ -337,6 +364,48 @@ def regenerate_description(
     return api.regenerate_description(assessment_id, request, get_services(), datetime.now(UTC))
 
 
+@app.get(
+    "/reviews",
+    summary="The review queue: assessments with photos awaiting a person, oldest first, with why",
+    responses=_responses(200, api.ReviewQueueView, 400),
+)
+def review_queue(
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_REVIEW_QUEUE_LIMIT)] = limits.DEFAULT_REVIEW_QUEUE_LIMIT,
+) -> api.ReviewQueueView:
+    return api.review_queue(get_services(), limit)
+
+
+@app.put(
+    "/assessments/<assessment_id>/photos/<photo_id>/review",
+    summary="Record the caller's review of a photo; revalues and rewrites the descriptions",
+    responses=_responses(200, api.AssessmentView, 400, 404, 409),
+)
+def review_photo(
+    assessment_id: _ID, photo_id: _PHOTO_ID, request: api.ReviewPhotoRequest
+) -> api.AssessmentView:
+    reviewer = _signed_in_person()
+    view = api.review_photo(assessment_id, photo_id, request, reviewer, get_services(), datetime.now(UTC))
+    metrics.add_metric(name="PhotoReviewed", unit=MetricUnit.Count, value=1)
+    return view
+
+
+@app.put(
+    "/assessments/<assessment_id>/descriptions/<language>",
+    summary="Replace a description's text with a person's (a new version, with its audio)",
+    responses=_responses(200, api.AssessmentView, 400, 404, 409),
+)
+def edit_description(
+    assessment_id: _ID,
+    language: Annotated[str, Path(pattern=r"^[a-z]{2}$", description="ISO 639-1 code")],
+    request: api.EditDescriptionRequest,
+    style: Annotated[DescriptionStyle, Query()] = DescriptionStyle.STANDARD,
+) -> api.AssessmentView:
+    editor = _signed_in_person()
+    return api.edit_description(
+        assessment_id, language, style, request, editor, get_services(), datetime.now(UTC)
+    )
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -382,9 +451,15 @@ def _not_found(exc: AssessmentNotFound) -> Response:
     return _json_error(404, str(exc))
 
 
-@app.exception_handler(api.Conflict)
-def _conflict(exc: api.Conflict) -> Response:
+@app.exception_handler([api.Conflict, NotFinished])
+def _conflict(exc: Exception) -> Response:
     return _json_error(409, str(exc))
+
+
+@app.exception_handler(ReviewRefused)
+def _review_refused(exc: ReviewRefused) -> Response:
+    # NotFinished, its subclass, has its own handler (409): Powertools looks handlers up by the MRO.
+    return _json_error(400, str(exc))
 
 
 @app.exception_handler(DescriptionUnavailable)
@@ -433,7 +508,10 @@ SECURITY_SCHEMES: dict[str, SecurityScheme] = {
 def _document_access(operation: dict[str, Any], access: authz.RouteAccess) -> None:
     """Who may call the operation, and why, in its description; the scopes a machine client needs."""
     operation["description"] = "\n\n".join(filter(None, [operation.get("description"), access.describe()]))
-    operation["security"] = [{USER_SCHEME: []}, {CLIENT_SCHEME: sorted(access.scopes)}]
+    # A route no machine client may call lists only the people's scheme.
+    operation["security"] = [{USER_SCHEME: []}] + (
+        [{CLIENT_SCHEME: sorted(access.scopes)}] if access.scopes else []
+    )
     responses = operation.setdefault("responses", {})
     for code, text in (
         ("401", "No usable sign-in: send a Cognito access token"),

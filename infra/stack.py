@@ -102,6 +102,7 @@ class VehicleAssessmentStack(Stack):
             bucket=ingest.bucket,
             user_pool=auth.user_pool,
             site_origin=site.origin,
+            rules_json=rules_json(config),
         )
         # The API's origin without its stage: the RestApi alone, so the distribution's headers do not
         # depend on the stage (whose deployment depends on methods that name the site's origin).

@@ -24,7 +24,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "adapters.common": ("adapters.vpic", "adapters.upload_tracking"),
     "adapters.local": ("adapters.local", "adapters.memory"),
     "adapters.aws": ("adapters.aws",),
-    "pipeline": ("pipeline", "indexing", "report"),
+    "pipeline": ("pipeline", "indexing", "report", "reviewing"),
     "aws_runtime": ("aws_runtime",),
     # Clients of a deployed stack (`submit`, `smoke`): they speak the API's models and probe the adapters.
     "remote": ("remote",),

@@ -12,11 +12,12 @@ be assessed (all rejected or copies): it is stored as NEEDS_PHOTOS, with no dama
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,15 @@ from vehicle_assessment.domain.models import (
     Assessment,
     AssessmentInputs,
     AssessmentStatus,
+    DamageType,
+    PhotoReview,
+    Severity,
 )
+from vehicle_assessment.domain.review import ReviewRefused
 from vehicle_assessment.domain.vin import InvalidVin, check_vin
 from vehicle_assessment.ports import (
     AssessmentNotFound,
+    ConcurrentUpdate,
     EncoderUnavailable,
     ImageEncoder,
     IndexMismatch,
@@ -40,7 +46,7 @@ from vehicle_assessment.ports import (
 )
 from vehicle_assessment.remote.errors import RemoteError
 from vehicle_assessment.remote.options import add_stack_arguments
-from vehicle_assessment.report import render_assessment, render_list
+from vehicle_assessment.report import render_assessment, render_list, render_queue
 from vehicle_assessment.settings import LocalSettings
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_READY, EXIT_FAILED = 0, 2, 3, 4
@@ -233,6 +239,38 @@ def build_parser() -> argparse.ArgumentParser:
     show = _add_command(commands, "show", "print a stored assessment")
     show.add_argument("assessment_id", help="the id `assess` or `list` printed")
     show.add_argument("--json", action="store_true", help="print the stored record as JSON")
+
+    review = _add_command(commands, "review", "record a person's decision on one photo (revalues, rewrites)")
+    review.add_argument("assessment_id", help="the id `assess`, `list` or `reviews` printed")
+    review.add_argument("photo_id", help="the photo's id, as `show` prints it in brackets")
+    review.add_argument("--damaged", required=True, choices=["yes", "no"], help="does the photo show damage")
+    review.add_argument(
+        "--type",
+        dest="damage_type",
+        choices=[t.value for t in DamageType],
+        help="damage type (none if --damaged no)",
+    )
+    review.add_argument(
+        "--severity", choices=[s.value for s in Severity], help="severity (none if --damaged no)"
+    )
+    review.add_argument(
+        "--note", help=f"why, for the record (at most {limits.MAX_REVIEW_NOTE_CHARS} characters)"
+    )
+    review.add_argument(
+        "--as-reference", action="store_true", help="add the photo, with this label, to the reference index"
+    )
+    review.add_argument("--reviewer", help="who decides (default: the OS user)")
+    review.add_argument("--json", action="store_true", help="print the updated record as JSON")
+
+    reviews = _add_command(commands, "reviews", "the review queue: assessments with photos awaiting a person")
+    reviews.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=limits.DEFAULT_REVIEW_QUEUE_LIMIT,
+        help=f"entries, oldest first (default: {limits.DEFAULT_REVIEW_QUEUE_LIMIT}, "
+        f"at most {limits.MAX_REVIEW_QUEUE_LIMIT})",
+    )
+    reviews.add_argument("--json", action="store_true", help="print the queue as JSON")
 
     listing = _add_command(commands, "list", "list assessments of a vehicle, newest first")
     listing.add_argument("--vin", required=True, help="the vehicle's VIN")
@@ -526,6 +564,77 @@ def cmd_show(args: argparse.Namespace, settings: LocalSettings) -> int:
     return EXIT_OK
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError) as exc:  # no login name (e.g. a container's unnamed uid)
+        raise CliError(f"cannot tell who you are ({exc}); pass --reviewer NAME", EXIT_BAD_INPUT) from exc
+
+
+def cmd_review(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from vehicle_assessment.adapters.local.wiring import build_review_services
+    from vehicle_assessment.reviewing import review_photo
+
+    damaged = args.damaged == "yes"
+    if damaged and not (args.damage_type and args.severity):
+        raise CliError("--damaged yes needs --type and --severity", EXIT_BAD_INPUT)
+    # Undamaged needs no type or severity: "none" is the only consistent answer.
+    none = None if damaged else "none"
+    try:
+        review = PhotoReview.model_validate(
+            {
+                "reviewer": args.reviewer if args.reviewer is not None else _os_user(),
+                "reviewed_at": datetime.now(UTC),
+                "damaged": damaged,
+                "damage_type": args.damage_type or none,
+                "severity": args.severity or none,
+                "note": args.note,
+                "as_reference": args.as_reference,
+            }
+        )
+    except ValidationError as exc:
+        raise CliError(_review_error(exc), EXIT_BAD_INPUT) from exc
+    saved = review_photo(build_review_services(settings), args.assessment_id, args.photo_id, review)
+    if args.json:
+        _emit_json(_assessment_json(saved))
+    else:
+        print(render_assessment(saved, settings.objects_dir))
+    return EXIT_OK
+
+
+_REVIEW_OPTIONS = {
+    "reviewer": "--reviewer",
+    "note": "--note",
+    "damage_type": "--type",
+    "severity": "--severity",
+}
+
+
+def _review_error(exc: ValidationError) -> str:
+    """One line naming the option and what is wrong; the label's consistency in the options' words."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    if field in _REVIEW_OPTIONS:
+        return f"{_REVIEW_OPTIONS[field]}: {reason}"
+    return f"--damaged/--type/--severity: {reason}"
+
+
+def cmd_reviews(args: argparse.Namespace, settings: LocalSettings) -> int:
+    from vehicle_assessment.adapters.local.wiring import open_repository
+    from vehicle_assessment.reviewing import review_queue
+
+    try:
+        entries = review_queue(open_repository(settings), args.limit)
+    except ValueError as exc:
+        raise CliError(f"--limit: {exc}", EXIT_BAD_INPUT) from exc
+    if args.json:
+        _emit_json({"entries": [e.model_dump(mode="json") for e in entries]})
+    else:
+        print(render_queue(entries))
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace, settings: LocalSettings) -> int:
     from vehicle_assessment.adapters.local.wiring import open_repository
     from vehicle_assessment.domain.vin import normalise_vin
@@ -645,6 +754,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "index": cmd_index_build,
         "assess": cmd_assess,
         "show": cmd_show,
+        "review": cmd_review,
+        "reviews": cmd_reviews,
         "list": cmd_list,
         "evaluate": cmd_evaluate,
         "submit": cmd_submit,
@@ -660,9 +771,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidVin, ValidationError) as exc:
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_BAD_INPUT
-    except AssessmentNotFound as exc:
+    except (AssessmentNotFound, ReviewRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ConcurrentUpdate as exc:
+        print(f"error: {exc}; other changes kept arriving, run it again", file=sys.stderr)
+        return EXIT_NOT_READY
     except (EncoderUnavailable, IndexMismatch, StateFileUnusable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_READY

@@ -25,6 +25,8 @@ from vehicle_assessment.domain.models import (
     AudioRecord,
     AudioStatus,
     DescriptionStyle,
+    HistoryAction,
+    HistoryEntry,
     PhotoRecord,
     PhotoStatus,
     QualityLevel,
@@ -33,6 +35,13 @@ from vehicle_assessment.domain.photo_set import (
     NO_ASSESSABLE_PHOTO_REASON,
     has_assessable_photo,
     mark_duplicates,
+)
+from vehicle_assessment.domain.review import (
+    PIPELINE_ACTOR,
+    add_history,
+    photos_awaiting_review,
+    review_reason_lines,
+    settle_review_state,
 )
 from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.domain.valuation import value_vehicle
@@ -277,34 +286,30 @@ def speak_descriptions(assessment: Assessment, speaker: Speaker, objects: Object
 
 
 def review_reasons(assessment: Assessment) -> list[str]:
-    reasons = []
-    for photo in assessment.photos:
-        if photo.status == PhotoStatus.REJECTED:
-            reasons.append(f"photo {photo.photo_id} ({photo.filename}) rejected: {photo.reason}")
-        elif photo.verdict and photo.verdict.needs_review:
-            reasons.append(
-                f"photo {photo.photo_id} ({photo.filename}) needs review: {photo.verdict.review_reason}"
-            )
-    if assessment.encoder and assessment.encoder.untrained:
-        reasons.append(UNTRAINED_ENCODER_WARNING)
-    if not has_assessable_photo(assessment.photos):
-        reasons.append(NO_ASSESSABLE_PHOTO_REASON)
-    return reasons
+    """One line per photo waiting for a person and why, and the assessment-wide caveats; the rule
+    lives in domain/review.py (the queue and a review use the same one)."""
+    return review_reason_lines(assessment)
 
 
 def complete(assessment: Assessment, now: datetime) -> Assessment:
-    """COMPLETED, or NEEDS_PHOTOS when no photo could be assessed (the damage is unknown)."""
+    """COMPLETED, or NEEDS_PHOTOS when no photo could be assessed (the damage is unknown), with the
+    review reasons, the review queue's waiting-since stamp and an ASSESSED history entry."""
     status = AssessmentStatus.COMPLETED
     if not has_assessable_photo(assessment.photos):
         status = AssessmentStatus.NEEDS_PHOTOS
         logger.info("assessment %s: %s", assessment.assessment_id, NO_ASSESSABLE_PHOTO_REASON)
-    return assessment.model_copy(
-        update={
-            "status": status,
-            "updated_at": now,
-            "review_reasons": review_reasons(assessment),
-        }
+    finished = settle_review_state(assessment.model_copy(update={"status": status, "updated_at": now}), now)
+    waiting = photos_awaiting_review(finished)
+    value = finished.valuation.adjusted_value_usd if finished.valuation else None
+    entry = HistoryEntry(
+        at=now,
+        actor=PIPELINE_ACTOR,
+        action=HistoryAction.ASSESSED,
+        summary=f"assessed: {status.value}, {len(assessment.photos)} photos"
+        + (f", {len(waiting)} awaiting review" if waiting else ""),
+        after=None if value is None else f"{value:.2f}",
     )
+    return add_history(finished, entry)
 
 
 def mark_failed(assessment: Assessment, step: str, reason: str, now: datetime) -> Assessment:

@@ -14,8 +14,10 @@ from vehicle_assessment.domain.models import (
     AudioStatus,
     PhotoRecord,
     PhotoStatus,
+    ReviewQueueEntry,
 )
 from vehicle_assessment.domain.photo_set import NO_ASSESSABLE_PHOTO_REASON
+from vehicle_assessment.domain.review import label_text
 
 _BANNER = "!" * 78
 
@@ -84,6 +86,27 @@ def _photo_lines(photo: PhotoRecord) -> list[str]:
     return lines
 
 
+def _review_lines(photo: PhotoRecord) -> list[str]:
+    """Reuse flags and the people's reviews of one photo (the last review is the one that counts)."""
+    lines = [
+        f"       POSSIBLE REUSE: matches photo {m.photo_id} of assessment {m.assessment_id} "
+        f"(VIN {m.vin}; {m.kind.value}, score {m.score:g})"
+        for m in photo.reuse_matches
+    ]
+    for number, review in enumerate(photo.reviews, start=1):
+        current = " (counts)" if number == len(photo.reviews) else " (superseded)"
+        line = (
+            f"       REVIEWED by {review.reviewer} at {review.reviewed_at:%Y-%m-%d %H:%M:%S}: "
+            f"{label_text(review.label)}{current}"
+        )
+        if review.as_reference:
+            line += ", as a reference"
+        lines.append(line)
+        if review.note:
+            lines.append(f"         note: {review.note}")
+    return lines
+
+
 def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
     untrained = bool(a.encoder and a.encoder.untrained)
     out: list[str] = []
@@ -101,7 +124,7 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
         out.append(f"  encoder: {a.encoder.describe()}")
     out += ["", f"Photos ({len(a.photos)})"]
     for photo in a.photos:
-        out += _photo_lines(photo)
+        out += _photo_lines(photo) + _review_lines(photo)
     if a.valuation:
         val = a.valuation
         out += [
@@ -122,7 +145,12 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
     if a.descriptions:
         out += ["", "Descriptions"]
         for d in a.descriptions:
-            out.append(f"  [{d.style.value}/{d.language}, {d.generator}] {d.text}")
+            by = f", by {d.written_by}" if d.written_by else ""
+            out.append(f"  [{d.style.value}/{d.language} v{d.version}, {d.generator}{by}] {d.text}")
+    if a.superseded_descriptions:
+        out += ["", f"Earlier descriptions ({len(a.superseded_descriptions)}, oldest first)"]
+        for d in a.superseded_descriptions:
+            out.append(f"  [{d.style.value}/{d.language} v{d.version}, {d.generator}] {d.text}")
     if a.audio:
         out += ["", "Audio"]
         for clip in a.audio:
@@ -134,6 +162,15 @@ def render_assessment(a: Assessment, objects_dir: Path | None = None) -> str:
         out += ["", "Warnings", *[f"  - {w}" for w in notes]]
     if a.review_reasons:
         out += ["", "Needs review", *[f"  - {r}" for r in a.review_reasons]]
+    if a.history:
+        out += ["", "History (oldest first)"]
+        if a.history_dropped:
+            out.append(f"  ({a.history_dropped} older entries dropped)")
+        for entry in a.history:
+            change = (
+                f"  [{entry.before or '-'} -> {entry.after or '-'}]" if entry.before or entry.after else ""
+            )
+            out.append(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor}: {entry.summary}{change}")
     if untrained:
         out += ["", _BANNER, f"!!! {UNTRAINED_ENCODER_WARNING.upper()}", _BANNER]
     return "\n".join(out)
@@ -149,4 +186,18 @@ def render_list(assessments: Sequence[Assessment]) -> str:
         rows.append(
             f"{a.assessment_id}  {a.created_at:%Y-%m-%d %H:%M}  {a.status.value:<12} {value:>10}{flag}"
         )
+    return "\n".join(rows)
+
+
+def render_queue(entries: Sequence[ReviewQueueEntry]) -> str:
+    if not entries:
+        return "no photo awaits review"
+    rows = []
+    for entry in entries:
+        photos = "; ".join(
+            f"photo {photo_id}: {', '.join(r.value for r in reasons)}"
+            for photo_id, reasons in entry.photos.items()
+        )
+        since = f"{entry.waiting_since:%Y-%m-%d %H:%M}"
+        rows.append(f"{entry.assessment_id}  {entry.vin}  waiting since {since}  {photos}")
     return "\n".join(rows)

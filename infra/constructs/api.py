@@ -34,7 +34,12 @@ from infra.constructs.lambdas import (
 )
 from infra.constructs.workflow import bedrock_invoke_statements
 from vehicle_assessment.aws_runtime import authz
-from vehicle_assessment.aws_runtime.api import CreateAssessmentRequest, RegenerateDescriptionRequest
+from vehicle_assessment.aws_runtime.api import (
+    CreateAssessmentRequest,
+    EditDescriptionRequest,
+    RegenerateDescriptionRequest,
+    ReviewPhotoRequest,
+)
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.upload_keys import REFERENCE_IMAGE_PREFIX
 
@@ -85,13 +90,14 @@ class Api(Construct):
         bucket: s3.IBucket,
         user_pool: cognito.IUserPool,
         site_origin: str | None = None,
+        rules_json: str,
     ) -> None:
         """``site_origin``: the stack's own web app (infra/constructs/site.py), allowed beside the
         configured ``cors_allowed_origins``."""
         super().__init__(scope, construct_id)
         self.site_origin = site_origin
         self.browser_origins = [*([site_origin] if site_origin else []), *config.cors_allowed_origins]
-        self.handler = self._build_handler(config, code, common_environment, table, bucket)
+        self.handler = self._build_handler(config, code, common_environment, table, bucket, rules_json)
         self.authorizer = apigw.CognitoUserPoolsAuthorizer(
             self,
             "Authorizer",
@@ -112,6 +118,7 @@ class Api(Construct):
         common_environment: Mapping[str, str],
         table: dynamodb.ITable,
         bucket: s3.IBucket,
+        rules_json: str,
     ) -> PipelineFunction:
         stack = Stack.of(self)
         handler = PipelineFunction(
@@ -119,14 +126,17 @@ class Api(Construct):
             "ApiFn",
             spec=FunctionSpec(
                 handler="functions.api.handler",
-                description="REST API: assessments, upload forms, history, descriptions",
-                # Regenerating a description calls Bedrock and Polly; API Gateway waits 29 s at most.
+                description="REST API: assessments, upload forms, history, descriptions, reviews",
+                # Regenerating a description calls Bedrock and Polly, and so does a review (every pair at
+                # once, aws_runtime/api.py); API Gateway waits 29 s at most.
                 timeout=Duration.seconds(limits.API_GATEWAY_TIMEOUT_S),
                 memory_mb=512,
                 environment={
                     "BUCKET_NAME": bucket.bucket_name,
                     "EXPECTED_PHOTOS": str(config.expected_photos),
                     "BEDROCK": stack.to_json_string({"model_id": config.bedrock_model_id}),
+                    # The workflow's rules: a review revalues with the same valuation settings.
+                    "RULES": rules_json,
                     # The Lambda's own CORS headers (Powertools) for the same origins as the preflight.
                     # The site's origin is a token until deployment: rendered by the stack, not json.dumps.
                     "CORS_ALLOWED_ORIGINS": stack.to_json_string(self.browser_origins),
@@ -285,13 +295,44 @@ class Api(Construct):
             request_validator=params_validator,
             request_parameters={"method.request.path.assessment_id": True},
         )
-        one.add_resource("descriptions").add_method(
+        descriptions = one.add_resource("descriptions")
+        descriptions.add_method(
             "POST",
             integration,
             authorization_scopes=scopes("POST /assessments/{assessment_id}/descriptions"),
             request_validator=body_validator,
             request_parameters={"method.request.path.assessment_id": True},
             request_models={"application/json": model("RegenerateDescription", RegenerateDescriptionRequest)},
+        )
+        descriptions.add_resource("{language}").add_method(
+            "PUT",
+            integration,
+            authorization_scopes=scopes("PUT /assessments/{assessment_id}/descriptions/{language}"),
+            request_validator=body_validator,
+            request_parameters={
+                "method.request.path.assessment_id": True,
+                "method.request.path.language": True,
+                "method.request.querystring.style": False,
+            },
+            request_models={"application/json": model("EditDescription", EditDescriptionRequest)},
+        )
+        one.add_resource("photos").add_resource("{photo_id}").add_resource("review").add_method(
+            "PUT",
+            integration,
+            authorization_scopes=scopes("PUT /assessments/{assessment_id}/photos/{photo_id}/review"),
+            request_validator=body_validator,
+            request_parameters={
+                "method.request.path.assessment_id": True,
+                "method.request.path.photo_id": True,
+            },
+            request_models={"application/json": model("ReviewPhoto", ReviewPhotoRequest)},
+        )
+        api.root.add_resource("reviews").add_method(
+            "GET",
+            integration,
+            authorization_scopes=scopes("GET /reviews"),
+            request_validator=params_validator,
+            request_parameters={"method.request.querystring.limit": False},
         )
         api.root.add_resource("vehicles").add_resource("{vin}").add_resource("assessments").add_method(
             "GET",

@@ -7,7 +7,7 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.constructs.lambdas import removal
-from vehicle_assessment.adapters.aws.dynamodb import GSI1, GSI2
+from vehicle_assessment.adapters.aws.dynamodb import GSI1, GSI2, GSI3, REVIEW_ENTRY
 
 TTL_ATTRIBUTE = "expires_at"
 
@@ -40,3 +40,13 @@ class Storage(Construct):
                 sort_key=dynamodb.Attribute(name=f"{name}SK", type=dynamodb.AttributeType.STRING),
                 projection_type=dynamodb.ProjectionType.ALL,
             )
+        # GSI3: sparse, only finished assessments with photos awaiting a person (the review queue),
+        # oldest first; it carries only the queue entry. (One GSI per stack update: CloudFormation
+        # creates at most one new GSI per table update.)
+        self.table.add_global_secondary_index(
+            index_name=GSI3,
+            partition_key=dynamodb.Attribute(name=f"{GSI3}PK", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=f"{GSI3}SK", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=[REVIEW_ENTRY],
+        )

@@ -98,7 +98,7 @@ def test_build_assess_show_list(tmp_path, labels, capsys, tiny_model_name) -> No
     code, out, _ = run_cli(capsys, *common, "assess", "--vin", VIN, "--color", "blue", *QUERIES[:1])
     assert code == EXIT_OK
     assert "UNTRAINED ENCODER: VERDICTS ARE NOT MEANINGFUL" in out
-    assert "Valuation" in out and "Descriptions" in out and "[standard/es, template]" in out
+    assert "Valuation" in out and "Descriptions" in out and "[standard/es v1, template]" in out
 
     code, out, _ = run_cli(capsys, "--data-dir", str(data), "show", assessment_id, "--json")
     assert code == EXIT_OK and json.loads(out)["assessment_id"] == assessment_id

@@ -75,6 +75,16 @@ def test_table_keys_indexes_pitr_encryption(template: Template) -> None:
                         ],
                     }
                 ),
+                Match.object_like(
+                    {
+                        "IndexName": "GSI3",
+                        "KeySchema": [
+                            {"AttributeName": "GSI3PK", "KeyType": "HASH"},
+                            {"AttributeName": "GSI3SK", "KeyType": "RANGE"},
+                        ],
+                        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["review_entry"]},
+                    }
+                ),
             ],
         },
     )

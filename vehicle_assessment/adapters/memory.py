@@ -31,7 +31,14 @@ from typing import Any
 from vehicle_assessment.adapters.upload_tracking import tracked_assessment
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.events import AssessmentFinished
-from vehicle_assessment.domain.models import Assessment, AssessmentStatus, EncoderIdentity, PhotoRecord
+from vehicle_assessment.domain.models import (
+    Assessment,
+    AssessmentStatus,
+    EncoderIdentity,
+    PhotoRecord,
+    ReviewQueueEntry,
+)
+from vehicle_assessment.domain.review import queue_entry, queue_sort_key
 from vehicle_assessment.ports import (
     AssessmentNotFound,
     AwaitingAssessment,
@@ -117,6 +124,12 @@ class InMemoryAssessmentRepository:
     def get(self, assessment_id: str) -> Assessment:
         with self._lock:
             return self._assessment(self._item(assessment_id))
+
+    def review_queue(self, limit: int) -> list[ReviewQueueEntry]:
+        """Oldest first (the DynamoDB adapter's sparse GSI3 order); in memory, every item is looked at."""
+        with self._lock:
+            entries = [e for item in self._items.values() if (e := queue_entry(self._assessment(item)))]
+        return sorted(entries, key=queue_sort_key)[:limit]
 
     def exists(self, assessment_id: str) -> bool:
         with self._lock:

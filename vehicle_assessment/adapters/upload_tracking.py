@@ -25,8 +25,9 @@ def tracked_assessment(
     touch only those); ``uploads`` (photo id -> photo_id, object_key, filename, size_bytes, version_id; items
     written before photos were keyed by id are keyed by object key and lack it) become RECEIVED
     photos unless the document has them already; ``photo_results`` (photo_id -> PhotoRecord as
-    JSON), one per analysed photo, win over both. ``revision`` is the stored one (optimistic
-    locking, ``AssessmentRepository.save``), kept beside the document, never in it.
+    JSON), one per analysed photo, win over both, except for the photo's ``reviews``: only a review
+    (saved in the document) writes those, so the document's are kept. ``revision`` is the stored one
+    (optimistic locking, ``AssessmentRepository.save``), kept beside the document, never in it.
     """
     merged = dict(document)
     merged["status"] = status
@@ -47,6 +48,9 @@ def tracked_assessment(
                 object_version=upload.get("version_id"),  # absent on items written before pinning
             ).model_dump(mode="json"),
         )
-    photos |= photo_results
+    for photo_id, result in photo_results.items():
+        # A Map iteration never writes a person's review: the document's reviews of the photo stay.
+        reviews = photos.get(photo_id, {}).get("reviews") or result.get("reviews", [])
+        photos[photo_id] = {**result, "reviews": reviews}
     merged["photos"] = list(photos.values())
     return Assessment.model_validate(merged)

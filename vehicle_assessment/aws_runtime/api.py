@@ -1,20 +1,28 @@
 """The REST API's services: open an assessment with upload URLs, read it, list a VIN's history,
-regenerate a description. The HTTP layer (routes, status codes) is ``functions/api.py``.
+regenerate a description, review a photo, edit a description, the review queue. The HTTP layer
+(routes, status codes) is ``functions/api.py``.
+
+Reviewing runs in the API function itself, not in a state machine: it rewrites every current
+description (languages × styles, 2 × 1 by default) with its audio, one pair per thread
+(``REVIEW_PARALLEL_DESCRIPTIONS``), so the route waits for one Bedrock call (at most
+limits.API_DESCRIBER_DEADLINE_S, then the template) and one Polly call, as the regenerate route does,
+whatever the number of pairs; one after another, 2 pairs would already need 2 × (18 + 8) s, past API
+Gateway's 29 s (tests/services/test_review_service.py and tests/aws_runtime/test_review_api.py).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
-from vehicle_assessment import pipeline
+from vehicle_assessment import pipeline, reviewing
 from vehicle_assessment.adapters.aws.s3_upload_forms import CONTENT_TYPE_FIELD, presigned_upload_form
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain import limits, upload_keys
@@ -25,18 +33,28 @@ from vehicle_assessment.domain.models import (
     AssessmentInputs,
     AssessmentStatus,
     AudioRecord,
+    DamageType,
     Description,
     DescriptionStyle,
     EstimateUsd,
+    HistoryAction,
+    HistoryEntry,
+    PhotoReview,
+    ReviewQueueEntry,
+    Severity,
     StorableFloat,
     speakable_color,
 )
+from vehicle_assessment.domain.review import add_history, next_version, replace_description
+from vehicle_assessment.domain.rules import ValuationSettings
 from vehicle_assessment.domain.vin import normalise_vin
 from vehicle_assessment.ports import (
     ConcurrentUpdate,
     Describer,
     MediaLinks,
     ObjectStore,
+    ReferenceFeedback,
+    ReviewQueue,
     Speaker,
     WorkflowRepository,
 )
@@ -218,7 +236,33 @@ class AssessmentMedia(ApiModel):
     )
 
 
+class ReviewPhotoRequest(ApiRequest):
+    """A person's decision on one photo; who decides is the caller's sign-in, never the body."""
+
+    damaged: bool
+    damage_type: DamageType = Field(strict=False, description="none when not damaged")
+    severity: Severity = Field(strict=False, description="none when not damaged")
+    note: str | None = Field(default=None, min_length=1, max_length=limits.MAX_REVIEW_NOTE_CHARS)
+    as_reference: bool = Field(
+        default=False, description="add the photo, with this label, to the reference index"
+    )
+
+
+class EditDescriptionRequest(ApiRequest):
+    text: str = Field(
+        min_length=1, max_length=limits.MAX_DESCRIPTION_CHARS, description="read aloud: no control characters"
+    )
+
+
+class ReviewQueueView(ApiModel):
+    entries: list[ReviewQueueEntry] = Field(description="oldest first")
+
+
 # --- services --------------------------------------------------------------------------------
+
+# Description pairs rewritten at once after a review (see the module docstring); an assessment holding
+# more pairs than this takes one more describer + speech round per extra batch.
+REVIEW_PARALLEL_DESCRIPTIONS = 8
 
 
 @dataclass(frozen=True)
@@ -229,6 +273,12 @@ class ApiServices:
     describer: Describer | None = None
     speaker: Speaker | None = None
     media: MediaLinks | None = None  # signs GET links: S3 presigned GETs, or the local server's
+    # The review queue: the repository itself where it implements ReviewQueue (both AWS ones do).
+    review_queue: ReviewQueue | None = None
+    valuation: ValuationSettings = field(default_factory=ValuationSettings)
+    references: ReferenceFeedback | None = None
+    # Called with the reason when a reviewed photo could not join the reference index (a metric).
+    on_reference_failure: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -355,8 +405,10 @@ def regenerate_description(
     request: RegenerateDescriptionRequest,
     services: ApiServices,
     now: datetime,
+    requested_by: str | None = None,
 ) -> RegenerateDescriptionResponse:
-    """A new description (and its audio) in the asked style and language, replacing that pair's.
+    """A new description (and its audio) in the asked style and language, replacing that pair's as its
+    next version (the replaced one is kept among the superseded, and the history says so).
 
     The description is written once, from one read; it is then saved with optimistic locking. When
     another writer saved first, the pair is added again to what it saved, if that still commutes:
@@ -392,16 +444,22 @@ def regenerate_description(
                 f"another request replaced the {pair[0].value}/{pair[1]} description of assessment "
                 f"{assessment_id} meanwhile; read it, and ask again if a new one is still wanted"
             )
-        return current.model_copy(
-            update={
-                "descriptions": [d for d in current.descriptions if _pair_of(d) != pair] + [description],
-                "audio": [a for a in current.audio if _pair_of(a) != pair] + [audio],
-                "updated_at": now,
-            }
+        # The one it replaces is kept (superseded), and the change is on the record.
+        version = next_version(current, pair)
+        entry = HistoryEntry(
+            at=now,
+            actor=requested_by or "api",
+            action=HistoryAction.DESCRIPTION_WRITTEN,
+            summary=f"{pair[0].value}/{pair[1]} description regenerated by {description.generator}",
+            before=f"v{read_pair[0][0].version}" if read_pair[0] else None,
+            after=f"v{version}",
         )
+        stamped = description.model_copy(update={"written_by": requested_by, "written_at": now})
+        replaced = replace_description(current, stamped, audio).model_copy(update={"updated_at": now})
+        return add_history(replaced, entry)
 
     try:
-        pipeline.save_with_retries(services.repository, assessment, add_pair)
+        saved = pipeline.save_with_retries(services.repository, assessment, add_pair)
     except (Conflict, ConcurrentUpdate) as exc:
         # Audio objects are named by their text, so this one replaced no saved description's speech;
         # it stays in the bucket, named by no description unless one has the same words.
@@ -418,7 +476,80 @@ def regenerate_description(
                 f"assessment {assessment_id} kept changing while its description was being saved; ask again"
             ) from exc
         raise
-    return RegenerateDescriptionResponse(assessment_id=assessment_id, description=description, audio=audio)
+    [stored] = _held_pair(saved, pair)[0]
+    return RegenerateDescriptionResponse(assessment_id=assessment_id, description=stored, audio=audio)
+
+
+# --- the review loop -------------------------------------------------------------------------
+
+
+def _review_services(services: ApiServices) -> reviewing.ReviewServices:
+    if services.describer is None or services.speaker is None:
+        raise RuntimeError("the API was wired without a describer or speaker")
+    return reviewing.ReviewServices(
+        repository=services.repository,
+        objects=services.objects,
+        describer=services.describer,
+        speaker=services.speaker,
+        valuation=services.valuation,
+        references=services.references,
+        on_reference_failure=services.on_reference_failure,
+        parallel_descriptions=REVIEW_PARALLEL_DESCRIPTIONS,
+    )
+
+
+def review_photo(
+    assessment_id: str,
+    photo_id: str,
+    request: ReviewPhotoRequest,
+    reviewer: str,
+    services: ApiServices,
+    now: datetime,
+) -> AssessmentView:
+    """Record the caller's review of one photo; the updated assessment.
+
+    Raises AssessmentNotFound, InvalidInputs (a label that contradicts itself), ReviewRefused (unknown
+    or unreviewable photo; NotFinished: the assessment is not finished), Conflict (other writers kept
+    saving first).
+    """
+    try:
+        review = PhotoReview(reviewer=reviewer, reviewed_at=now, **request.model_dump())
+    except ValidationError as exc:
+        raise InvalidInputs(exc.errors()) from None
+    try:
+        reviewing.review_photo(_review_services(services), assessment_id, photo_id, review)
+    except ConcurrentUpdate as exc:
+        raise Conflict(
+            f"assessment {assessment_id} kept changing while the review was saved; send it again"
+        ) from exc
+    return get_assessment(assessment_id, services)
+
+
+def edit_description(
+    assessment_id: str,
+    language: str,
+    style: DescriptionStyle,
+    request: EditDescriptionRequest,
+    editor: str,
+    services: ApiServices,
+    now: datetime,
+) -> AssessmentView:
+    """A person's text for one description; the updated assessment. Raises as review_photo does."""
+    try:
+        reviewing.edit_description(
+            _review_services(services), assessment_id, style, language, request.text, editor, now
+        )
+    except ConcurrentUpdate as exc:
+        raise Conflict(
+            f"assessment {assessment_id} kept changing while the edit was saved; send it again"
+        ) from exc
+    return get_assessment(assessment_id, services)
+
+
+def review_queue(services: ApiServices, limit: int) -> ReviewQueueView:
+    if services.review_queue is None:
+        raise RuntimeError("the API was wired without a review queue")
+    return ReviewQueueView(entries=reviewing.review_queue(services.review_queue, limit))
 
 
 def _require_finished(assessment: Assessment) -> None:

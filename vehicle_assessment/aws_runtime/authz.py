@@ -31,8 +31,10 @@ class Group(StrEnum):
 
 GROUP_DESCRIPTIONS: dict[Group, str] = {
     Group.YARD: "Yard staff: open assessments and upload photos, follow their progress",
-    Group.APPRAISER: "Appraisers: read assessments and a vehicle's history, regenerate descriptions (review)",
-    Group.ADMIN: "Administrators: every route",
+    Group.APPRAISER: "Appraisers: read assessments and a vehicle's history, the review queue; review photos, "
+    "edit and regenerate descriptions",
+    Group.ADMIN: "Administrators: every route but reviewing photos and editing descriptions (an appraiser's "
+    "signed judgement)",
 }
 
 # The resource server of the machine clients' custom scopes (scope names are "<identifier>/<name>").
@@ -98,6 +100,23 @@ ROUTES: dict[str, RouteAccess] = {
         groups=frozenset({Group.APPRAISER, Group.ADMIN}),
         scopes=frozenset({Scope.READ}),
         why="a vehicle's history across yards is valuation work, not intake.",
+    ),
+    "GET /reviews": RouteAccess(
+        groups=frozenset({Group.APPRAISER, Group.ADMIN}),
+        scopes=frozenset({Scope.READ}),
+        why="the queue of photos awaiting a person is the appraisers' work list; an integration may "
+        "watch its length.",
+    ),
+    "PUT /assessments/{assessment_id}/photos/{photo_id}/review": RouteAccess(
+        groups=frozenset({Group.APPRAISER}),
+        scopes=frozenset(),
+        why="a review is an appraiser's judgement, recorded under their sign-in name (the audit trail a "
+        "dispute is settled with): no machine client and no other role may record one.",
+    ),
+    "PUT /assessments/{assessment_id}/descriptions/{language}": RouteAccess(
+        groups=frozenset({Group.APPRAISER}),
+        scopes=frozenset(),
+        why="a person's text replaces what the auction reads; it is recorded under the appraiser's name.",
     ),
     "POST /assessments/{assessment_id}/descriptions": RouteAccess(
         groups=frozenset({Group.APPRAISER, Group.ADMIN}),
@@ -165,6 +184,15 @@ def caller_from_claims(claims: Mapping[str, Any] | None) -> Caller | None:
         groups=_claim_values(claims.get("cognito:groups")),
         scopes=_claim_values(claims.get("scope")),
     )
+
+
+def person_name(claims: Mapping[str, Any] | None) -> str | None:
+    """A signed-in person's user name (access tokens: ``username``; ID tokens: ``cognito:username``);
+    None for a machine client or no token. What a review or an edit is recorded under."""
+    if not claims:
+        return None
+    name = str(claims.get("username") or claims.get("cognito:username") or "").strip()
+    return name or None
 
 
 _TEMPLATES: list[tuple[str, re.Pattern[str], str]] = [

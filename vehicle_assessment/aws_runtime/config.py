@@ -71,6 +71,8 @@ class ApiConfig(FunctionConfig):
     presigned_post_expires_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
     bedrock: BedrockSettings = Field(default_factory=lambda: BedrockSettings(client=api_bedrock_client()))
     polly: PollySettings = Field(default_factory=lambda: PollySettings(client=api_polly_client()))
+    # The workflow's rules (the RULES variable): a review revalues with the same valuation settings.
+    rules: AssessmentRules = Field(default_factory=AssessmentRules)
 
     @field_validator("bedrock", "polly", mode="before")
     @classmethod

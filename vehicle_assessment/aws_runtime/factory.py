@@ -20,6 +20,7 @@ from vehicle_assessment.aws_runtime.config import (
 
 if TYPE_CHECKING:
     from vehicle_assessment.adapters.aws.bedrock_describer import FallbackListener
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
     from vehicle_assessment.adapters.aws.settings import OpenSearchSettings, SageMakerEncoderSettings
     from vehicle_assessment.domain.models import EncoderIdentity
     from vehicle_assessment.ports import (
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
         ReferenceIndex,
         Speaker,
         VinDecoder,
-        WorkflowRepository,
         WritableReferenceIndex,
     )
 
@@ -64,7 +64,7 @@ def build_media_links(config: ApiConfig, presigning_client: Any) -> MediaLinks:
     return S3MediaLinks(presigning_client, config.bucket_name)
 
 
-def build_repository(config: FunctionConfig) -> WorkflowRepository:
+def build_repository(config: FunctionConfig) -> DynamoAssessmentRepository:
     from vehicle_assessment.adapters.aws.clients import botocore_config
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
 

@@ -18,6 +18,7 @@ from vehicle_assessment.domain.models import (
     PhotoStatus,
     Powertrain,
 )
+from vehicle_assessment.domain.review import confidently_labelled, judged_by_model_only, photo_review_reasons
 
 TEMPLATE_LANGUAGES = ("en", "es")
 
@@ -30,26 +31,26 @@ def build_description_request(assessment: Assessment) -> DescriptionRequest:
     """Collect what a describer may say about this assessment."""
     if assessment.vehicle is None:
         raise ValueError("the vehicle has not been decoded yet")
-    analysed = [p for p in assessment.photos if p.status == PhotoStatus.ANALYSED and p.verdict]
-    confident = [p for p in analysed if p.verdict and not p.verdict.needs_review]
-    damage = Counter(
-        f"{p.verdict.damage_type.value}/{p.verdict.severity.value}"
-        for p in confident
-        if p.verdict and p.verdict.damaged
-    )
+    # A person's review wins over the model's verdict; an unsure or possibly reused photo says nothing
+    # until a person has looked at it (domain/review.py).
+    labels = [label for p in assessment.photos if (label := confidently_labelled(p)) is not None]
+    damage = Counter(f"{label.damage_type.value}/{label.severity.value}" for label in labels if label.damaged)
+    waiting = [p for p in assessment.photos if photo_review_reasons(p) and p.status == PhotoStatus.ANALYSED]
     valuation = assessment.valuation
-    untrained = bool(assessment.encoder and assessment.encoder.untrained)
+    # Once people have judged every photo the model judged, the encoder's weights no longer matter.
+    reviewed_all = any(p.reviews for p in assessment.photos) and not judged_by_model_only(assessment.photos)
+    untrained = bool(assessment.encoder and assessment.encoder.untrained) and not reviewed_all
     return DescriptionRequest(
         vehicle=assessment.vehicle,
         color=assessment.inputs.color,
         mileage=assessment.inputs.mileage,
         damage_summary=dict(sorted(damage.items())),
-        photos_assessed=len(confident),
-        photos_need_review=len(analysed) - len(confident),
+        photos_assessed=len(labels),
+        photos_need_review=len(waiting),
         undamaged_value_usd=valuation.undamaged.amount_usd if valuation else None,
         # Without one confidently assessed photo the damage is unknown: no describer may state a
         # damage-adjusted value (it would read as "0 % for damage").
-        adjusted_value_usd=valuation.adjusted_value_usd if valuation and confident else None,
+        adjusted_value_usd=valuation.adjusted_value_usd if valuation and labels else None,
         combined_depreciation=valuation.combined_depreciation if valuation else 0.0,
         untrained_encoder=untrained,
         provisional=bool(valuation and valuation.provisional) or untrained,

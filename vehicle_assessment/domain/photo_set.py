@@ -58,5 +58,10 @@ def mark_duplicates(photos: Sequence[PhotoRecord]) -> list[PhotoRecord]:
 
 
 def has_assessable_photo(photos: Sequence[PhotoRecord]) -> bool:
-    """Whether any photo reached a damage verdict; without one the vehicle's damage is unknown."""
-    return any(p.status == PhotoStatus.ANALYSED and p.verdict is not None for p in photos)
+    """Whether any photo has a damage call: a verdict, or a person's review of an analysed or rejected
+    photo (see domain/review.py); without one the vehicle's damage is unknown."""
+    return any(
+        (p.status == PhotoStatus.ANALYSED and p.verdict is not None)
+        or (p.reviews and p.status in (PhotoStatus.ANALYSED, PhotoStatus.REJECTED))
+        for p in photos
+    )

@@ -56,6 +56,13 @@ def _uncounted(photo_id: str, reason: str) -> PhotoDepreciation:
     )
 
 
+def _reuse_reason(photo: PhotoRecord) -> str:
+    matches = ", ".join(
+        f"photo {m.photo_id} of assessment {m.assessment_id} (VIN {m.vin})" for m in photo.reuse_matches
+    )
+    return f"not counted until reviewed: possible reuse of {matches}"
+
+
 def value_vehicle(
     photos: Sequence[PhotoRecord],
     undamaged: UndamagedValue,
@@ -63,19 +70,44 @@ def value_vehicle(
     *,
     untrained_encoder: bool = False,
 ) -> Valuation:
-    """Per-photo depreciation from the verdicts, then the bounded combination.
+    """Per-photo depreciation from each photo's effective label, then the bounded combination.
 
-    Copies (DUPLICATE, see `photo_set.mark_duplicates`) are listed but move no money. When no photo
-    reached a verdict the damage is unknown, so there is no adjusted value. The valuation is
-    provisional when a photo was not counted, none was, or the encoder is untrained.
+    A reviewed photo (ANALYSED or REJECTED) counts with the reviewer's severity, whatever the model
+    said. An unreviewed photo counts with its verdict unless the verdict is unsure or the photo matches
+    another vehicle's photo (possible reuse): a photo that may show another vehicle is no evidence of
+    this one's condition either way (its damage is not this vehicle's; its clean panels may hide this
+    vehicle's damage), so like an unsure verdict it moves no money until a person has looked. Copies
+    (DUPLICATE, see `photo_set.mark_duplicates`) are listed but move no money. When no photo has an
+    effective label the damage is unknown, so there is no adjusted value. The valuation is
+    provisional while a photo is not counted, none is, or an untrained encoder's verdict still counts.
     """
     per_photo: list[PhotoDepreciation] = []
     notes: list[str] = []
+    model_counted = False
     for photo in photos:
         verdict = photo.verdict
+        review = photo.review
         if photo.status == PhotoStatus.DUPLICATE:
             per_photo.append(_uncounted(photo.photo_id, f"not counted: {photo.reason or 'duplicate'}"))
             notes.append(f"photo {photo.photo_id} is a copy of photo {photo.duplicate_of}: counted once")
+            continue
+        if review is not None and photo.status in (PhotoStatus.ANALYSED, PhotoStatus.REJECTED):
+            model = (
+                f"; the model said {verdict.severity.value} {verdict.damage_type.value}"
+                if verdict is not None and verdict.damaged
+                else "; the model said undamaged"
+                if verdict is not None
+                else ""
+            )
+            per_photo.append(
+                PhotoDepreciation(
+                    photo_id=photo.photo_id,
+                    severity=review.severity,
+                    rate=settings.severity_depreciation[review.severity],
+                    counted=True,
+                    reason=f"reviewed by {review.reviewer} at {review.reviewed_at.isoformat()}{model}",
+                )
+            )
             continue
         if photo.status != PhotoStatus.ANALYSED or verdict is None:
             per_photo.append(
@@ -84,14 +116,21 @@ def value_vehicle(
             continue
         rate = settings.severity_depreciation[verdict.severity]
         # An uncertain verdict must not move money on its own: it is listed for a person to check.
-        counted = not verdict.needs_review
+        if verdict.needs_review:
+            reason: str | None = f"needs review: {verdict.review_reason}"
+        elif photo.reuse_matches:
+            reason = _reuse_reason(photo)
+        else:
+            reason = None
+        counted = reason is None
+        model_counted = model_counted or counted
         per_photo.append(
             PhotoDepreciation(
                 photo_id=photo.photo_id,
                 severity=verdict.severity,
                 rate=rate,
                 counted=counted,
-                reason=None if counted else f"needs review: {verdict.review_reason}",
+                reason=reason,
             )
         )
 
@@ -105,7 +144,12 @@ def value_vehicle(
         notes.append("no photo could be assessed with confidence; no damage depreciation applied")
     if uncounted:
         notes.append(f"{len(uncounted)} of {len(per_photo)} photos not counted (see their reasons)")
-    if untrained_encoder:
+    reviewed = [p.photo_id for p in photos if p.review is not None and p.photo_id not in duplicates]
+    if reviewed:
+        notes.append(f"reviewed by a person: photo {', '.join(reviewed)} (counted with the reviewer's label)")
+    # Once every counted photo is a person's call, the encoder's weights no longer matter.
+    untrained_counts = untrained_encoder and model_counted
+    if untrained_counts:
         notes.append("provisional: the photos were judged by an untrained encoder")
     combined = combine_depreciation(counted_rates, settings)
     if not assessable:
@@ -122,6 +166,6 @@ def value_vehicle(
         combined_depreciation=combined,
         adjusted_value_usd=adjusted,
         rule=rule_text(settings),
-        provisional=bool(uncertain) or not counted_rates or untrained_encoder,
+        provisional=bool(uncertain) or not counted_rates or untrained_counts,
         notes=notes,
     )

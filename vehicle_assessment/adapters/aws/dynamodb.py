@@ -5,6 +5,7 @@ Single-table design (one item per assessment, plus orphan-upload items)::
     item            PK                       SK       GSI1PK / GSI1SK                GSI2PK / GSI2SK
     assessment      ASSESSMENT#{id}          META     VIN#{vin} / {created_at}#{id}  AWAITING_PHOTOS /
                                                                                      {created_at}#{id}
+                                                      GSI3PK / GSI3SK: NEEDS_REVIEW / {waiting_since}#{id}
     orphan upload   ORPHAN_UPLOAD#{s3 key}   UPLOAD   -                              -
 
 Assessment item attributes:
@@ -43,6 +44,12 @@ Indexes (both projection ALL, so a query answers without further reads):
   cost follows the number of open uploads, not the table's size. (All open uploads share one partition
   key; at thousands of concurrent uploads per second, shard it as ``AWAITING_PHOTOS#{n}``.)
 
+* GSI3 — a *sparse* index of the review queue: ``GSI3PK = NEEDS_REVIEW`` and ``GSI3SK =
+  {waiting_since}#{id}`` exist only while photos of a finished assessment wait for a person (every
+  ``save`` writes or removes them with ``review_entry``, the queue entry as a map). It projects only
+  ``review_entry`` (INCLUDE), so a queue page reads a few hundred bytes per assessment, not documents.
+  Items finished before GSI3 existed are not in it until their next save (backfilling would scan).
+
 Orphan uploads (a key under ``uploads/`` naming no known assessment, a bad key layout, an invalid VIN)
 get their own small item so they are queryable and can expire with a TTL; they never create an
 assessment.
@@ -65,8 +72,10 @@ from vehicle_assessment.domain.models import (
     AssessmentStatus,
     EncoderIdentity,
     PhotoRecord,
+    ReviewQueueEntry,
     significant_digits,
 )
+from vehicle_assessment.domain.review import queue_entry, queue_sort_key
 from vehicle_assessment.ports import (
     AssessmentNotFound,
     AwaitingAssessment,
@@ -79,13 +88,17 @@ from vehicle_assessment.ports import (
 META = "META"
 GSI1 = "GSI1"
 GSI2 = "GSI2"
+GSI3 = "GSI3"
+REVIEW_PARTITION = "NEEDS_REVIEW"
+REVIEW_ENTRY = "review_entry"
+_REVIEW_ATTRIBUTES = ("GSI3PK", "GSI3SK", REVIEW_ENTRY)
 AWAITING_PARTITION = AssessmentStatus.AWAITING_PHOTOS.value
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
     """``create_table`` arguments for this design: used by tests; the CDK stack must match it."""
-    keys = ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"]
+    keys = ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK"]
     return {
         "TableName": table_name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -104,6 +117,16 @@ def table_definition(table_name: str) -> dict[str, Any]:
                 "Projection": {"ProjectionType": "ALL"},
             }
             for name in (GSI1, GSI2)
+        ]
+        + [
+            {
+                "IndexName": GSI3,
+                "KeySchema": [
+                    {"AttributeName": "GSI3PK", "KeyType": "HASH"},
+                    {"AttributeName": "GSI3SK", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": [REVIEW_ENTRY]},
+            }
         ],
     }
 
@@ -133,10 +156,12 @@ TABLE_ACCESS: Mapping[str, TableAccess] = {
     "sweeper": TableAccess(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"), indexes=(GSI2,)),
     # Every workflow step: get (GetItem), save / mark_status / save_photo_result (UpdateItem).
     "workflow_step": TableAccess(_READ_UPDATE),
-    # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated
-    # description (UpdateItem), a VIN's history (Query on GSI1).
+    # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated or edited
+    # description and of a review (UpdateItem), a VIN's history (Query on GSI1), the review queue
+    # (Query on GSI3).
     "api": TableAccess(
-        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"), indexes=(GSI1,)
+        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"),
+        indexes=(GSI1, GSI3),
     ),
 }
 
@@ -271,9 +296,11 @@ class DynamoAssessmentRepository:
             sets.append(f"#{name} = if_not_exists(#{name}, :empty)")
         values[":empty"] = {}
         expression = "SET " + ", ".join(sets)
-        if "GSI2PK" not in attributes:
-            names |= {"#GSI2PK": "GSI2PK", "#GSI2SK": "GSI2SK"}
-            expression += " REMOVE #GSI2PK, #GSI2SK"
+        removed = [] if "GSI2PK" in attributes else ["GSI2PK", "GSI2SK"]
+        removed += [] if "GSI3PK" in attributes else list(_REVIEW_ATTRIBUTES)
+        if removed:
+            names |= {f"#{name}": name for name in removed}
+            expression += " REMOVE " + ", ".join(f"#{name}" for name in removed)
         try:
             self.table.update_item(
                 Key=self._key(assessment.assessment_id),
@@ -576,6 +603,29 @@ class DynamoAssessmentRepository:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found
 
+    def review_queue(self, limit: int) -> list[ReviewQueueEntry]:
+        """Assessments with photos awaiting a person, oldest first: a Query of the sparse GSI3, never a
+        scan. GSI reads are eventually consistent: a review just saved may leave the queue a moment later.
+        (One partition holds the whole queue: far below a partition's 3,000 reads per second, as a queue
+        is read by people; shard it as NEEDS_REVIEW#{n} if that ever changes.)"""
+        found: list[ReviewQueueEntry] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": GSI3,
+            "KeyConditionExpression": "GSI3PK = :pk",
+            "ExpressionAttributeValues": {":pk": REVIEW_PARTITION},
+            "ScanIndexForward": True,  # oldest first
+        }
+        while len(found) < limit:
+            response = self.table.query(Limit=limit - len(found), **kwargs)
+            found.extend(
+                ReviewQueueEntry.model_validate(from_dynamo(item[REVIEW_ENTRY]))
+                for item in response.get("Items", [])
+            )
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found
+
     def save_photo_result(self, assessment_id: str, record: PhotoRecord, encoder: EncoderIdentity) -> None:
         """One analysed photo from one Map iteration: its own path, so iterations never collide."""
         try:
@@ -629,6 +679,13 @@ class DynamoAssessmentRepository:
         }
         if assessment.status == AssessmentStatus.AWAITING_PHOTOS:
             attributes |= {"GSI2PK": AWAITING_PARTITION, "GSI2SK": f"{created}#{assessment.assessment_id}"}
+        entry = queue_entry(assessment)
+        if entry is not None:
+            attributes |= {
+                "GSI3PK": REVIEW_PARTITION,
+                "GSI3SK": queue_sort_key(entry),
+                REVIEW_ENTRY: to_dynamo(entry.model_dump(mode="json")),
+            }
         return attributes
 
     @staticmethod

@@ -1,5 +1,10 @@
 """SQLite assessment repository: one row per assessment, the document as JSON, VIN indexed.
 
+The review queue (``review_queue``) is two columns kept by every save: ``review_key`` (the waiting
+time, then the id; NULL while no photo waits) and ``review_entry`` (the queue entry as JSON), read
+through a partial index on ``review_key``, so the queue is an index range, never a scan. A file
+written before the queue existed gets the columns, filled from its documents, when it is opened.
+
 ``save`` keeps the port's optimistic locking although local mode is one process: the revision is
 the document's own ``revision`` field (a row written before revisions existed reads as 0), and each
 write is one statement conditional on it, so the semantics match the DynamoDB repository's.
@@ -15,7 +20,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
-from vehicle_assessment.domain.models import Assessment
+from vehicle_assessment.domain.models import Assessment, ReviewQueueEntry
+from vehicle_assessment.domain.review import queue_entry, queue_sort_key
 from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate
 
 _SCHEMA = """
@@ -45,6 +51,12 @@ CREATE TABLE IF NOT EXISTS orphan_uploads (
     at TEXT NOT NULL
 );
 """
+# Added after the first release: ALTER TABLE on files that lack them (see _add_queue_columns).
+_QUEUE_COLUMNS = {"review_key": "TEXT", "review_entry": "TEXT"}
+_QUEUE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS assessments_awaiting_review ON assessments (review_key)"
+    " WHERE review_key IS NOT NULL"
+)
 _COLUMNS = {
     "assessments": ("assessment_id", "vin", "status", "created_at", "updated_at", "document"),
     "upload_tracking": ("assessment_id", "uploads", "rejected", "photo_results", "rejected_overflow"),
@@ -63,6 +75,25 @@ class SqliteAssessmentRepository:
             check_schema(conn, _COLUMNS)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            self._add_queue_columns(conn)
+            conn.execute(_QUEUE_INDEX)
+
+    @staticmethod
+    def _add_queue_columns(conn: sqlite3.Connection) -> None:
+        """The queue columns on a file written before them, filled once from the stored documents."""
+        found = {row[1] for row in conn.execute("PRAGMA table_info(assessments)")}
+        missing = [name for name in _QUEUE_COLUMNS if name not in found]
+        if not missing:
+            return
+        for name in missing:
+            conn.execute(f"ALTER TABLE assessments ADD COLUMN {name} {_QUEUE_COLUMNS[name]}")
+        rows = conn.execute("SELECT assessment_id, document FROM assessments").fetchall()
+        for assessment_id, document in rows:
+            key, entry = _queue_columns(Assessment.model_validate_json(document))
+            conn.execute(
+                "UPDATE assessments SET review_key = ?, review_entry = ? WHERE assessment_id = ?",
+                (key, entry, assessment_id),
+            )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -80,7 +111,7 @@ class SqliteAssessmentRepository:
     def save(self, assessment: Assessment) -> Assessment:
         """The document, only at the revision read (0: a new one); raises ConcurrentUpdate if not."""
         saved = assessment.model_copy(update={"revision": assessment.revision + 1})
-        row = {
+        row: dict[str, object] = {
             "assessment_id": assessment.assessment_id,
             "vin": assessment.vin,
             "status": assessment.status.value,
@@ -89,11 +120,17 @@ class SqliteAssessmentRepository:
             "document": saved.model_dump_json(),
             "read_revision": assessment.revision,
         }
-        set_columns = "status = :status, updated_at = :updated_at, document = :document"
+        row["review_key"], row["review_entry"] = _queue_columns(assessment)
+        set_columns = (
+            "status = :status, updated_at = :updated_at, document = :document,"
+            " review_key = :review_key, review_entry = :review_entry"
+        )
         if assessment.revision == 0:  # new, or stored before revisions existed
             statement = (
-                "INSERT INTO assessments (assessment_id, vin, status, created_at, updated_at, document)"
-                " VALUES (:assessment_id, :vin, :status, :created_at, :updated_at, :document)"
+                "INSERT INTO assessments"
+                " (assessment_id, vin, status, created_at, updated_at, document, review_key, review_entry)"
+                " VALUES (:assessment_id, :vin, :status, :created_at, :updated_at, :document,"
+                " :review_key, :review_entry)"
                 f" ON CONFLICT (assessment_id) DO UPDATE SET {set_columns}"
                 f" WHERE {_STORED_REVISION} = :read_revision"
             )
@@ -122,6 +159,12 @@ class SqliteAssessmentRepository:
     def list_by_vin(self, vin: str, limit: int = 50) -> list[Assessment]:
         return self.page_by_vin(vin, limit)[0]
 
+    def review_queue(self, limit: int) -> list[ReviewQueueEntry]:
+        """Assessments with photos awaiting a person, oldest first (the partial index, in order)."""
+        with self._connect() as conn:
+            rows = conn.execute(REVIEW_QUEUE_QUERY, (limit,)).fetchall()
+        return [ReviewQueueEntry.model_validate_json(row[0]) for row in rows]
+
     def page_by_vin(
         self, vin: str, limit: int, next_token: str | None = None
     ) -> tuple[list[Assessment], str | None]:
@@ -142,6 +185,18 @@ class SqliteAssessmentRepository:
         page = rows[:limit]
         token = _encode_token(page[-1][1], page[-1][2]) if len(rows) > limit else None
         return [Assessment.model_validate_json(row[0]) for row in page], token
+
+
+REVIEW_QUEUE_QUERY = (
+    "SELECT review_entry FROM assessments WHERE review_key IS NOT NULL ORDER BY review_key LIMIT ?"
+)
+
+
+def _queue_columns(assessment: Assessment) -> tuple[str | None, str | None]:
+    entry = queue_entry(assessment)
+    if entry is None:
+        return None, None
+    return queue_sort_key(entry), entry.model_dump_json()
 
 
 def _encode_token(created_at: str, assessment_id: str) -> str:

@@ -10,6 +10,7 @@ from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.adapters.vpic import VpicVinDecoder
 from vehicle_assessment.domain.description import TemplateDescriber
 from vehicle_assessment.pipeline import LocalPorts
+from vehicle_assessment.reviewing import ReviewServices
 from vehicle_assessment.settings import LocalSettings
 
 
@@ -30,4 +31,15 @@ def build_local_ports(settings: LocalSettings, index: LocalVectorIndex | None = 
         index=index or open_index(settings),
         describer=TemplateDescriber(),
         speaker=EspeakSpeaker(settings.speech),
+    )
+
+
+def build_review_services(settings: LocalSettings) -> ReviewServices:
+    """What `review` and description edits need: no encoder or index (a review embeds nothing)."""
+    return ReviewServices(
+        repository=open_repository(settings),
+        objects=FilesystemObjectStore(settings.objects_dir),
+        describer=TemplateDescriber(),
+        speaker=EspeakSpeaker(settings.speech),
+        valuation=settings.rules.valuation,
     )
