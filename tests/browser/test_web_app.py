@@ -174,6 +174,7 @@ def _screenshot(driver: Any, artifacts: Path, name: str) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     width = driver.get_window_size()["width"]
     driver.set_window_size(width, min(max(height, 800), 6000))
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(artifacts / f"{name}.png"))
 
 
