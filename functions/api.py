@@ -1,6 +1,7 @@
 """REST API (API Gateway proxy integration): routes, status codes and error bodies only.
 
     POST /assessments                                 201  open an assessment, get presigned POSTs
+    GET  /assessments?status=&vin=&needs_review=&limit=&next=  200  newest first, filtered, paged
     GET  /assessments/{assessment_id}                 200  the assessment, its uploads and rejections
     GET  /assessments/{assessment_id}/media           200  short-lived links to its photos, audio, references
     GET  /vehicles/{vin}/assessments?limit=N          200  a VIN's history, newest first
@@ -59,10 +60,10 @@ from vehicle_assessment.aws_runtime import api, authz, factory
 from vehicle_assessment.aws_runtime.config import ApiConfig, CorsSettings
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import UnsupportedLanguage
-from vehicle_assessment.domain.models import DescriptionStyle
+from vehicle_assessment.domain.models import AssessmentStatus, DescriptionStyle
 from vehicle_assessment.domain.review import NotFinished, ReviewRefused
 from vehicle_assessment.domain.vin import InvalidVin
-from vehicle_assessment.ports import AssessmentNotFound, DescriptionUnavailable
+from vehicle_assessment.ports import AssessmentFilter, AssessmentNotFound, DescriptionUnavailable
 
 OPENAPI_TITLE = "Vehicle assessment API"
 OPENAPI_VERSION = "1.0.0"
@@ -324,6 +325,22 @@ def create_assessment(request: api.CreateAssessmentRequest) -> api.CreateAssessm
 
 
 @app.get(
+    "/assessments",
+    summary="Assessments newest first: any or one status, a VIN, needing review or not; paged",
+    responses=_responses(200, api.AssessmentListPage, 400),
+)
+def list_all_assessments(
+    status: Annotated[AssessmentStatus | None, Query()] = None,
+    vin: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    needs_review: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(alias="next", min_length=1, max_length=500)] = None,
+) -> api.AssessmentListPage:
+    which = AssessmentFilter(status=status, vin=vin, needs_review=needs_review)
+    return api.list_all_assessments(which, get_services(), limit, next_token)
+
+
+@app.get(
     "/assessments/<assessment_id>",
     summary="An assessment with its photos, verdicts and value",
     responses=_responses(200, api.AssessmentView, 400, 404),
@@ -424,7 +441,7 @@ def _invalid_inputs(exc: api.InvalidInputs) -> Response:
     return _json_error(400, "invalid request", exc.errors)
 
 
-@app.exception_handler([InvalidVin, UnsupportedLanguage])
+@app.exception_handler([InvalidVin, UnsupportedLanguage, api.InvalidPageToken])
 def _bad_value(exc: ValueError) -> Response:
     return _json_error(400, str(exc))
 

@@ -204,6 +204,28 @@ class AwaitingAssessment:
     expected: int
 
 
+@dataclass(frozen=True)
+class AssessmentFilter:
+    """Which assessments a list shows (GET /assessments); None: any."""
+
+    status: AssessmentStatus | None = None
+    vin: str | None = None
+    needs_review: bool | None = None
+
+    def matches(self, assessment: Assessment) -> bool:
+        return (
+            (self.status is None or assessment.status == self.status)
+            and (self.vin is None or assessment.vin == self.vin)
+            and (self.needs_review is None or assessment.needs_review == self.needs_review)
+        )
+
+
+@dataclass(frozen=True)
+class AssessmentPage:
+    assessments: list[Assessment]
+    next_token: str | None  # None on the last page
+
+
 class WorkflowRepository(AssessmentRepository, Protocol):
     """What the AWS services (uploads, workflow steps, sweeper, API) need beyond plain storage.
 
@@ -290,6 +312,15 @@ class WorkflowRepository(AssessmentRepository, Protocol):
         """One analysed photo; parallel calls for other photos never overwrite it.
 
         Raises AssessmentNotFound.
+        """
+        ...
+
+    def list_assessments(
+        self, which: AssessmentFilter, limit: int, next_token: str | None = None
+    ) -> AssessmentPage:
+        """Newest first (creation time, then id), at most ``limit``, from an index (never a scan).
+
+        ``next_token`` is the previous page's; raises ValueError for a token this repository did not issue.
         """
         ...
 

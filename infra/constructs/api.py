@@ -280,6 +280,16 @@ class Api(Construct):
             request_validator=body_validator,
             request_models={"application/json": model("CreateAssessment", CreateAssessmentRequest)},
         )
+        assessments.add_method(
+            "GET",
+            integration,
+            authorization_scopes=scopes("GET /assessments"),
+            request_validator=params_validator,
+            request_parameters={
+                f"method.request.querystring.{name}": False
+                for name in ("status", "vin", "needs_review", "limit", "next")
+            },
+        )
         one = assessments.add_resource("{assessment_id}")
         one.add_method(
             "GET",

@@ -7,7 +7,7 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.constructs.lambdas import removal
-from vehicle_assessment.adapters.aws.dynamodb import GSI1, GSI2, GSI3, REVIEW_ENTRY
+from vehicle_assessment.adapters.aws.dynamodb import GSI1, GSI2, GSI3, GSI4, REVIEW_ENTRY
 
 TTL_ATTRIBUTE = "expires_at"
 
@@ -32,8 +32,9 @@ class Storage(Construct):
             removal_policy=removal(config),
         )
         # GSI1: a VIN's history, newest first. GSI2: sparse, only assessments awaiting photos,
-        # so the sweeper queries the stale ones instead of scanning the table.
-        for name in (GSI1, GSI2):
+        # so the sweeper queries the stale ones instead of scanning the table. GSI4: by status, newest
+        # first, for the list route (GET /assessments).
+        for name in (GSI1, GSI2, GSI4):
             self.table.add_global_secondary_index(
                 index_name=name,
                 partition_key=dynamodb.Attribute(name=f"{name}PK", type=dynamodb.AttributeType.STRING),

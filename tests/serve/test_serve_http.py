@@ -159,7 +159,8 @@ def test_an_expired_form_and_an_oversize_file_are_refused(start_server: StartSer
             f"POST /{LOCAL_BUCKET} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
             "boundary=x\r\nContent-Length: 999999999\r\n\r\n".encode()
         )
-        answer = conn.recv(4096).decode()
+        conn.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: conn.recv(4096), b"")).decode()  # until the server closes
     assert answer.startswith("HTTP/1.1 400") and "EntityTooLarge" in answer
     assert _assessment(server, created["assessment_id"])["received_photos"] == 0
 

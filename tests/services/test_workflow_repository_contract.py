@@ -17,7 +17,13 @@ from vehicle_assessment.domain.models import (
     Valuation,
     ValueMethod,
 )
-from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate, UploadOutcome, WorkflowRepository
+from vehicle_assessment.ports import (
+    AssessmentFilter,
+    AssessmentNotFound,
+    ConcurrentUpdate,
+    UploadOutcome,
+    WorkflowRepository,
+)
 
 IDENTITY = EncoderIdentity(model_name="fake-clip", pretrained=None, untrained=True, dimension=4)
 
@@ -321,3 +327,51 @@ def test_the_counted_version_is_pinned_and_a_reupload_is_refused(
     assert repo.get("v-1").photos[0].object_version == "ver-a"
     assert record(repo, "v-1", 2).outcome == UploadOutcome.ACCEPTED
     assert repo.get("v-1").photos[1].object_version is None
+
+
+def test_the_list_is_newest_first_filtered_and_paged_without_repeats(
+    workflow_repository: WorkflowRepository,
+) -> None:
+    """GET /assessments: any status or one, a VIN, needs review; keyset pages that never repeat or skip."""
+    repo = workflow_repository
+    other_vin = "5YJSA1E29GF000001"
+    for n in range(7):
+        vin = other_vin if n % 3 == 0 else VIN
+        repo.create(awaiting(f"l-{n}", created=NOW + timedelta(minutes=n), vin=vin))
+    # l-1 and l-4 finish, l-4 with photos for a person; l-2 is moved on by a status move only.
+    for assessment_id, reasons in (("l-1", []), ("l-4", ["photo 1: low confidence"])):
+        current = repo.get(assessment_id)
+        repo.save(
+            current.model_copy(update={"status": AssessmentStatus.COMPLETED, "review_reasons": reasons})
+        )
+    assert repo.mark_status("l-2", AssessmentStatus.PROCESSING, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+
+    def ids(which: AssessmentFilter, limit: int = 50) -> list[str]:
+        listed, token = [], None
+        while True:
+            page = repo.list_assessments(which, limit, token)
+            assert len(page.assessments) <= limit
+            listed += [a.assessment_id for a in page.assessments]
+            if page.next_token is None:
+                return listed
+            token = page.next_token
+
+    newest_first = [f"l-{n}" for n in reversed(range(7))]
+    assert ids(AssessmentFilter()) == newest_first
+    assert ids(AssessmentFilter(), limit=2) == newest_first  # pages of 2, 2, 2, 1: no repeats, none lost
+    assert ids(AssessmentFilter(status=AssessmentStatus.COMPLETED)) == ["l-4", "l-1"]
+    assert ids(AssessmentFilter(status=AssessmentStatus.PROCESSING)) == ["l-2"]
+    assert ids(AssessmentFilter(status=AssessmentStatus.AWAITING_PHOTOS), limit=1) == [
+        "l-6",
+        "l-5",
+        "l-3",
+        "l-0",
+    ]
+    assert ids(AssessmentFilter(vin=other_vin)) == ["l-6", "l-3", "l-0"]
+    assert ids(AssessmentFilter(vin=VIN, status=AssessmentStatus.COMPLETED), limit=1) == ["l-4", "l-1"]
+    assert ids(AssessmentFilter(needs_review=True)) == ["l-4"]
+    assert ids(AssessmentFilter(needs_review=False), limit=3) == [i for i in newest_first if i != "l-4"]
+    [first] = repo.list_assessments(AssessmentFilter(status=AssessmentStatus.PROCESSING), 5).assessments
+    assert first == repo.get("l-2")  # the whole assessment, as `get` reads it
+    with pytest.raises(ValueError):
+        repo.list_assessments(AssessmentFilter(), 5, "not-a-token")

@@ -28,7 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from vehicle_assessment.adapters.upload_tracking import tracked_assessment
+from vehicle_assessment.adapters.upload_tracking import (
+    decode_page_token,
+    encode_page_token,
+    tracked_assessment,
+)
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.events import AssessmentFinished
 from vehicle_assessment.domain.models import (
@@ -40,7 +44,9 @@ from vehicle_assessment.domain.models import (
 )
 from vehicle_assessment.domain.review import queue_entry, queue_sort_key
 from vehicle_assessment.ports import (
+    AssessmentFilter,
     AssessmentNotFound,
+    AssessmentPage,
     AwaitingAssessment,
     ConcurrentUpdate,
     EventPublishFailed,
@@ -279,6 +285,25 @@ class InMemoryAssessmentRepository:
             item = self._item(assessment_id)
             item.photo_results[record.photo_id] = record.model_dump(mode="json")
             item.document["encoder"] = encoder.model_dump(mode="json")
+
+    def list_assessments(
+        self, which: AssessmentFilter, limit: int, next_token: str | None = None
+    ) -> AssessmentPage:
+        after = decode_page_token(next_token) if next_token else None
+        with self._lock:
+            newest_first = sorted(self._items.values(), key=lambda item: item.index_key, reverse=True)
+            found: list[tuple[str, Assessment]] = []
+            for item in newest_first:
+                if after is not None and item.index_key >= after:
+                    continue
+                assessment = self._assessment(item)
+                if which.matches(assessment):
+                    found.append((item.index_key, assessment))
+                if len(found) > limit:
+                    break
+        page = found[:limit]
+        token = encode_page_token(page[-1][0]) if len(found) > limit else None
+        return AssessmentPage([assessment for _, assessment in page], token)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ Shared by the DynamoDB and the in-memory WorkflowRepository, so both read the sa
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,3 +56,20 @@ def tracked_assessment(
         photos[photo_id] = {**result, "reviews": reviews}
     merged["photos"] = list(photos.values())
     return Assessment.model_validate(merged)
+
+
+def encode_page_token(sort_key: str) -> str:
+    """A list page's token: the last listed assessment's ``{created_at}#{id}`` (opaque to callers)."""
+    return base64.urlsafe_b64encode(sort_key.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> str:
+    """The sort key a page token names; raises ValueError for anything else."""
+    try:
+        key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("next is not a page token this API issued") from exc
+    created, separator, assessment_id = key.partition("#")
+    if not separator or not created or not assessment_id or len(key) > 200:
+        raise ValueError("next is not a page token this API issued")
+    return key

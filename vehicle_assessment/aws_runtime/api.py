@@ -49,6 +49,7 @@ from vehicle_assessment.domain.review import add_history, next_version, replace_
 from vehicle_assessment.domain.rules import ValuationSettings
 from vehicle_assessment.domain.vin import normalise_vin
 from vehicle_assessment.ports import (
+    AssessmentFilter,
     ConcurrentUpdate,
     Describer,
     MediaLinks,
@@ -186,6 +187,21 @@ class AssessmentSummary(ApiModel):
 class AssessmentList(ApiModel):
     vin: str
     assessments: list[AssessmentSummary]
+
+
+class ListedAssessment(AssessmentSummary):
+    vin: str
+
+
+class AssessmentListPage(ApiModel):
+    assessments: list[ListedAssessment]
+    next_token: str | None = Field(
+        default=None, description="ask again with next=<this> for the following page; null on the last page"
+    )
+
+
+class InvalidPageToken(ValueError):
+    """``next`` is not a token this API issued (HTTP 400)."""
 
 
 class RegenerateDescriptionRequest(ApiRequest):
@@ -397,6 +413,35 @@ def media_links(assessment_id: str, services: ApiServices, expires_in_s: int) ->
             )
             for sha in references
         ],
+    )
+
+
+def list_all_assessments(
+    which: AssessmentFilter, services: ApiServices, limit: int, next_token: str | None
+) -> AssessmentListPage:
+    """Newest first, filtered, one page. Raises InvalidPageToken."""
+    if which.vin is not None:
+        which = AssessmentFilter(
+            status=which.status, vin=normalise_vin(which.vin), needs_review=which.needs_review
+        )
+    try:
+        page = services.repository.list_assessments(which, limit, next_token)
+    except ValueError:  # the port's answer to a token it did not issue
+        raise InvalidPageToken("next is not a page token this API issued: start again without it") from None
+    return AssessmentListPage(
+        assessments=[
+            ListedAssessment(
+                assessment_id=a.assessment_id,
+                vin=a.vin,
+                status=a.status,
+                created_at=a.created_at,
+                updated_at=a.updated_at,
+                adjusted_value_usd=a.valuation.adjusted_value_usd if a.valuation else None,
+                needs_review=a.needs_review,
+            )
+            for a in page.assessments
+        ],
+        next_token=page.next_token,
     )
 
 

@@ -86,6 +86,12 @@ ROUTES: dict[str, RouteAccess] = {
         why="yard staff open an assessment when a vehicle arrives and get its upload forms; "
         "an integration (e.g. an auction system) may open one too. Appraisers review, they do not intake.",
     ),
+    "GET /assessments": RouteAccess(
+        groups=_ALL_PEOPLE,
+        scopes=frozenset({Scope.READ}),
+        why="the web app's first page: yard staff find the assessments they opened, appraisers those "
+        "that need review.",
+    ),
     "GET /assessments/{assessment_id}": RouteAccess(
         groups=_ALL_PEOPLE,
         scopes=frozenset({Scope.READ}),

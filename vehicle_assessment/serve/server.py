@@ -236,6 +236,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._dispatch()
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
 
@@ -527,9 +530,9 @@ def parse_multipart(body: bytes, boundary: bytes) -> list[tuple[str, str | bytes
             raise ValueError("a form part has no header")
         part = email.message.Message()
         for line in head.decode("latin-1").split("\r\n"):
-            name, colon, value = line.partition(":")
+            header, colon, value = line.partition(":")
             if colon:
-                part[name.strip()] = value.strip()
+                part[header.strip()] = value.strip()
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str) or not name:
             raise ValueError("a form part has no name")

@@ -143,7 +143,8 @@ class LocalWorkflow:
         failure = steps.FailureInput(
             assessment_id=assessment_id,
             failed_step=step,
-            error=steps.StepError(Error=type(exc).__name__, Cause=str(exc)),
+            # The Catch's {Error, Cause}, as Step Functions hands it to MarkFailed.
+            error=steps.StepError.model_validate({"Error": type(exc).__name__, "Cause": str(exc)}),
         )
         try:
             steps.mark_failed(failure, self.ports.repository, self.events)

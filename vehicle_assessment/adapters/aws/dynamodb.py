@@ -6,6 +6,7 @@ Single-table design (one item per assessment, plus orphan-upload items)::
     assessment      ASSESSMENT#{id}          META     VIN#{vin} / {created_at}#{id}  AWAITING_PHOTOS /
                                                                                      {created_at}#{id}
                                                       GSI3PK / GSI3SK: NEEDS_REVIEW / {waiting_since}#{id}
+                                                      GSI4PK / GSI4SK: STATUS#{status} / {created_at}#{id}
     orphan upload   ORPHAN_UPLOAD#{s3 key}   UPLOAD   -                              -
 
 Assessment item attributes:
@@ -50,6 +51,14 @@ Indexes (both projection ALL, so a query answers without further reads):
   ``review_entry`` (INCLUDE), so a queue page reads a few hundred bytes per assessment, not documents.
   Items finished before GSI3 existed are not in it until their next save (backfilling would scan).
 
+* GSI4 — assessments by status, newest first: ``GSI4PK = STATUS#{status}`` (``save`` and ``mark_status``
+  both write it, as they write ``status``), ``GSI4SK = {created_at}#{id}``. The list route
+  (``list_assessments``) queries one status's partition, or each status's and merges them newest first
+  for "any status"; with a VIN it queries GSI1 instead. ``needs_review`` (BOOL) beside it is a filter
+  only. A query never scans; items written before GSI4 existed join it at their next save or status move.
+  (Every assessment of one status shares a partition key; at thousands of writes per second per status,
+  shard it as ``STATUS#{status}#{n}``.)
+
 Orphan uploads (a key under ``uploads/`` naming no known assessment, a bad key layout, an invalid VIN)
 get their own small item so they are queryable and can expire with a TTL; they never create an
 assessment.
@@ -65,7 +74,11 @@ from decimal import Decimal
 from typing import Any
 
 from vehicle_assessment.adapters.aws.errors import error_code
-from vehicle_assessment.adapters.upload_tracking import tracked_assessment
+from vehicle_assessment.adapters.upload_tracking import (
+    decode_page_token,
+    encode_page_token,
+    tracked_assessment,
+)
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import (
     Assessment,
@@ -77,7 +90,9 @@ from vehicle_assessment.domain.models import (
 )
 from vehicle_assessment.domain.review import queue_entry, queue_sort_key
 from vehicle_assessment.ports import (
+    AssessmentFilter,
     AssessmentNotFound,
+    AssessmentPage,
     AwaitingAssessment,
     ConcurrentUpdate,
     PhotoReceipt,
@@ -92,13 +107,14 @@ GSI3 = "GSI3"
 REVIEW_PARTITION = "NEEDS_REVIEW"
 REVIEW_ENTRY = "review_entry"
 _REVIEW_ATTRIBUTES = ("GSI3PK", "GSI3SK", REVIEW_ENTRY)
+GSI4 = "GSI4"  # by status (GSI3 is the review queue's)
 AWAITING_PARTITION = AssessmentStatus.AWAITING_PHOTOS.value
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
     """``create_table`` arguments for this design: used by tests; the CDK stack must match it."""
-    keys = ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK"]
+    keys = ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK", "GSI4PK", "GSI4SK"]
     return {
         "TableName": table_name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -116,7 +132,7 @@ def table_definition(table_name: str) -> dict[str, Any]:
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
-            for name in (GSI1, GSI2)
+            for name in (GSI1, GSI2, GSI4)
         ]
         + [
             {
@@ -158,12 +174,16 @@ TABLE_ACCESS: Mapping[str, TableAccess] = {
     "workflow_step": TableAccess(_READ_UPDATE),
     # create (PutItem), get / rejected uploads / progress (GetItem), save of a regenerated or edited
     # description and of a review (UpdateItem), a VIN's history (Query on GSI1), the review queue
-    # (Query on GSI3).
+    # (Query on GSI3), the list by status (Query on GSI4).
     "api": TableAccess(
         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"),
-        indexes=(GSI1, GSI3),
+        indexes=(GSI1, GSI3, GSI4),
     ),
 }
+
+
+def status_partition(status: AssessmentStatus) -> str:
+    return f"STATUS#{status.value}"
 
 
 def assessment_pk(assessment_id: str) -> str:
@@ -559,10 +579,11 @@ class DynamoAssessmentRepository:
             )
         # The revision moves on: a document save from a read before this move would undo it.
         expression = (
-            "SET #status = :new, updated_at = :now, #revision = if_not_exists(#revision, :zero) + :one"
+            "SET #status = :new, updated_at = :now, #revision = if_not_exists(#revision, :zero) + :one,"
+            " GSI4PK = :status_partition"
         )
         names = {"#status": "status", "#revision": "revision"}
-        values |= {":zero": 0, ":one": 1}
+        values |= {":zero": 0, ":one": 1, ":status_partition": status_partition(new_status)}
         if new_status != AssessmentStatus.AWAITING_PHOTOS:
             expression += " REMOVE GSI2PK, GSI2SK"
         try:
@@ -652,6 +673,66 @@ class DynamoAssessmentRepository:
             },
         )
 
+    def list_assessments(
+        self, which: AssessmentFilter, limit: int, next_token: str | None = None
+    ) -> AssessmentPage:
+        """Newest first from GSI1 (a VIN) or GSI4 (a status; each status's, merged, for any)."""
+        after = decode_page_token(next_token) if next_token else None
+        if which.vin is not None:
+            partitions = [(GSI1, f"VIN#{which.vin}")]
+        else:
+            statuses = [which.status] if which.status is not None else list(AssessmentStatus)
+            partitions = [(GSI4, status_partition(status)) for status in statuses]
+        found: list[tuple[str, dict[str, Any]]] = []
+        for index, partition in partitions:
+            found += self._newest(index, partition, which, after, limit + 1)
+        found.sort(key=lambda entry: entry[0], reverse=True)
+        page = found[:limit]
+        token = encode_page_token(page[-1][0]) if len(found) > limit else None
+        return AssessmentPage([self._assessment(item) for _, item in page], token)
+
+    def _newest(
+        self, index: str, partition: str, which: AssessmentFilter, after: str | None, wanted: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``wanted`` matching items of one index partition, newest first, before ``after``."""
+        condition = f"{index}PK = :pk" + (f" AND {index}SK < :after" if after else "")
+        values: dict[str, Any] = {":pk": partition}
+        if after:
+            values[":after"] = after
+        names: dict[str, str] = {}
+        filters: list[str] = []
+        if which.status is not None and index != GSI4:
+            filters.append("#status = :status")
+            names["#status"] = "status"
+            values[":status"] = which.status.value
+        if which.needs_review is not None:
+            # Items written before the attribute existed read as not needing review.
+            filters.append(
+                "needs_review = :needs_review"
+                if which.needs_review
+                else "(attribute_not_exists(needs_review) OR needs_review = :needs_review)"
+            )
+            values[":needs_review"] = which.needs_review
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            # A filter applies after Limit: ask for more than wanted, and follow pages until enough match.
+            "Limit": max(wanted, 25),
+        }
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        matched: list[tuple[str, dict[str, Any]]] = []
+        while True:
+            response = self.table.query(**kwargs)
+            matched += [(str(item[f"{index}SK"]), item) for item in response.get("Items", [])]
+            if len(matched) >= wanted or "LastEvaluatedKey" not in response:
+                return matched[:wanted]
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     # -- helpers ---------------------------------------------------------------------------
 
     @staticmethod
@@ -676,6 +757,9 @@ class DynamoAssessmentRepository:
             "document": to_dynamo(assessment.model_dump(mode="json", exclude={"revision"})),
             "GSI1PK": f"VIN#{assessment.vin}",
             "GSI1SK": f"{created}#{assessment.assessment_id}",
+            "GSI4PK": status_partition(assessment.status),
+            "GSI4SK": f"{created}#{assessment.assessment_id}",
+            "needs_review": assessment.needs_review,
         }
         if assessment.status == AssessmentStatus.AWAITING_PHOTOS:
             attributes |= {"GSI2PK": AWAITING_PARTITION, "GSI2SK": f"{created}#{assessment.assessment_id}"}

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS assessments (
     document TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS assessments_by_vin ON assessments (vin, created_at DESC);
+-- `serve`'s list (GET /assessments): newest first, all or by status.
+CREATE INDEX IF NOT EXISTS assessments_by_created ON assessments (created_at DESC, assessment_id DESC);
+CREATE INDEX IF NOT EXISTS assessments_by_status ON assessments (status, created_at DESC, assessment_id DESC);
 -- Upload tracking and orphan uploads of `serve` (workflow_repository.py); empty for the CLI's runs.
 CREATE TABLE IF NOT EXISTS upload_tracking (
     assessment_id TEXT PRIMARY KEY,
@@ -173,7 +176,7 @@ class SqliteAssessmentRepository:
         Keyset paging on (created_at, assessment_id): a page never repeats or skips a row when
         assessments are added between pages. Raises ValueError for a token it did not issue.
         """
-        after = _decode_token(next_token) if next_token else None
+        after = decode_page_token(next_token) if next_token else None
         query = "SELECT document, created_at, assessment_id FROM assessments WHERE vin = ?"
         params: list[object] = [vin]
         if after:
@@ -183,7 +186,7 @@ class SqliteAssessmentRepository:
         with self._connect() as conn:
             rows = conn.execute(query, (*params, limit + 1)).fetchall()
         page = rows[:limit]
-        token = _encode_token(page[-1][1], page[-1][2]) if len(rows) > limit else None
+        token = encode_page_token(page[-1][1], page[-1][2]) if len(rows) > limit else None
         return [Assessment.model_validate_json(row[0]) for row in page], token
 
 
@@ -199,11 +202,11 @@ def _queue_columns(assessment: Assessment) -> tuple[str | None, str | None]:
     return queue_sort_key(entry), entry.model_dump_json()
 
 
-def _encode_token(created_at: str, assessment_id: str) -> str:
+def encode_page_token(created_at: str, assessment_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([created_at, assessment_id]).encode()).decode().rstrip("=")
 
 
-def _decode_token(token: str) -> tuple[str, str]:
+def decode_page_token(token: str) -> tuple[str, str]:
     try:
         created_at, assessment_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError are ValueErrors

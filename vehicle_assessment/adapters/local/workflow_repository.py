@@ -21,12 +21,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
+from vehicle_assessment.adapters.local.repository import (
+    SqliteAssessmentRepository,
+    decode_page_token,
+    encode_page_token,
+)
 from vehicle_assessment.adapters.upload_tracking import tracked_assessment
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import Assessment, AssessmentStatus, EncoderIdentity, PhotoRecord
 from vehicle_assessment.ports import (
+    AssessmentFilter,
     AssessmentNotFound,
+    AssessmentPage,
     AwaitingAssessment,
     PhotoReceipt,
     RejectedUpload,
@@ -262,7 +268,7 @@ class SqliteWorkflowRepository(SqliteAssessmentRepository):
                 " WHERE status = ? ORDER BY created_at, assessment_id",
                 (AssessmentStatus.AWAITING_PHOTOS.value,),
             ).fetchall()
-            found = []
+            found: list[AwaitingAssessment] = []
             for assessment_id, created_at, expected in rows:
                 created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
                 if created >= cutoff or len(found) >= limit:
@@ -282,6 +288,37 @@ class SqliteWorkflowRepository(SqliteAssessmentRepository):
                 " WHERE assessment_id = ?",
                 (encoder.model_dump_json(), assessment_id),
             )
+
+    def list_assessments(
+        self, which: AssessmentFilter, limit: int, next_token: str | None = None
+    ) -> AssessmentPage:
+        """One indexed query: (vin, created_at), (status, created_at) or (created_at), newest first."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if which.status is not None:
+            clauses.append("a.status = ?")
+            params.append(which.status.value)
+        if which.vin is not None:
+            clauses.append("a.vin = ?")
+            params.append(which.vin)
+        if which.needs_review is not None:
+            clauses.append("(coalesce(json_array_length(a.document, '$.review_reasons'), 0) > 0) = ?")
+            params.append(int(which.needs_review))
+        if next_token:
+            created_at, assessment_id = decode_page_token(next_token)
+            clauses.append("(a.created_at < ? OR (a.created_at = ? AND a.assessment_id < ?))")
+            params += [created_at, created_at, assessment_id]
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT a.document, a.status, a.updated_at, t.uploads, t.photo_results, a.created_at,"
+                " a.assessment_id FROM assessments a LEFT JOIN upload_tracking t USING (assessment_id)"
+                f"{where} ORDER BY a.created_at DESC, a.assessment_id DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        page = rows[:limit]
+        token = encode_page_token(page[-1][5], page[-1][6]) if len(rows) > limit else None
+        return AssessmentPage([self._merged(*row[:5]) for row in page], token)
 
     # -- helpers -----------------------------------------------------------------------------
 
