@@ -110,7 +110,7 @@ def test_refusals_name_what_the_route_needs() -> None:
         ("GET", "/assessments/abc-1", READ),
         ("GET", "/vehicles/1FTMW1T88MFA00001/assessments", HISTORY),
         ("POST", "/assessments/abc-1/descriptions", REGENERATE),
-        ("GET", "/assessments", None),
+        ("GET", "/assessments", "GET /assessments"),
         ("POST", "/assessments/abc-1", None),
         ("POST", "/assessments/a/b/descriptions", None),
     ],
