@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,6 +120,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         first = process.stdout.readline()
         match = re.match(r"serving (http://\S+)", first)
         assert match, f"serve said {first!r}; log: {(data_dir / 'serve.log').read_text()}"
+        # Keep reading what it prints (the API's log lines), so that a full pipe never blocks it.
+        threading.Thread(target=shutil.copyfileobj, args=(process.stdout, log), daemon=True).start()
         yield match.group(1)
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: the server finishes what it has in hand
@@ -162,7 +165,7 @@ def _wait(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
         if value:
             return value
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _console_errors(driver: Any) -> list[str]:
@@ -188,12 +191,24 @@ def _images_loaded(driver: Any, selector: str) -> list[bool]:
 def test_create_view_and_review_an_assessment_in_the_browser(
     browser: Any, server_url: str, artifacts: Path
 ) -> None:
+    try:
+        _journey(browser, server_url, artifacts)
+    except (AssertionError, TimeoutError) as failure:
+        # What the page showed, and what the browser logged, beside the failure.
+        browser.save_screenshot(str(artifacts / "failure.png"))
+        shown = browser.execute_script("return document.getElementById('main')?.innerText ?? ''")
+        logs = [f"{e['level']}: {e['message']}" for e in browser.get_log("browser")]
+        raise AssertionError(
+            f"{failure}\npage at {browser.current_url}:\n{shown[:2000]}\nlog: {logs}"
+        ) from failure
+
+
+def _journey(driver: Any, server_url: str, artifacts: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
     started = time.monotonic()
-    driver = browser
 
     # --- New assessment ----------------------------------------------------------------------
     driver.get(f"{server_url}/#/new")

@@ -130,6 +130,9 @@ def build_server(
             describer=describer,
             speaker=speaker,
             media=media,
+            # The review routes: the queue from the same database, revalued with the local rules.
+            review_queue=repository,
+            valuation=settings.rules.valuation,
         ),
     )
     workflow = LocalWorkflow(

@@ -109,7 +109,7 @@ export async function render({ api, main, query, isCurrent }) {
   if (!isCurrent()) return;
   const listArea = h("div", {}, page.assessments.length ? assessmentTable(page.assessments) : h("p", { class: "muted" }, "No assessment matches."));
   const more = h("div", { class: "more" });
-  let next = page.next ?? null;
+  let next = page.next_token ?? null;
   const showMore = () => {
     replaceChildren(more);
     if (!next) return;
@@ -121,7 +121,7 @@ export async function render({ api, main, query, isCurrent }) {
           onclick: async (event) => {
             event.target.disabled = true;
             const further = await api.listAssessments({ ...filters, next });
-            next = further.next ?? null;
+            next = further.next_token ?? null;
             listArea.querySelector("tbody")?.append(...further.assessments.map(summaryRow));
             showMore();
           },
