@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,16 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", CLI_WITH_TINY_MODEL, str(model_config), *args]
 
 
+@dataclass(frozen=True)
+class Served:
+    base_url: str
+    demo_page: str  # what `serve` printed: the web app's page of the newest assessment
+
+
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`vehicle-assessment index build`, then `vehicle-assessment serve --port 0`, in a temp data dir."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """As after `make demo`: `vehicle-assessment index build` and `assess`, then `vehicle-assessment serve
+    --port 0`, in a temp data dir."""
     data_dir = tmp_path_factory.mktemp("browser-data")
     env = _cli_env(data_dir)
     reference = SAMPLE_DATA / "reference"
@@ -111,6 +119,26 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cwd=REPO_ROOT,
     )
     assert built.returncode == 0, built.stderr
+    assessed = subprocess.run(
+        _cli(
+            "assess",
+            "--vin",
+            VIN,
+            "--color",
+            "Oxford White",
+            "--mileage",
+            "48200",
+            "--estimate",
+            "38500",
+            *map(str, PHOTOS),
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert assessed.returncode == 0, assessed.stderr
     log = (data_dir / "serve.log").open("w")
     process = subprocess.Popen(
         _cli("serve", "--port", "0"), env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO_ROOT
@@ -120,9 +148,11 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         first = process.stdout.readline()
         match = re.match(r"serving (http://\S+)", first)
         assert match, f"serve said {first!r}; log: {(data_dir / 'serve.log').read_text()}"
+        page = re.match(r"web app: (http://\S+)", process.stdout.readline())
+        assert page, "serve prints the web app's page of the newest assessment"
         # Keep reading what it prints (the API's log lines), so that a full pipe never blocks it.
         threading.Thread(target=shutil.copyfileobj, args=(process.stdout, log), daemon=True).start()
-        yield match.group(1)
+        yield Served(match.group(1), page.group(1))
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: the server finishes what it has in hand
         try:
@@ -131,6 +161,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+        # Beside the screenshots: what the server logged (the API's tracebacks, if any).
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_dir / "serve.log", ARTIFACTS / "serve.log")
 
 
 @pytest.fixture(scope="module")
@@ -188,11 +221,9 @@ def _images_loaded(driver: Any, selector: str) -> list[bool]:
     )
 
 
-def test_create_view_and_review_an_assessment_in_the_browser(
-    browser: Any, server_url: str, artifacts: Path
-) -> None:
+def _explained(browser: Any, artifacts: Path, journey: Callable[[], None]) -> None:
     try:
-        _journey(browser, server_url, artifacts)
+        journey()
     except (AssertionError, TimeoutError) as failure:
         # What the page showed, and what the browser logged, beside the failure.
         browser.save_screenshot(str(artifacts / "failure.png"))
@@ -201,6 +232,64 @@ def test_create_view_and_review_an_assessment_in_the_browser(
         raise AssertionError(
             f"{failure}\npage at {browser.current_url}:\n{shown[:2000]}\nlog: {logs}"
         ) from failure
+
+
+def test_the_demo_assessment_shows_with_photos_neighbours_value_and_audio(
+    browser: Any, served: Served, artifacts: Path
+) -> None:
+    """After `make demo`, the page `serve` prints shows what `assess` made."""
+    _explained(browser, artifacts, lambda: _demo(browser, served.demo_page, artifacts))
+
+
+def test_create_view_and_review_an_assessment_in_the_browser(
+    browser: Any, served: Served, artifacts: Path
+) -> None:
+    _explained(browser, artifacts, lambda: _journey(browser, served.base_url, artifacts))
+
+
+def _demo(driver: Any, page: str, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(page)
+    _wait(
+        lambda: driver.find_element(By.ID, "main").get_attribute("data-status") == "COMPLETED",
+        PAGE_WAIT_S,
+        "the demo assessment",
+    )
+    _check_result_page(driver)
+    _screenshot(driver, artifacts, "0-demo-assessment")
+    errors = _console_errors(driver)
+    assert not errors, f"browser console errors: {errors}"
+
+
+def _check_result_page(driver: Any) -> None:
+    """Photos loaded, reference thumbnails loaded with similarity and label, the valuation breakdown,
+    the untrained-encoder warning, and audio players whose audio loads."""
+    from selenium.webdriver.common.by import By
+
+    photos = driver.find_elements(By.CSS_SELECTOR, "article.photo")
+    assert len(photos) == len(PHOTOS)
+    _wait(lambda: all(_images_loaded(driver, "img.photo-main")), PAGE_WAIT_S, "the photos to load")
+    neighbours = driver.find_elements(By.CSS_SELECTOR, ".neighbour img")
+    assert len(neighbours) >= len(PHOTOS), "each photo shows its nearest reference photos"
+    # Thumbnails load lazily (phones): bring each into view first.
+    for thumbnail in neighbours:
+        driver.execute_script("arguments[0].scrollIntoView()", thumbnail)
+    _wait(lambda: all(_images_loaded(driver, ".neighbour img")), PAGE_WAIT_S, "the reference thumbnails")
+    assert "similarity" in photos[0].text
+    assert driver.find_element(By.ID, "adjusted-value").text.startswith("$")
+    assert "Depreciation per photo" in driver.find_element(By.ID, "valuation").text
+    # The tiny model has random weights: the page must say so, loudly.
+    assert "Untrained encoder" in driver.find_element(By.ID, "warnings").text
+    # The audio player plays what the server made (espeak-ng): its metadata loads.
+    assert driver.find_elements(By.CSS_SELECTOR, "#descriptions audio"), "each description has its player"
+    driver.execute_script("document.querySelectorAll('#descriptions audio').forEach(a => a.load())")
+    _wait(
+        lambda: driver.execute_script("return document.querySelector('#descriptions audio').readyState >= 1"),
+        PAGE_WAIT_S,
+        "the audio's metadata",
+    )
+    assert driver.execute_script("return document.querySelector('#descriptions audio').duration") > 0
 
 
 def _journey(driver: Any, server_url: str, artifacts: Path) -> None:
@@ -239,31 +328,8 @@ def _journey(driver: Any, server_url: str, artifacts: Path) -> None:
     )
     view = requests.get(f"{server_url}/assessments/{assessment_id}", timeout=10).json()
     assert view["status"] == "COMPLETED"
-    photos = driver.find_elements(By.CSS_SELECTOR, "article.photo")
-    assert len(photos) == 3
-    _wait(lambda: all(_images_loaded(driver, "img.photo-main")), PAGE_WAIT_S, "the photos to load")
-    neighbours = driver.find_elements(By.CSS_SELECTOR, ".neighbour img")
-    assert len(neighbours) >= 3, "each photo shows its nearest reference photos"
-    # Thumbnails load lazily (phones): bring each into view first.
-    for thumbnail in neighbours:
-        driver.execute_script("arguments[0].scrollIntoView()", thumbnail)
-    _wait(lambda: all(_images_loaded(driver, ".neighbour img")), PAGE_WAIT_S, "the reference thumbnails")
-    assert "similarity" in photos[0].text
+    _check_result_page(driver)
     value_before = driver.find_element(By.ID, "adjusted-value").text
-    assert value_before.startswith("$"), value_before
-    assert "Depreciation per photo" in driver.find_element(By.ID, "valuation").text
-    # The tiny model has random weights: the page must say so, loudly.
-    assert "Untrained encoder" in driver.find_element(By.ID, "warnings").text
-    # The audio player plays what the server made (espeak-ng): its metadata loads.
-    audio = driver.find_elements(By.CSS_SELECTOR, "#descriptions audio")
-    assert audio, "each description has its audio player"
-    driver.execute_script("document.querySelectorAll('#descriptions audio').forEach(a => a.load())")
-    _wait(
-        lambda: driver.execute_script("return document.querySelector('#descriptions audio').readyState >= 1"),
-        PAGE_WAIT_S,
-        "the audio's metadata",
-    )
-    assert driver.execute_script("return document.querySelector('#descriptions audio').duration") > 0
     _screenshot(driver, artifacts, "2-assessment")
     # Readable on a phone: one column, nothing wider than the screen.
     driver.set_window_size(390, 844)

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-from vehicle_assessment.domain.upload_keys import REFERENCE_IMAGE_PREFIX
+from vehicle_assessment.domain.upload_keys import API_PREFIX, LOCAL_PHOTO_PREFIX, REFERENCE_IMAGE_PREFIX
 
 MEDIA_PATH = "/media/"
-# What a page may read: photos as uploaded, description audio, reference display copies.
-READABLE_PREFIXES = ("uploads/", "audio/", REFERENCE_IMAGE_PREFIX)
+# What a page may read: photos as uploaded (through the API's forms, or given to the CLI's `assess`, as
+# `make demo` does), description audio, reference display copies.
+READABLE_PREFIXES = (API_PREFIX, LOCAL_PHOTO_PREFIX, "audio/", REFERENCE_IMAGE_PREFIX)
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 

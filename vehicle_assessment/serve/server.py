@@ -29,6 +29,7 @@ import ipaddress
 import json
 import logging
 import mimetypes
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ MAX_API_BODY_BYTES = 1024 * 1024
 # A form's fields besides the file: a few kilobytes.
 FORM_OVERHEAD_BYTES = 64 * 1024
 LOCAL_USER = "local"
+_HANDLER_LOCK = threading.Lock()
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -331,7 +333,11 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             return
         headers = {name: self.headers.get_all(name) or [] for name in set(self.headers.keys())}
         event = proxy_event(self.command, path, query, headers, body, api.claims, self.client_address[0])
-        response = api.lambda_handler(event, LambdaContextStandIn())
+        # One request at a time through the handler, as in one Lambda environment: Powertools' resolver
+        # keeps the request being answered on the (module-level) app object, so two threads in it at once
+        # answer each other's routes (a page asks for the list and the review queue together).
+        with _HANDLER_LOCK:
+            response = api.lambda_handler(event, LambdaContextStandIn())
         multi = response.get("multiValueHeaders") or {}
         single = response.get("headers") or {}
         out_headers: list[tuple[str, str]] = [(k, v) for k, values in multi.items() for v in values]

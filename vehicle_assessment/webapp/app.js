@@ -26,6 +26,8 @@ function currentPath() {
 async function route(api, session) {
   const main = document.getElementById("main");
   const token = ++navigation;
+  // What the last page said about itself (e.g. data-status) does not describe the next one.
+  delete main.dataset.status;
   const { path, query } = currentPath();
   const match = ROUTES.map((r) => ({ r, m: path.match(r.pattern) })).find(({ m }) => m);
   markCurrentLink(path);
