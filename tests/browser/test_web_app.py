@@ -68,14 +68,19 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _browser_available() -> None:
+def require_browser() -> None:
+    """Skips (with the reason) when the browser cannot run, or fails where CI requires it."""
     reason = _browser_missing()
     if reason is None:
         return
     if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
         pytest.fail(f"{REQUIRE_BROWSER_ENV}=1 but the browser test cannot run: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser_available() -> None:
+    require_browser()
 
 
 def _cli_env(data_dir: Path) -> dict[str, str]:
@@ -207,8 +212,9 @@ def _console_errors(driver: Any) -> list[str]:
 
 def _screenshot(driver: Any, artifacts: Path, name: str) -> None:
     # The whole page, not only the window: resize to the document's height first.
-    height = driver.execute_script("return document.documentElement.scrollHeight")
     width = driver.get_window_size()["width"]
+    driver.set_window_size(width, 800)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, min(max(height, 800), 6000))
     driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(artifacts / f"{name}.png"))
