@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from vehicle_assessment.domain import limits, upload_keys
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import build_description_request
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
@@ -82,7 +82,7 @@ class PhotoUpload:
 
 def photo_key(assessment_id: str, position: int, filename: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", filename.rsplit("/", 1)[-1])[:80] or "photo"
-    return f"{upload_keys.LOCAL_PHOTO_PREFIX}{assessment_id}/{position:02d}-{safe}"
+    return f"photos/{assessment_id}/{position:02d}-{safe}"
 
 
 def new_assessment(

@@ -111,6 +111,8 @@ def test_refusals_name_what_the_route_needs() -> None:
         ("GET", "/vehicles/1FTMW1T88MFA00001/assessments", HISTORY),
         ("POST", "/assessments/abc-1/descriptions", REGENERATE),
         ("GET", "/assessments", "GET /assessments"),
+        ("GET", "/assessments/abc-1/media", "GET /assessments/{assessment_id}/media"),
+        ("PUT", "/assessments", None),
         ("POST", "/assessments/abc-1", None),
         ("POST", "/assessments/a/b/descriptions", None),
     ],

@@ -213,3 +213,26 @@ def test_the_flag_creates_the_account_role(tmp_path: Path) -> None:
     build_app({**TEST_CONTEXT, "api_gateway_cloudwatch_role": True}, outdir=str(tmp_path)).synth()
     template = json.loads((tmp_path / f"{STACK}.template.json").read_text())
     assert "AWS::ApiGateway::Account" in {r["Type"] for r in template["Resources"].values()}
+
+
+def _object_prefix(resource: Any) -> str:
+    """'uploads/*' from the synthesized {"Fn::Join": ["", [<bucket arn>, "/uploads/*"]]}."""
+    parts = resource["Fn::Join"][1] if isinstance(resource, dict) else [resource]
+    return str(parts[-1]).lstrip("/")
+
+
+def test_the_api_reads_exactly_what_its_media_links_name(template_json: dict[str, Any]) -> None:
+    """GET /assessments/{id}/media presigns GETs with the API role: photos by version, audio and the
+    reference display copies, nothing else in the bucket; and it may put only what it signs or writes."""
+    role = _function_roles(template_json)["api"]
+    granted: dict[str, set[str]] = defaultdict(set)
+    for owner, statement in _statements(template_json):
+        actions = [a for a in _as_list(statement["Action"]) if a.startswith("s3:")]
+        if owner == role and actions and statement.get("Effect", "Allow") == "Allow":
+            for resource in _as_list(statement["Resource"]):
+                granted[_object_prefix(resource)] |= set(actions)
+    assert dict(granted) == {
+        "uploads/*": {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"},
+        "audio/*": {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"},
+        "references/*": {"s3:GetObject", "s3:GetObjectVersion"},
+    }

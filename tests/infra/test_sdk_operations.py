@@ -30,6 +30,7 @@ SERVICE_OF_ADAPTER: dict[str, str | None] = {
     "s3_object_probe.py": "s3",
     "s3_object_store.py": "s3",
     "s3_upload_forms.py": "s3",
+    "s3_media_links.py": "s3",
     "sagemaker_encoder.py": "sagemaker-runtime",
     "step_functions.py": "stepfunctions",
     # No calls of their own: client construction, settings and error helpers.
@@ -39,8 +40,9 @@ SERVICE_OF_ADAPTER: dict[str, str | None] = {
     "errors.py": None,
     "settings.py": None,
 }
-# Client methods that are no service operation: boto3's injected helpers.
-HELPERS = {"generate_presigned_post"}
+# Client methods that are no service operation: boto3's injected helpers. (generate_presigned_url's
+# Params are validated by botocore against the named operation's input shape when it signs.)
+HELPERS = {"generate_presigned_post", "generate_presigned_url"}
 # What the code must keep calling (so the scan below cannot silently find nothing).
 REQUIRED = {
     ("bedrock-runtime", "converse"),

@@ -77,6 +77,15 @@ def test_table_keys_indexes_pitr_encryption(template: Template) -> None:
                 ),
                 Match.object_like(
                     {
+                        "IndexName": "GSI4",
+                        "KeySchema": [
+                            {"AttributeName": "GSI4PK", "KeyType": "HASH"},
+                            {"AttributeName": "GSI4SK", "KeyType": "RANGE"},
+                        ],
+                    }
+                ),
+                Match.object_like(
+                    {
                         "IndexName": "GSI3",
                         "KeySchema": [
                             {"AttributeName": "GSI3PK", "KeyType": "HASH"},
@@ -294,7 +303,8 @@ def test_api_methods_all_cognito_with_validation(template: Template, template_js
         for k, m in resources_of(template_json, "AWS::ApiGateway::Method").items()
         if m["Properties"]["HttpMethod"] != "OPTIONS"  # CORS preflights: tests/infra/test_auth.py
     }
-    assert len(methods) == 4
+    # create, list, get, media, regenerate, a VIN's history
+    assert len(methods) == 6
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "COGNITO_USER_POOLS"
         assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"

@@ -67,6 +67,13 @@ def test_api_requests_reach_the_lambda_handler_and_its_errors(start_server: Star
     assert response.status_code == 405 and "POST" in response.headers["Allow"]
     schema = requests.get(f"{server.base_url}/openapi.json", timeout=10).json()
     assert "/assessments/{assessment_id}/media" in schema["paths"]
+    first, second = _create(server)["assessment_id"], _create(server)["assessment_id"]
+    listed = requests.get(
+        f"{server.base_url}/assessments", params={"status": "AWAITING_PHOTOS", "limit": "1"}, timeout=10
+    ).json()
+    assert [a["assessment_id"] for a in listed["assessments"]] == [second] and listed["next_token"]
+    rest = requests.get(f"{server.base_url}/assessments", params={"next": listed["next_token"]}, timeout=10)
+    assert [a["assessment_id"] for a in rest.json()["assessments"]] == [first]
 
 
 def test_a_form_posted_as_issued_is_stored_and_counted(start_server: StartServer) -> None:
@@ -207,6 +214,7 @@ def test_static_files_with_security_headers_and_the_page_config(
     (site / "index.html").write_text("<!doctype html><title>t</title>")
     (site / "app.js").write_text("console.log('x')")
     (tmp_path / "secret.txt").write_text("not served")
+    (site / ".env").write_text("not served either")
     server = start_server(static_dir=site)
     page = requests.get(f"{server.base_url}/", timeout=10)
     assert page.status_code == 200 and page.text.startswith("<!doctype html>")
@@ -217,7 +225,7 @@ def test_static_files_with_security_headers_and_the_page_config(
     assert page.headers["Referrer-Policy"] == "no-referrer"
     script = requests.get(f"{server.base_url}/app.js", timeout=10)
     assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
-    for outside in ("/../secret.txt", "/%2e%2e/secret.txt", "/nothing.html"):
+    for outside in ("/../secret.txt", "/%2e%2e/secret.txt", "/nothing.html", "/.env", "/%2eenv"):
         assert _raw_get(server, outside)[0] == 404
     config = requests.get(f"{server.base_url}/config.json", timeout=10).json()
     assert config == {"api_base_url": server.base_url, "mode": "local", "sign_in": "none"}
@@ -244,3 +252,67 @@ def test_bound_beyond_localhost_a_token_is_required(start_server: StartServer, t
     assert allowed.status_code == 404  # through to the handler: no such assessment
     config = requests.get(f"http://127.0.0.1:{server.server.port}/config.json", timeout=10).json()
     assert config["sign_in"] == "token"
+
+
+def test_an_assessment_of_the_cli_is_served_with_its_photos(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """`assess` (and `make demo`) write the same database and object store `serve` reads."""
+    from datetime import UTC, datetime
+
+    from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
+    from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
+    from vehicle_assessment.domain.models import AssessmentInputs
+    from vehicle_assessment.pipeline import PhotoUpload, new_assessment
+
+    server = start_server()
+    data_dir = tmp_path / "data"
+    made = new_assessment(
+        AssessmentInputs(vin=VIN),
+        [PhotoUpload(filename="front.jpg", data=JPEG)],
+        FilesystemObjectStore(data_dir / "objects"),
+        datetime.now(UTC),
+    )
+    SqliteAssessmentRepository(data_dir / "assessments.sqlite3").save(made)
+    view = _assessment(server, made.assessment_id)
+    assert view["photos"][0]["object_key"].startswith("photos/")
+    listed = requests.get(f"{server.base_url}/assessments", params={"vin": VIN}, timeout=10).json()
+    assert made.assessment_id in [a["assessment_id"] for a in listed["assessments"]]
+    media = requests.get(f"{server.base_url}/assessments/{made.assessment_id}/media", timeout=10).json()
+    [photo] = media["photos"]
+    assert requests.get(photo["url"], timeout=10).content == JPEG
+
+
+def test_the_handler_runs_one_invocation_at_a_time(start_server: StartServer) -> None:
+    """As in one Lambda container: the Powertools resolver keeps the current event on the app object, so
+    two invocations at once would read each other's requests."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server()
+    api = server.server.api
+    original, active, most = api.lambda_handler, [0], [0]
+    counting = threading.Lock()
+
+    def observed(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with counting:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)  # long enough for another request thread to arrive meanwhile
+        try:
+            return original(event, context)
+        finally:
+            with counting:
+                active[0] -= 1
+
+    api.lambda_handler = observed
+
+    def ask(n: int) -> tuple[int, str]:
+        response = requests.get(f"{server.base_url}/assessments/id-{n}", timeout=30)
+        return n, response.json()["message"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, range(24)))
+    assert all(f"'id-{n}'" in message for n, message in answers)
+    assert most[0] == 1

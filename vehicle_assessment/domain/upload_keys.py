@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from vehicle_assessment.domain import limits
 
 API_PREFIX = "uploads/"
-# Where the CLI's `assess` stores the photos it is given (pipeline.photo_key), in the local object store.
-LOCAL_PHOTO_PREFIX = "photos/"
 INCOMING_PREFIX = "incoming/"
 PHOTO_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 # Fixed forever: changing it would split a batch that straddles a deployment into two assessments.

@@ -92,7 +92,6 @@ MAX_API_BODY_BYTES = 1024 * 1024
 # A form's fields besides the file: a few kilobytes.
 FORM_OVERHEAD_BYTES = 64 * 1024
 LOCAL_USER = "local"
-_HANDLER_LOCK = threading.Lock()
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -207,6 +206,9 @@ class LocalApi:
     static_dir: Path | None
     prefixes: frozenset[str] = field(default_factory=api_prefixes)
     claims: dict[str, str] = field(default_factory=local_claims)
+    # One invocation at a time, as one Lambda container runs them: the Powertools resolver keeps the
+    # current event on the app object, so two requests in two threads would read each other's.
+    invocation_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ApiRequestHandler(BaseHTTPRequestHandler):
@@ -333,10 +335,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             return
         headers = {name: self.headers.get_all(name) or [] for name in set(self.headers.keys())}
         event = proxy_event(self.command, path, query, headers, body, api.claims, self.client_address[0])
-        # One request at a time through the handler, as in one Lambda environment: Powertools' resolver
-        # keeps the request being answered on the (module-level) app object, so two threads in it at once
-        # answer each other's routes (a page asks for the list and the review queue together).
-        with _HANDLER_LOCK:
+        with api.invocation_lock:
             response = api.lambda_handler(event, LambdaContextStandIn())
         multi = response.get("multiValueHeaders") or {}
         single = response.get("headers") or {}
@@ -458,7 +457,11 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             self._send_json(404, {"message": "no web app is served: no such resource"})
             return
         relative = unquote(path).lstrip("/")
-        if any(part in ("..", "") or part.startswith(".") for part in relative.split("/")[:-1]):
+        parts = relative.split("/")
+        if parts[-1] == "":  # a folder: its index.html
+            parts = parts[:-1]
+        # No hidden files, no empty or parent segments, no backslashes (resolve() then checks the root).
+        if any(not part or part.startswith(".") or "\\" in part for part in parts):
             self._send_json(404, {"message": "no such resource"})
             return
         base = root.resolve()
