@@ -157,6 +157,7 @@ def default_template() -> dict[str, Any]:
     from infra.constructs.api import Api
     from infra.constructs.auth import Auth
     from infra.constructs.ingest import Ingest
+    from infra.stack import rules_json
 
     config = InfraConfig(bundling="skip")
     assert config.cors_allowed_origins == [] and config.cognito_callback_urls == []
@@ -175,6 +176,7 @@ def default_template() -> dict[str, Any]:
         table=table,
         bucket=ingest.bucket,
         user_pool=auth.user_pool,
+        rules_json=rules_json(config),
     )
     return Template.from_stack(stack).to_json()
 

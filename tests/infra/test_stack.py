@@ -10,6 +10,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.infra.cfn import placeholder, resolve_value, resources_of, state_machine_definition
+from vehicle_assessment.aws_runtime import authz
 from vehicle_assessment.domain import limits
 
 pytestmark = pytest.mark.slow  # synthesizes the CDK app
@@ -303,14 +304,15 @@ def test_api_methods_all_cognito_with_validation(template: Template, template_js
         for k, m in resources_of(template_json, "AWS::ApiGateway::Method").items()
         if m["Properties"]["HttpMethod"] != "OPTIONS"  # CORS preflights: tests/infra/test_auth.py
     }
-    # create, list, get, media, regenerate, a VIN's history
-    assert len(methods) == 6
+    # create, list, get, media, regenerate, a VIN's history, the queue, review, edit
+    assert len(methods) == len(authz.ROUTES) == 9
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "COGNITO_USER_POOLS"
         assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
         assert "RequestValidatorId" in method["Properties"]
-    posts = [m for m in methods.values() if m["Properties"]["HttpMethod"] == "POST"]
-    assert all("application/json" in m["Properties"]["RequestModels"] for m in posts)
+    with_bodies = [m for m in methods.values() if m["Properties"]["HttpMethod"] in ("POST", "PUT")]
+    assert len(with_bodies) == 4
+    assert all("application/json" in m["Properties"]["RequestModels"] for m in with_bodies)
     template.has_resource_properties(
         "AWS::ApiGateway::Stage",
         {
