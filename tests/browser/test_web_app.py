@@ -215,7 +215,7 @@ def _screenshot(driver: Any, artifacts: Path, name: str) -> None:
     width = driver.get_window_size()["width"]
     driver.set_window_size(width, 800)
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(width, min(max(height, 800), 6000))
+    driver.set_window_size(width, min(max(height + 150, 800), 6000))  # + the window's own bars
     driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(artifacts / f"{name}.png"))
 
