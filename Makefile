@@ -30,8 +30,9 @@ demo: $(VENV)/.runtime
 		--estimate 38500 sample_data/queries/undamaged/*.jpg sample_data/queries/damaged/*.jpg
 
 # The demo's state served on http://127.0.0.1:8000: the REST API, uploads and the web app (Ctrl-C stops).
+# The API and the review web app on http://127.0.0.1:8000, opened at the newest (the demo's) assessment.
 serve: $(VENV)/.runtime
-	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment serve
+	$(DEMO_ENV) $(VENV)/bin/vehicle-assessment serve --open
 
 test: venv node_modules/.installed
 	$(PY) -m pytest

@@ -66,6 +66,9 @@ UNBUNDLED_REQUIREMENTS: dict[str, frozenset[str]] = {"imagehash": frozenset({"sc
 # names this machine's Python).
 _PRUNED_DIRS = ("tests",)
 _PRUNED_SUFFIXES = (".pyi",)
+# The review web app's static files: deployed to the site bucket, never imported by a function (a CSS
+# edit must not change the functions' asset hash and redeploy them).
+_SITE_ONLY_SOURCES = ("webapp",)
 # Lambda's Python 3.12 runtime is Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels run there,
 # and recent numpy ships aarch64 wheels only with that tag (not manylinux2014 = 2_17).
 _PLATFORMS = {"arm64": "aarch64", "x86_64": "x86_64"}
@@ -135,7 +138,9 @@ def stage_sources(package: str = LIGHT, repo_root: Path = REPO_ROOT) -> Path:
     # The light package leaves the photo pins out: changing them must not redeploy nine functions;
     # neither package carries the SDK pins (the layer's asset does).
     photo_only = () if package == PHOTO else (PACKAGES[PHOTO].requirements,)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", SDK_REQUIREMENTS, *photo_only)
+    ignore = shutil.ignore_patterns(
+        "__pycache__", "*.pyc", ".DS_Store", SDK_REQUIREMENTS, *photo_only, *_SITE_ONLY_SOURCES
+    )
     for source, target in spec.sources:
         shutil.copytree(repo_root / source, staging / target, ignore=ignore)
     return staging

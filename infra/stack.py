@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, Fn, Stack
 from constructs import Construct
 
 from infra.bundling import lambda_code
@@ -18,6 +18,7 @@ from infra.constructs.index_build import IndexBuild
 from infra.constructs.ingest import Ingest
 from infra.constructs.learning import ReferenceLearning
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.site import Site
 from infra.constructs.storage import Storage
 from infra.constructs.vector_search import VectorSearch
 from infra.constructs.workflow import Workflow
@@ -59,7 +60,11 @@ class VehicleAssessmentStack(Stack):
         if config.assessment_ttl_days:
             common_environment["ASSESSMENT_TTL_DAYS"] = str(config.assessment_ttl_days)
 
-        ingest = Ingest(self, "Ingest", config=config)
+        auth = Auth(self, "Auth", config=config)
+        # The review web app: the API and the upload bucket allow its origin (CORS); its page allows
+        # the API, Cognito and S3 (CSP).
+        site = Site(self, "Site", config=config, cognito_domain=auth.domain_url)
+        ingest = Ingest(self, "Ingest", config=config, site_origin=site.origin)
         embedding = Embedding(self, "Embedding", config=config)
         search = VectorSearch(self, "VectorSearch", config=config, code=code.photo)
         identity = encoder_identity(config)
@@ -113,7 +118,6 @@ class VehicleAssessmentStack(Stack):
         finished = AssessmentEvents(self, "Events")
         for publisher in (workflow.functions["store"], workflow.functions["mark_failed"], ingest.sweeper):
             finished.grant_publish(publisher)
-        auth = Auth(self, "Auth", config=config)
         api = Api(
             self,
             "Api",
@@ -123,9 +127,18 @@ class VehicleAssessmentStack(Stack):
             table=storage.table,
             bucket=ingest.bucket,
             user_pool=auth.user_pool,
+            site_origin=site.origin,
             rules_json=rules_json(config),
         )
         learning.grant_request(api.handler)
+        # The API's origin without its stage: the RestApi alone, so the distribution's headers do not
+        # depend on the stage (whose deployment depends on methods that name the site's origin).
+        api_origin = Fn.join(
+            "", ["https://", api.rest_api.rest_api_id, ".execute-api.", Aws.REGION, ".", Aws.URL_SUFFIX]
+        )
+        site.allow_api(api_origin)
+        site.add_client(auth.user_pool)
+        site.deploy(api_url=api.rest_api.url)
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -161,5 +174,7 @@ class VehicleAssessmentStack(Stack):
             "CollectionEndpoint": search.collection_endpoint,
             "IndexName": config.index_name,
             "EventBusName": finished.bus.event_bus_name,
+            "SiteUrl": site.redirect_uri,
+            "SiteClientId": site.client.user_pool_client_id,
         }.items():
             CfnOutput(self, name, value=value)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import webbrowser
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -332,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         "is not a loopback address: without one, a token is generated and printed once",
     )
     serve.add_argument("--base-url", help="the URL clients reach this server at (default: http://HOST:PORT)")
+    serve.add_argument(
+        "--open",
+        action="store_true",
+        help="open the web app in the default browser, at the newest assessment (e.g. make demo's)",
+    )
 
     evaluate = _add_command(
         commands, "evaluate", "leave-one-out evaluation of the reference index (metrics, report, plots)"
@@ -774,6 +780,17 @@ def cmd_list(args: argparse.Namespace, settings: LocalSettings) -> int:
     return EXIT_OK
 
 
+def web_app_page(base_url: str, settings: LocalSettings) -> str:
+    """The web app's page of the newest assessment in the local database, or its first page."""
+    from vehicle_assessment.adapters.local.workflow_repository import SqliteWorkflowRepository
+    from vehicle_assessment.ports import AssessmentFilter
+
+    newest = SqliteWorkflowRepository(settings.database_path).list_assessments(AssessmentFilter(), 1)
+    if not newest.assessments:
+        return f"{base_url}/#/"
+    return f"{base_url}/#/assessments/{newest.assessments[0].assessment_id}"
+
+
 def cmd_serve(args: argparse.Namespace, settings: LocalSettings) -> int:
     import os
     import secrets
@@ -811,6 +828,10 @@ def cmd_serve(args: argparse.Namespace, settings: LocalSettings) -> int:
     # Request and worker lines (warnings always; every request with --verbose).
     logging.getLogger("vehicle_assessment").setLevel(logging.INFO if args.verbose else logging.WARNING)
     print(f"serving {running.base_url} (data: {settings.data_dir}); Ctrl-C stops", flush=True)
+    page = web_app_page(running.base_url, settings)
+    print(f"web app: {page}", flush=True)
+    if args.open and not webbrowser.open(page):
+        print(f"WARNING: no browser could be opened here; open {page} yourself", file=sys.stderr)
     if generated:
         print(f"API token (send 'Authorization: Bearer <token>'; shown once): {token}", flush=True)
     try:

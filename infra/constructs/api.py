@@ -7,11 +7,10 @@ CORS preflights (OPTIONS) exist only when ``cors_allowed_origins`` lists browser
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
@@ -90,9 +89,14 @@ class Api(Construct):
         table: dynamodb.ITable,
         bucket: s3.IBucket,
         user_pool: cognito.IUserPool,
+        site_origin: str | None = None,
         rules_json: str,
     ) -> None:
+        """``site_origin``: the stack's own web app (infra/constructs/site.py), allowed beside the
+        configured ``cors_allowed_origins``."""
         super().__init__(scope, construct_id)
+        self.site_origin = site_origin
+        self.browser_origins = [*([site_origin] if site_origin else []), *config.cors_allowed_origins]
         self.handler = self._build_handler(config, code, common_environment, table, bucket, rules_json)
         self.authorizer = apigw.CognitoUserPoolsAuthorizer(
             self,
@@ -134,7 +138,8 @@ class Api(Construct):
                     # The workflow's rules: a review revalues with the same valuation settings.
                     "RULES": rules_json,
                     # The Lambda's own CORS headers (Powertools) for the same origins as the preflight.
-                    "CORS_ALLOWED_ORIGINS": json.dumps(list(config.cors_allowed_origins)),
+                    # The site's origin is a token until deployment: rendered by the stack, not json.dumps.
+                    "CORS_ALLOWED_ORIGINS": stack.to_json_string(self.browser_origins),
                 },
             ),
             code=code,
@@ -206,12 +211,13 @@ class Api(Construct):
             ),
             # Answered by the gateway (mock integration, no token: browsers send none on a preflight).
             default_cors_preflight_options=apigw.CorsOptions(
-                allow_origins=list(config.cors_allowed_origins),
+                allow_origins=self.browser_origins,
+                # PUT: the review web app records reviews and edits descriptions.
                 allow_methods=["GET", "POST", "PUT", "OPTIONS"],
                 allow_headers=["Authorization", "Content-Type"],
                 max_age=Duration.minutes(10),
             )
-            if config.cors_allowed_origins
+            if self.browser_origins
             else None,
         )
 
@@ -219,12 +225,16 @@ class Api(Construct):
         """CORS headers on the errors API Gateway answers itself (401 for a missing or expired token,
         429 throttled): without them a browser app sees a network error, not "sign in again".
 
-        A gateway response header is one static value, so this is done for a single allowed origin
-        only; with several, those errors reach the browser unreadable (README).
+        A gateway response header is one static value, so this is done for one origin only: the stack's
+        own web app when there is one, else a single configured origin; for any other origin those
+        errors reach the browser unreadable (README).
         """
-        if len(config.cors_allowed_origins) != 1:
+        if self.site_origin:
+            origin = self.site_origin
+        elif len(config.cors_allowed_origins) == 1:
+            [origin] = config.cors_allowed_origins
+        else:
             return
-        [origin] = config.cors_allowed_origins
         for name, kind in (
             ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
             ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
@@ -233,7 +243,7 @@ class Api(Construct):
                 name,
                 type=kind,
                 response_headers={
-                    "Access-Control-Allow-Origin": f"'{origin}'",
+                    "Access-Control-Allow-Origin": Fn.join("", ["'", origin, "'"]),
                     "Access-Control-Allow-Headers": "'Authorization,Content-Type'",
                 },
             )

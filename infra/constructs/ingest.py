@@ -34,9 +34,14 @@ MAX_RECEIVE_COUNT = 5
 
 
 class Ingest(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: InfraConfig, site_origin: str | None = None
+    ) -> None:
+        """``site_origin``: the stack's own web app (infra/constructs/site.py), whose pages post upload
+        forms from the browser, allowed beside the configured ``cors_allowed_origins``."""
         super().__init__(scope, construct_id)
         self.config = config
+        self.browser_origins = [*config.cors_allowed_origins, *([site_origin] if site_origin else [])]
         self.access_logs = self._build_access_logs()
         self.bucket = self._build_bucket()
         self.dead_letters, self.queue = self._build_queues()
@@ -80,12 +85,12 @@ class Ingest(Construct):
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET],
-                    allowed_origins=list(config.cors_allowed_origins),
+                    allowed_origins=self.browser_origins,
                     allowed_headers=["*"],
                     max_age=3000,
                 )
             ]
-            if config.cors_allowed_origins
+            if self.browser_origins
             else None,
             lifecycle_rules=[
                 s3.LifecycleRule(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vehicle_assessment.ports import ImageEncoder
-from vehicle_assessment.serve.wiring import RunningServer, build_server
+from vehicle_assessment.serve.wiring import POWERTOOLS_DEFAULTS, RunningServer, build_server
 from vehicle_assessment.settings import LocalSettings, SpeechSettings, VpicSettings
 
 VIN = "1FTMW1T88MFA00001"  # a valid 2021 Ford F-150 VIN (check digit ok)
@@ -26,6 +27,15 @@ def no_encoder() -> ImageEncoder:
 
 
 StartServer = Callable[..., RunningServer]
+
+
+@pytest.fixture(autouse=True)
+def powertools_environment_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`build_server` sets Powertools' variables for its process (metrics off, its service name); here
+    they are undone after each test, so later tests (e.g. the description-fallback metric) see their
+    own environment whatever order the tests run in."""
+    for name, value in POWERTOOLS_DEFAULTS.items():
+        monkeypatch.setenv(name, os.environ.get(name, value))
 
 
 @pytest.fixture

@@ -22,13 +22,15 @@ from vehicle_assessment.adapters.local.espeak_speaker import EspeakSpeaker
 from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
 from vehicle_assessment.adapters.local.s3_post_policy import Credentials
 from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
+from vehicle_assessment.adapters.local.wiring import build_reference_feedback, open_photo_registry
 from vehicle_assessment.adapters.local.workflow_repository import SqliteWorkflowRepository
 from vehicle_assessment.adapters.vpic import VpicVinDecoder
 from vehicle_assessment.aws_runtime.api import ApiServices
 from vehicle_assessment.aws_runtime.config import ApiConfig
 from vehicle_assessment.aws_runtime.uploads import UploadRules, UploadServices
 from vehicle_assessment.domain.description import TemplateDescriber
-from vehicle_assessment.ports import ImageEncoder
+from vehicle_assessment.domain.models import Assessment, PhotoRecord, PhotoReview
+from vehicle_assessment.ports import ImageEncoder, ObjectStore
 from vehicle_assessment.serve.media import SignedMediaLinks
 from vehicle_assessment.serve.server import LocalApi, LocalServer, UploadEndpoint, is_loopback
 from vehicle_assessment.serve.worker import LocalWorkflow, WorkflowPorts
@@ -89,6 +91,23 @@ class RunningServer:
         api_handler.provide_services(None, None)
 
 
+class PerRequestReferenceFeedback:
+    """Learning from reviews behind the server: the local index holds a SQLite connection bound to the
+    thread that opened it, and each request runs on its own thread, so each review opens (and closes)
+    the index it adds to."""
+
+    def __init__(self, settings: LocalSettings, objects: ObjectStore) -> None:
+        self.settings = settings
+        self.objects = objects
+
+    def add_reviewed_photo(self, assessment: Assessment, photo: PhotoRecord, review: PhotoReview) -> str:
+        feedback = build_reference_feedback(self.settings, objects=self.objects)
+        try:
+            return feedback.add_reviewed_photo(assessment, photo, review)
+        finally:
+            feedback.index.close()
+
+
 def build_server(
     settings: LocalSettings,
     host: str,
@@ -130,6 +149,10 @@ def build_server(
             describer=describer,
             speaker=speaker,
             media=media,
+            # The review routes: the queue from the same database, revalued with the local rules.
+            review_queue=repository,
+            valuation=settings.rules.valuation,
+            references=PerRequestReferenceFeedback(settings, objects),
         ),
     )
     workflow = LocalWorkflow(
@@ -142,6 +165,7 @@ def build_server(
             describer=describer,
             speaker=speaker,
             rules=settings.rules,
+            registry=open_photo_registry(settings),
         )
     )
     uploads = UploadEndpoint(

@@ -23,6 +23,7 @@ from vehicle_assessment.ports import (
     Describer,
     ImageEncoder,
     ObjectStore,
+    PhotoRegistry,
     ReferenceIndex,
     Speaker,
     VinDecoder,
@@ -55,6 +56,8 @@ class WorkflowPorts:
     describer: Describer
     speaker: Speaker
     rules: AssessmentRules
+    # The reused-photo check's registry (None: the check is switched off), as the CLI runner uses it.
+    registry: PhotoRegistry | None = None
 
 
 class LocalWorkflow:
@@ -125,7 +128,9 @@ class LocalWorkflow:
                 self._index = ports.index()
             for photo in batch.photos:
                 task = steps.PhotoTask(assessment_id=assessment_id, photo=photo)
-                steps.analyse_photo(task, ports.repository, ports.objects, encoder, self._index, ports.rules)
+                steps.analyse_photo(
+                    task, ports.repository, ports.objects, encoder, self._index, ports.rules, ports.registry
+                )
             step = "Value"
             steps.value(ref, ports.repository, ports.rules)
             step = "Describe"
