@@ -14,6 +14,7 @@ import requests
 from tests.conftest import SAMPLE_DATA, run_cli
 from tests.serve.conftest import VIN, StartServer, local_settings
 from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
+from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.domain import upload_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.allow_hosts(["127.0.0.1"])]
@@ -75,6 +76,24 @@ def test_submit_against_serve_completes_an_assessment(
     for link in media["audio"]:
         audio = requests.get(link["url"], timeout=10)
         assert audio.status_code == 200 and audio.headers["Content-Type"] == "audio/wav"
+
+    # The reused-photo check ran in the worker, as in the CLI runner and the AWS analyse step.
+    assert all(p["perceptual_hash"] for p in record["photos"])
+    # A review "as reference" through the server joins the local index with its provenance, from the
+    # embedding the worker remembered (the encoder is the index's).
+    reviewed = requests.put(
+        f"{server.base_url}/assessments/{assessment_id}/photos/01/review",
+        json={"damaged": True, "damage_type": "dent", "severity": "minor", "as_reference": True},
+        timeout=60,
+    )
+    assert reviewed.status_code == 200, reviewed.text
+    actions = [entry["action"] for entry in reviewed.json()["history"]]
+    assert "reference_added" in actions, actions
+    index = LocalVectorIndex(settings.index_path)
+    try:
+        assert f"review/{assessment_id}/01" in index.known_sources()
+    finally:
+        index.close()
 
 
 def test_the_worker_moves_the_status_as_the_workflow_does(
