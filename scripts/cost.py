@@ -195,6 +195,26 @@ def _resolve_join(value: Any) -> str:
     raise ValueError(f"cannot read the state machine definition {str(value)[:80]}")
 
 
+# The assessment workflow's logical id starts with its construct's id (infra/constructs/workflow.py).
+# The stack's other state machine, the reference-index build (Distributed Map), runs when an operator
+# loads references, not per assessment, so it is not in the per-assessment model.
+ASSESSMENT_WORKFLOW_ID_PREFIX = "WorkflowStateMachine"
+
+
+def _assessment_workflow(template: Mapping[str, Any]) -> Mapping[str, Any]:
+    found = [
+        r.get("Properties", {})
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] == "AWS::StepFunctions::StateMachine"
+        and logical_id.startswith(ASSESSMENT_WORKFLOW_ID_PREFIX)
+    ]
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one assessment workflow ({ASSESSMENT_WORKFLOW_ID_PREFIX}*), found {len(found)}"
+        )
+    return found[0]
+
+
 def stack_facts(template: Mapping[str, Any]) -> StackFacts:
     functions: dict[str, LambdaFacts] = {}
     for props in _resources(template, "AWS::Lambda::Function"):
@@ -207,7 +227,7 @@ def stack_facts(template: Mapping[str, Any]) -> StackFacts:
                 timeout_s=int(props.get("Timeout", 3)),
                 architecture=str((props.get("Architectures") or ["x86_64"])[0]),
             )
-    machine = _only(template, "AWS::StepFunctions::StateMachine")
+    machine = _assessment_workflow(template)
     if machine.get("StateMachineType", "STANDARD") != "STANDARD":
         raise ValueError("this model prices a Standard workflow (per state transition)")
     variant = _only(template, "AWS::SageMaker::EndpointConfig")["ProductionVariants"][0]
