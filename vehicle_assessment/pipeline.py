@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
@@ -169,6 +171,22 @@ def intake(
     return record.model_copy(update=update), result
 
 
+def intake_all(
+    records: Sequence[PhotoRecord], photo_bytes: Sequence[bytes], rules: AssessmentRules
+) -> list[tuple[PhotoRecord, IntakeResult | None]]:
+    """`intake` of each photo, in order; several photos are decoded on parallel threads.
+
+    Intake was most of a warm local assessment's time beside the encoder, and its work (JPEG
+    decoding, resizing, numpy) runs in Pillow and numpy with the GIL released.
+    """
+    pairs = list(zip(records, photo_bytes, strict=True))
+    workers = min(len(pairs), os.cpu_count() or 1)
+    if workers <= 1:
+        return [intake(record, data, rules) for record, data in pairs]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake") as pool:
+        return list(pool.map(lambda pair: intake(pair[0], pair[1], rules), pairs))
+
+
 # An unavailable registry's error, as recorded on the photo: one line, bounded (it is stored and shown).
 _MAX_REUSE_REASON = 300
 
@@ -204,7 +222,7 @@ def analyse_photos(
             f"the reference index holds {index.identity.describe()} vectors but the encoder is "
             f"{encoder.identity.describe()}; rebuild the index with the same encoder settings"
         )
-    checked = [intake(record, data, rules) for record, data in zip(records, photo_bytes, strict=True)]
+    checked = intake_all(records, photo_bytes, rules)
     usable = [(i, result) for i, (_, result) in enumerate(checked) if result is not None]
     results = [record for record, _ in checked]
     if not usable:

@@ -330,10 +330,8 @@ def input_fn(request_body: bytes | bytearray | str, request_content_type: str | 
 
 def predict_fn(data: list[Image.Image], model: LoadedModel) -> Prediction:
     encoder = model.encoder
-    import torch
-
     # Preprocessing (resize/crop/normalise) is per-request CPU work: done outside the lock.
-    batch = torch.stack([encoder.preprocess(image) for image in data])
+    batch = encoder.preprocess_batch(data)
     with model.lock:
         embeddings = encoder.embed_tensors(batch)
     return Prediction(identity=model.identity, embeddings=embeddings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,61 @@ def test_repository_lists_by_vin_newest_first(tmp_path) -> None:
     assert [a.assessment_id for a in repo.list_by_vin("VIN_A")] == ["id3", "id2", "id0"]
     assert [a.assessment_id for a in repo.list_by_vin("VIN_A", limit=1)] == ["id3"]
     assert repo.list_by_vin("UNKNOWN") == []
+
+
+def test_repository_keeps_its_connection_across_calls(tmp_path, monkeypatch) -> None:
+    """A warm assessment saves twice: opening a connection per call (and the WAL checkpoint SQLite
+    runs when the last one closes) cost more than the writes themselves."""
+    import vehicle_assessment.adapters.local.repository as repository_module
+
+    repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
+    opened: list[object] = []
+    real_connect = sqlite3.connect
+
+    def counting_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(args)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(repository_module.sqlite3, "connect", counting_connect)
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    saved = repo.save(_assessment("a1", "1FTMW1T88MFA00001", now))
+    saved = repo.save(saved.model_copy(update={"status": AssessmentStatus.COMPLETED}))
+    assert repo.get("a1") == saved and repo.list_by_vin("1FTMW1T88MFA00001") == [saved]
+    assert opened == []
+    # What it wrote is committed: another connection (another process) reads it.
+    monkeypatch.undo()
+    assert SqliteAssessmentRepository(tmp_path / "db.sqlite3").get("a1") == saved
+    repo.close()
+    assert repo.get("a1") == saved  # reopened on use after close
+
+
+def test_repository_nested_blocks_share_one_transaction(tmp_path) -> None:
+    """An inner block (a read inside a write) must not commit its caller's transaction early."""
+    repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    with pytest.raises(RuntimeError), repo._connect() as conn:
+        conn.execute(
+            "INSERT INTO assessments (assessment_id, vin, status, created_at, updated_at, document)"
+            " VALUES ('x', 'V', 'PROCESSING', 'c', 'u', ?)",
+            (_assessment("x", "1FTMW1T88MFA00001", now).model_dump_json(),),
+        )
+        with repo._connect() as inner:
+            assert inner.execute("SELECT count(*) FROM assessments").fetchone() == (1,)
+        raise RuntimeError("the outer block fails after the inner one ended")
+    with pytest.raises(AssessmentNotFound):
+        repo.get("x")
+
+
+def test_repository_is_safe_to_share_between_threads(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = SqliteAssessmentRepository(tmp_path / "db.sqlite3")
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+
+    def save_and_update(number: int) -> Assessment:
+        saved = repo.save(_assessment(f"t{number}", "1FTMW1T88MFA00001", now + timedelta(seconds=number)))
+        return repo.save(saved.model_copy(update={"warnings": [f"thread {number}"]}))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        saved = list(pool.map(save_and_update, range(16)))
+    assert [repo.get(a.assessment_id) for a in saved] == saved

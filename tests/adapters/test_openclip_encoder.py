@@ -180,3 +180,70 @@ def test_fingerprint_sees_a_perturbed_tensor_and_ignores_precision_moves(tiny_en
     # Same values under another name are other weights, too.
     renamed = {("renamed." + name if name == small else name): tensor for name, tensor in state.items()}
     assert weights_fingerprint(renamed) != original
+
+
+def _preprocessing_inputs() -> list[Image.Image]:
+    """Intake-sized sample photos as the pipeline embeds them, and images of other modes and sizes."""
+    from vehicle_assessment.domain.photo import intake_photo
+    from vehicle_assessment.domain.rules import IntakeSettings
+
+    from ..conftest import SAMPLE_DATA
+
+    paths = sorted((SAMPLE_DATA / "queries").rglob("*.jpg"))[:6]
+    images = [intake_photo(p.read_bytes(), IntakeSettings()).image for p in paths]
+    rng = np.random.default_rng(7)
+    noise = Image.fromarray(rng.integers(0, 256, (300, 517, 3), dtype=np.uint8))
+    return [
+        *images,
+        noise,
+        noise.convert("L"),
+        noise.convert("RGBA"),
+        noise.convert("P"),
+        noise.resize((50, 81)),
+    ]
+
+
+def test_batch_preprocessing_is_bit_identical_to_the_models_own_transform(tiny_encoder) -> None:
+    # The encoder does the ToTensor + Normalize arithmetic with numpy, once per batch (torch's
+    # per-image ops spent their time in thread fork/join); the tensors must not change by one bit.
+    torch = _torch()
+    images = _preprocessing_inputs()
+    expected = torch.stack([tiny_encoder.preprocess(image) for image in images])
+    batch = tiny_encoder.preprocess_batch(images)
+    assert batch.dtype == expected.dtype and torch.equal(batch, expected)
+    assert np.array_equal(tiny_encoder.embed(images), tiny_encoder.embed_tensors(expected))
+
+
+def test_batch_preprocessing_is_bit_identical_with_a_tags_normalisation() -> None:
+    # ViT-L-14 laion2b_s32b_b82k normalises with 0.5: any mean/std of open_clip's transform must hold.
+    import open_clip
+
+    torch = _torch()
+    images = _preprocessing_inputs()
+    for mean, std in (
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD),
+    ):
+        transform = open_clip.image_transform(224, is_train=False, mean=mean, std=std)
+        tail = openclip_encoder.split_tensor_tail(transform)
+        assert tail is not None
+        batch = tail.batch(images)
+        assert isinstance(batch, np.ndarray)
+        assert torch.equal(torch.from_numpy(batch), torch.stack([transform(image) for image in images]))
+
+
+def test_a_transform_of_another_shape_is_used_as_it_is(tiny_encoder, monkeypatch, caplog) -> None:
+    from torchvision import transforms
+
+    assert openclip_encoder.split_tensor_tail(transforms.Compose([transforms.ToTensor()])) is None
+    assert openclip_encoder.split_tensor_tail(lambda image: image) is None
+    # PIL steps that give images of different sizes cannot be stacked: said, then done image by image.
+    torch = _torch()
+    uncropped = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+    tail = openclip_encoder.split_tensor_tail(uncropped)
+    assert tail is not None
+    monkeypatch.setattr(tiny_encoder, "_tensor_tail", tail)
+    monkeypatch.setattr(tiny_encoder, "_preprocess", lambda image: torch.zeros(3, 4, 4))
+    images = [Image.new("RGB", (4, 4)), Image.new("RGB", (5, 4))]
+    assert torch.equal(tiny_encoder.preprocess_batch(images), torch.zeros(2, 3, 4, 4))
+    assert "not one RGB size" in caplog.text

@@ -318,7 +318,7 @@ def test_server_pings_503_while_loading_and_hides_internal_errors(served_model, 
         assert _call(running, "POST", "/invocations", _request(), Content_Type=JSON)[0] == 503
 
     class BrokenEncoder:
-        def preprocess(self, image: Image.Image):
+        def preprocess_batch(self, images: list[Image.Image]):
             raise RuntimeError("CUDA error: secret internals")
 
     broken = inference.LoadedModel(encoder=BrokenEncoder(), identity=served_model.identity)  # type: ignore[arg-type]

@@ -194,3 +194,43 @@ def test_invalid_vin_is_refused_before_anything_is_stored(tmp_path, tiny_encoder
     with pytest.raises(ValueError, match="at least one photo"):
         runner.assess(AssessmentInputs(vin=VIN), [])
     assert not (tmp_path / "objects").exists()
+
+
+def test_photos_are_taken_in_on_parallel_threads_in_their_order(monkeypatch) -> None:
+    # Intake was most of a warm assessment's time beside the encoder; photos are decoded in parallel.
+    import hashlib
+    import threading
+
+    from vehicle_assessment.domain import photo
+    from vehicle_assessment.domain.models import PhotoRecord
+    from vehicle_assessment.pipeline import intake, intake_all
+
+    meeting = threading.Barrier(2, timeout=10)  # one photo at a time would wait here until the timeout
+    real_intake_photo = photo.intake_photo
+
+    def intake_photo_meeting_the_other(data: bytes, settings):
+        meeting.wait()
+        return real_intake_photo(data, settings)
+
+    paths = sorted((SAMPLE_DATA / "queries").rglob("*.jpg"))[:2]
+    datas = [path.read_bytes() for path in paths]
+    records = [
+        PhotoRecord(
+            photo_id=f"{n:02d}",
+            filename=path.name,
+            object_key=f"photos/a/{n:02d}",
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            status=PhotoStatus.RECEIVED,
+        )
+        for n, (path, data) in enumerate(zip(paths, datas, strict=True), start=1)
+    ]
+    rules = AssessmentRules()
+    one_by_one = [intake(record, data, rules) for record, data in zip(records, datas, strict=True)]
+    monkeypatch.setattr(photo, "intake_photo", intake_photo_meeting_the_other)
+    monkeypatch.setattr("vehicle_assessment.pipeline.os.cpu_count", lambda: 2)
+    parallel = intake_all(records, datas, rules)
+    assert [record for record, _ in parallel] == [record for record, _ in one_by_one]
+    for (_, got), (_, expected) in zip(parallel, one_by_one, strict=True):
+        assert got is not None and expected is not None
+        assert got.image.tobytes() == expected.image.tobytes() and got.quality == expected.quality

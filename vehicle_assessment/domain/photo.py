@@ -147,7 +147,8 @@ def _on_white(image: Image.Image) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any decoded mode to 8-bit RGB; transparency becomes white."""
+    """Any decoded mode to 8-bit RGB; transparency becomes white. An RGB image without transparency
+    comes back as it is, not copied: the caller passes one it owns (exif_transpose's result)."""
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         gray = Image.fromarray(_to_8bit(np.asarray(image), mode), mode="L")
@@ -157,7 +158,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         return _on_white(image)
     if mode == "RGB":
-        return image.copy()
+        return image
     try:
         return image.convert("RGB")  # 1, L, P, CMYK, YCbCr, ...
     except ValueError as exc:
@@ -217,8 +218,12 @@ def quality_gray(image: Image.Image) -> np.ndarray:
 
 def laplacian_variance(gray: np.ndarray) -> float:
     """Variance of the 4-neighbour 3x3 Laplacian over the valid interior (no padding)."""
-    centre = gray[1:-1, 1:-1]
-    laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4.0 * centre
+    # ((up + down) + left) + right - 4 * centre, summed in place in that order: the same float64
+    # rounding as the plain expression, without its four temporary arrays.
+    laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1]
+    laplacian += gray[1:-1, :-2]
+    laplacian += gray[1:-1, 2:]
+    laplacian -= 4.0 * gray[1:-1, 1:-1]
     return float(laplacian.var())
 
 
@@ -313,7 +318,7 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
         source_format = decoded.format or _PIL_FORMATS[content_type]
         source_mode = decoded.mode
         try:
-            oriented = ImageOps.exif_transpose(decoded)
+            oriented = ImageOps.exif_transpose(decoded)  # a new image, turned or copied
         except _DECODE_ERRORS as exc:
             raise PhotoRejected(
                 f"truncated or corrupt image: unreadable EXIF orientation: {_one_line(exc)}"

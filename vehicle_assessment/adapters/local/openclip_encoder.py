@@ -20,7 +20,8 @@ import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,64 @@ def _checkpoint_preprocessing(open_clip, settings: EncoderSettings) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _TensorTail:
+    """open_clip's transform split where it leaves PIL: the PIL steps (resize, crop, RGB), then the
+    ToTensor + Normalize arithmetic, done here by numpy on the whole batch."""
+
+    pil_steps: Callable[[Image.Image], Image.Image]
+    mean: np.ndarray  # (3, 1, 1) float32, as torchvision's normalize casts it
+    std: np.ndarray
+
+    def batch(self, images: Sequence[Image.Image]) -> np.ndarray | str:
+        """The (n, 3, h, w) float32 batch, or why the images cannot make one (then nothing is done)."""
+        arrays = [np.asarray(self.pil_steps(image)) for image in images]
+        shapes = {(a.shape, a.dtype.str) for a in arrays}
+        if (
+            len(shapes) != 1
+            or len(arrays[0].shape) != 3
+            or arrays[0].shape[2] != 3
+            or arrays[0].dtype != np.uint8
+        ):
+            return f"the PIL steps gave arrays {sorted(shapes)}, not one RGB size"
+        height, width, _ = arrays[0].shape
+        batch = np.empty((len(arrays), 3, height, width), dtype=np.float32)
+        for slot, array in zip(batch, arrays, strict=True):
+            slot[...] = array.transpose(2, 0, 1)  # HWC uint8 -> CHW float32, exact
+        batch /= np.float32(255)
+        batch -= self.mean
+        batch /= self.std
+        return batch
+
+
+def split_tensor_tail(preprocess: Any) -> _TensorTail | None:
+    """The batch form of `preprocess` when it ends in ToTensor + Normalize, as open_clip's do; None
+    for any other transform (then each image goes through `preprocess` itself).
+
+    Why: torchvision runs ToTensor and Normalize as five torch ops per image on a 150k-element
+    tensor, each split over torch's intra-op threads; their fork/join, not the arithmetic, was most
+    of the preprocessing time, and under load a multiple of it. numpy does the same float32
+    operations in the same order (x / 255, then - mean, then / std), so the tensors are bit-identical
+    (tests/adapters/test_openclip_encoder.py checks it against the model's own transform).
+    """
+    from open_clip.transform import MaybeToTensor
+    from torchvision import transforms
+
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 2:
+        return None
+    to_tensor, normalize = steps[-2:]
+    if type(to_tensor) not in (transforms.ToTensor, MaybeToTensor):
+        return None
+    if type(normalize) is not transforms.Normalize or len(normalize.mean) != 3 or len(normalize.std) != 3:
+        return None
+    return _TensorTail(
+        pil_steps=transforms.Compose(steps[:-2]),
+        mean=np.asarray(normalize.mean, dtype=np.float32).reshape(3, 1, 1),
+        std=np.asarray(normalize.std, dtype=np.float32).reshape(3, 1, 1),
+    )
+
+
 class OpenClipEncoder:
     """Loads the model once; `embed` runs whole batches under `torch.inference_mode`."""
 
@@ -175,6 +234,13 @@ class OpenClipEncoder:
         fingerprint = weights_fingerprint(model.state_dict())
         self._model = model
         self._preprocess = preprocess
+        self._tensor_tail = split_tensor_tail(preprocess)
+        if self._tensor_tail is None:
+            logger.info(
+                "%s: its preprocessing does not end in ToTensor + Normalize; each image is "
+                "preprocessed by its own transform (slower, same result)",
+                model_name,
+            )
         self._half = settings.device.startswith("cuda")
         if self._half:
             self._model = self._model.half()
@@ -217,6 +283,20 @@ class OpenClipEncoder:
         """The model's own resize/crop/normalise; usable in worker threads before `embed_tensors`."""
         return self._preprocess(image)
 
+    def preprocess_batch(self, images: Sequence[Image.Image]):  # -> torch.Tensor (n, 3, h, w) float32
+        """`preprocess` of each image, stacked: bit-identical, with the tensor arithmetic done once
+        for the batch by numpy (see split_tensor_tail)."""
+        torch = self._torch
+        tail = self._tensor_tail
+        batch = tail.batch(images) if tail is not None and images else None
+        if isinstance(batch, str):
+            logger.warning(
+                "%s: %s; each image is preprocessed by its own transform", self._identity.describe(), batch
+            )
+        if not isinstance(batch, np.ndarray):
+            return torch.stack([self._preprocess(image) for image in images])
+        return torch.from_numpy(batch)
+
     def embed_tensors(self, batch) -> np.ndarray:  # batch: torch.Tensor (n, 3, h, w)
         torch = self._torch
         with torch.inference_mode():
@@ -231,12 +311,10 @@ class OpenClipEncoder:
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self._identity.dimension), dtype=np.float32)
-        torch = self._torch
         outputs = []
         size = self.settings.batch_size
         for start in range(0, len(images), size):
-            batch = torch.stack([self._preprocess(image) for image in images[start : start + size]])
-            outputs.append(self.embed_tensors(batch))
+            outputs.append(self.embed_tensors(self.preprocess_batch(images[start : start + size])))
         return np.concatenate(outputs, axis=0)
 
 

@@ -50,7 +50,8 @@ def _iso(moment: datetime) -> str:
 
 
 class SqliteWorkflowRepository(SqliteAssessmentRepository):
-    """Implements WorkflowRepository; safe to share between threads (one connection per call)."""
+    """Implements WorkflowRepository; safe to share between threads (the repository's one connection, under
+    its lock; read-then-write steps in BEGIN IMMEDIATE transactions)."""
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
