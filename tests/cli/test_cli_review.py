@@ -1,6 +1,7 @@
 """The review loop in local mode, through the command: assess with the tiny model → a photo needs
 review → `reviews` lists it → `review` → the valuation and descriptions change, `show` prints the
-review, both description versions and the history. Bad input is one line and exit 2."""
+review, both description versions and the history → the photo reviewed "as reference" is in the index
+with its provenance → `evaluate` reports the agreement with reviewers. Bad input is one line and exit 2."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from vehicle_assessment.adapters.local.vector_index import LocalVectorIndex
 from vehicle_assessment.cli import EXIT_BAD_INPUT, EXIT_OK
 
 from ..conftest import SAMPLE_DATA, run_cli
@@ -57,7 +59,7 @@ def assessed(
 
 
 def test_the_review_loop_in_local_mode(
-    assessed: tuple[list[str], dict], capsys: pytest.CaptureFixture[str]
+    assessed: tuple[list[str], dict], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, record = assessed
     assessment_id = record["assessment_id"]
@@ -90,6 +92,7 @@ def test_the_review_loop_in_local_mode(
         "headlamp smashed",
         "--reviewer",
         "ana",
+        "--as-reference",
         "--json",
     )
     assert code == EXIT_OK, err
@@ -119,6 +122,29 @@ def test_the_review_loop_in_local_mode(
     assert "History (oldest first)" in out
     assert "ana: reviewed photo" in out and "revalued after the review" in out
     assert "Valuation  (PROVISIONAL)" not in out  # every photo is now judged by a person
+
+    # The photo reviewed "as reference" joined the index, with its reviewed label and provenance.
+    index = LocalVectorIndex(Path(data[1]) / "reference-index.sqlite3")
+    try:
+        references, _ = index.vectors_and_labels()
+    finally:
+        index.close()
+    [learnt] = [r for r in references if r.provenance is not None]
+    assert learnt.source == f"review/{assessment_id}/{first}"
+    assert (learnt.label.damage_type.value, learnt.label.severity.value) == ("broken", "severe")
+    assert (learnt.provenance.assessment_id, learnt.provenance.photo_id) == (assessment_id, first)
+    assert learnt.provenance.reviewer == "ana"
+
+    # `evaluate` reports how often the model agreed with the reviewers on these photos.
+    monkeypatch.setattr(
+        "vehicle_assessment.evaluation.embedding_maps", lambda *a, **k: {"pca": None, "tsne": None}
+    )
+    out_dir = Path(data[1]).parent / "evaluation"
+    code, out, err = run_cli(capsys, *data, "evaluate", "--out", str(out_dir), "--k", "5")
+    assert code == EXIT_OK, err
+    agreement = json.loads((out_dir / "metrics.json").read_text())["agreement"]
+    assert agreement["photos"] == len(waiting)
+    assert f"agreement with reviewers on {len(waiting)} reviewed photos" in out
 
 
 @pytest.mark.parametrize(
