@@ -288,6 +288,10 @@ class Workload:
     polly_requests: Sequence[int]  # characters of each Polly request (languages with a voice, chunked)
     events: int  # EventBridge events published
     languages: Sequence[str]
+    # The reused-photo check's DynamoDB traffic (adapters/aws/photo_registry.py, measured by running it
+    # on a counting table): read requests (key Queries + GetItems) and the bytes of each item written.
+    registry_reads: int = 0
+    registry_item_bytes: Sequence[int] = ()
 
     @property
     def dynamodb_writes(self) -> int:
@@ -319,12 +323,57 @@ class _Counting:
         return counted
 
 
+class _CountingTable:
+    """The boto3 Table calls the photo registry makes, counted: reads answer nothing (a new photo
+    matches no other vehicle's), writes keep each item's size."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.item_bytes: list[int] = []
+
+    def query(self, **_: Any) -> dict[str, Any]:
+        self.reads += 1
+        return {"Items": []}
+
+    def get_item(self, **_: Any) -> dict[str, Any]:
+        self.reads += 1
+        return {}
+
+    def batch_writer(self) -> Any:
+        table = self
+
+        class Writer:
+            def __enter__(self) -> Writer:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                return None
+
+            def put_item(self, Item: Mapping[str, Any]) -> None:
+                table.item_bytes.append(_item_bytes(Item))
+
+            def delete_item(self, Key: Mapping[str, Any]) -> None:
+                table.item_bytes.append(_item_bytes(Key))
+
+        return Writer()
+
+
+def _item_bytes(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: attribute names plus values (binary as its bytes)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        size += len(value) if isinstance(value, bytes) else len(str(value).encode())
+    return size
+
+
 def measure_workload(config: InfraConfig) -> Workload:
     """Run one assessment with ``config.expected_photos`` sample photos through the steps, on the
     in-memory adapters (the same services the Lambdas run), with offline encoder, index and decoder."""
     import numpy as np
 
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository, to_dynamo
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
     from vehicle_assessment.adapters.aws.polly_speaker import split_text
     from vehicle_assessment.adapters.memory import (
         InMemoryAssessmentRepository,
@@ -462,9 +511,11 @@ def measure_workload(config: InfraConfig) -> Workload:
         raise RuntimeError(f"the uploads started {starter.started} workflows, not 1")
     ref = steps.AssessmentRef(assessment_id="cost-1")
     batch = steps.decode_vin(ref, repository, Decoder(), clock=lambda: now)
+    registry_table = _CountingTable()
+    registry = DynamoPhotoRegistry(registry_table, rules.reuse) if rules.reuse.enabled else None
     for photo in batch.photos:
         task = steps.PhotoTask(assessment_id="cost-1", photo=photo)
-        steps.analyse_photo(task, repository, objects, Encoder(), Index(), rules)
+        steps.analyse_photo(task, repository, objects, Encoder(), Index(), rules, registry, clock=lambda: now)
     steps.value(ref, repository, rules, clock=lambda: now)
     steps.describe(ref, repository, MeasuringDescriber(), rules, clock=lambda: now)
     steps.speak(ref, repository, Speaker(), objects, clock=lambda: now)
@@ -486,6 +537,8 @@ def measure_workload(config: InfraConfig) -> Workload:
         polly_requests=tuple(spoken),
         events=len(events.events),
         languages=tuple(config.languages),
+        registry_reads=registry_table.reads,
+        registry_item_bytes=tuple(registry_table.item_bytes),
     )
 
 
@@ -689,6 +742,25 @@ def cost_lines(
             month * (work.dynamodb_reads + api_reads) * rru_per_read,
             "RRU",
             prices["dynamodb_read_request_unit"],
+        ),
+        Line(
+            "DynamoDB",
+            f"reused-photo check: {work.registry_reads} key reads",
+            "per-assessment",
+            # A strongly consistent read of up to 4 KB is one read unit, a write one unit per KB of each
+            # item (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html);
+            # a batch write bills each item as its own write.
+            month * work.registry_reads,
+            "RRU",
+            prices["dynamodb_read_request_unit"],
+        ),
+        Line(
+            "DynamoDB",
+            f"reused-photo check: {len(work.registry_item_bytes)} item writes",
+            "per-assessment",
+            month * sum(math.ceil(size / 1024) for size in work.registry_item_bytes),
+            "WRU",
+            prices["dynamodb_write_request_unit"],
         ),
         Line(
             "DynamoDB",
