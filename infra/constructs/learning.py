@@ -137,8 +137,8 @@ class ReferenceLearning(Construct):
 
     def alarm_on_failures(self, api: PipelineFunction, topic: sns.ITopic) -> cw.Alarm:
         """A reviewed photo that did not join the index (either function's metric, by its ``service``
-        dimension: the function's construct id), or a request the function failed to record (its
-        Errors: Lambda retries those, then drops the event)."""
+        dimension: the function's construct id), a request the function failed to record (its
+        Errors: Lambda retries those), or one Lambda dropped (AsyncEventsDropped)."""
         period = Duration.minutes(5)
         failed = {
             key: cw.Metric(
@@ -151,6 +151,10 @@ class ReferenceLearning(Construct):
             for key, fn in (("api", api), ("feedback", self.function))
         }
         errors = self.function.function.metric_errors(period=period, statistic="Sum")
+        # A request Lambda gave up on (retries spent or older than MAX_EVENT_AGE) leaves its review
+        # saying reference_pending forever: alarmed here, not only counted
+        # (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html: AsyncEventsDropped).
+        dropped = self.function.function.metric("AsyncEventsDropped", period=period, statistic="Sum")
         alarm = cw.Alarm(
             self,
             "ReferenceFeedbackFailures",
@@ -159,8 +163,8 @@ class ReferenceLearning(Construct):
                 "(reference_failed), the functions' logs have the errors."
             ),
             metric=cw.MathExpression(
-                expression="FILL(api, 0) + FILL(feedback, 0) + FILL(errors, 0)",
-                using_metrics={**failed, "errors": errors},
+                expression="FILL(api, 0) + FILL(feedback, 0) + FILL(errors, 0) + FILL(dropped, 0)",
+                using_metrics={**failed, "errors": errors, "dropped": dropped},
                 label="Reference feedback failures",
                 period=period,
             ),

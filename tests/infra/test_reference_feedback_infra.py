@@ -134,5 +134,9 @@ def test_failures_of_either_function_are_alarmed(template_json: dict[str, Any]) 
         for d in m["Dimensions"]
     }
     assert counted == {"ApiFn", "ReferenceFeedbackFn"}  # POWERTOOLS_SERVICE_NAME: the construct ids
-    assert {m["MetricName"] for m in stats} == {REFERENCE_FEEDBACK_FAILED_METRIC, "Errors"}
+    assert {m["MetricName"] for m in stats} == {
+        REFERENCE_FEEDBACK_FAILED_METRIC,
+        "Errors",
+        "AsyncEventsDropped",
+    }
     assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
