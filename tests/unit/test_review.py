@@ -220,7 +220,7 @@ def test_a_reviewed_photo_counts_with_the_reviewers_severity() -> None:
     assert row.counted and row.severity == Severity.SEVERE and row.rate == 0.40
     assert (
         row.reason is not None
-        and "reviewed by ana" in row.reason
+        and "reviewed by ana at 2026-11-27 12:00 UTC" in row.reason
         and "the model said minor dent" in row.reason
     )
     assert valuation.adjusted_value_usd == 12_000.0 and not valuation.provisional

@@ -14,6 +14,7 @@ and the cap bounds the total. The README has a worked example.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from vehicle_assessment.domain import figures
 from vehicle_assessment.domain.models import (
@@ -26,6 +27,11 @@ from vehicle_assessment.domain.models import (
 )
 from vehicle_assessment.domain.photo_set import has_assessable_photo
 from vehicle_assessment.domain.rules import ValuationSettings
+
+
+def review_time(moment: datetime) -> str:
+    """When a review was made, as people read it in a valuation's reasons: to the minute, in UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def combine_depreciation(rates: Sequence[float], settings: ValuationSettings) -> float:
@@ -105,7 +111,7 @@ def value_vehicle(
                     severity=review.severity,
                     rate=settings.severity_depreciation[review.severity],
                     counted=True,
-                    reason=f"reviewed by {review.reviewer} at {review.reviewed_at.isoformat()}{model}",
+                    reason=f"reviewed by {review.reviewer} at {review_time(review.reviewed_at)}{model}",
                 )
             )
             continue
