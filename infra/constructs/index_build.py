@@ -46,7 +46,7 @@ from infra.constructs.lambdas import (
     retention,
 )
 from infra.constructs.vector_search import LOAD_INDEX, VectorSearch
-from infra.constructs.workflow import SNAPSTART_ERRORS, TRANSIENT_ERRORS
+from infra.constructs.workflow import add_lambda_retries, encoder_and_index_environment
 from vehicle_assessment.aws_runtime.index_build import IndexBuildConfig, batch_timeout_s
 from vehicle_assessment.domain import upload_keys
 
@@ -110,7 +110,6 @@ class IndexBuild(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.node.set_context(RESULT_WRITER_V2_FLAG, True)
-        stack = Stack.of(self)
         self.timeout_s = batch_function_timeout_s(config, encoder_identity)
         self.batch = PipelineFunction(
             self,
@@ -123,12 +122,7 @@ class IndexBuild(Construct):
                 environment={
                     "BUCKET_NAME": bucket.bucket_name,
                     "RULES": rules_json,
-                    "SAGEMAKER": stack.to_json_string(
-                        {"endpoint_name": embedding.endpoint_name, "identity": encoder_identity}
-                    ),
-                    "OPENSEARCH": stack.to_json_string(
-                        {"collection_endpoint": search.collection_endpoint, "index_name": config.index_name}
-                    ),
+                    **encoder_and_index_environment(config, embedding, search, encoder_identity),
                 },
             ),
             code=code.photo,
@@ -163,21 +157,8 @@ class IndexBuild(Construct):
             task_timeout=sfn.Timeout.duration(Duration.seconds(self.timeout_s + 30)),
         )
         # Every batch is idempotent (photos already indexed are skipped by sha256), so a retry is safe.
-        task.add_retry(
-            errors=TRANSIENT_ERRORS,
-            interval=Duration.seconds(5),
-            max_attempts=3,
-            backoff_rate=2.0,
-            max_delay=Duration.seconds(60),
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        task.add_retry(
-            errors=SNAPSTART_ERRORS,
-            interval=Duration.seconds(10),
-            max_attempts=6,
-            backoff_rate=2.0,
-            max_delay=Duration.seconds(60),
-            jitter_strategy=sfn.JitterType.FULL,
+        add_lambda_retries(
+            task, transient_interval=Duration.seconds(5), transient_max_delay=Duration.seconds(60)
         )
         return task
 

@@ -12,7 +12,7 @@ fields (PUT _mapping needs aoss:UpdateIndex).
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -33,6 +33,7 @@ from infra.constructs.lambdas import (
     grant_table,
 )
 from infra.constructs.vector_search import VectorSearch
+from infra.constructs.workflow import encoder_and_index_environment
 from vehicle_assessment.aws_runtime.config import ReferenceFeedbackConfig
 from vehicle_assessment.aws_runtime.reference_requests import (
     REFERENCE_FEEDBACK_FAILED_METRIC,
@@ -80,7 +81,6 @@ class ReferenceLearning(Construct):
         rules_json: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         self.function = PipelineFunction(
             self,
             "ReferenceFeedbackFn",
@@ -92,12 +92,7 @@ class ReferenceLearning(Construct):
                 environment={
                     "BUCKET_NAME": bucket.bucket_name,
                     "RULES": rules_json,
-                    "SAGEMAKER": stack.to_json_string(
-                        {"endpoint_name": embedding.endpoint_name, "identity": encoder_identity}
-                    ),
-                    "OPENSEARCH": stack.to_json_string(
-                        {"collection_endpoint": search.collection_endpoint, "index_name": config.index_name}
-                    ),
+                    **encoder_and_index_environment(config, embedding, search, encoder_identity),
                 },
             ),
             code=code.photo,

@@ -70,6 +70,45 @@ TRANSIENT_ERRORS = [
 SNAPSTART_ERRORS = ["Lambda.SnapStartNotReadyException", "Lambda.SnapStartTimeoutException"]
 
 
+def add_lambda_retries(
+    task: tasks.LambdaInvoke, transient_interval: Duration, transient_max_delay: Duration
+) -> None:
+    """The retries every Lambda task of this stack's state machines has: Lambda's transient errors
+    (with full jitter, so parallel Map iterations that failed together do not retry together), and a
+    SnapStart version still restoring its snapshot."""
+    task.add_retry(
+        errors=TRANSIENT_ERRORS,
+        interval=transient_interval,
+        max_attempts=3,
+        backoff_rate=2.0,
+        max_delay=transient_max_delay,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    task.add_retry(
+        errors=SNAPSTART_ERRORS,
+        interval=Duration.seconds(10),
+        max_attempts=6,
+        backoff_rate=2.0,
+        max_delay=Duration.seconds(60),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+
+
+def encoder_and_index_environment(
+    config: InfraConfig, embedding: Embedding, search: VectorSearch, encoder_identity: dict[str, object]
+) -> dict[str, str]:
+    """SAGEMAKER and OPENSEARCH, as every function that embeds photos or writes the index reads them."""
+    stack = Stack.of(embedding)
+    return {
+        "SAGEMAKER": stack.to_json_string(
+            {"endpoint_name": embedding.endpoint_name, "identity": encoder_identity}
+        ),
+        "OPENSEARCH": stack.to_json_string(
+            {"collection_endpoint": search.collection_endpoint, "index_name": config.index_name}
+        ),
+    }
+
+
 # The steps that publish the assessment's final event; a refused publication raises
 # EventPublishFailed after the step's (idempotent) save, so the whole step is retried. Consumers
 # dedupe the re-publications on the event's event_id.
@@ -238,14 +277,7 @@ class Workflow(Construct):
         stack = Stack.of(self)
         environment = {"BUCKET_NAME": bucket.bucket_name, "RULES": rules_json}
         step_environment = {
-            "analyse": {
-                "SAGEMAKER": stack.to_json_string(
-                    {"endpoint_name": embedding.endpoint_name, "identity": encoder_identity}
-                ),
-                "OPENSEARCH": stack.to_json_string(
-                    {"collection_endpoint": search.collection_endpoint, "index_name": config.index_name}
-                ),
-            },
+            "analyse": encoder_and_index_environment(config, embedding, search, encoder_identity),
             "describe": {"BEDROCK": stack.to_json_string({"model_id": config.bedrock_model_id})},
         }
         functions: dict[str, PipelineFunction] = {}
@@ -314,22 +346,8 @@ class Workflow(Construct):
             retry_on_service_exceptions=False,
             task_timeout=sfn.Timeout.duration(Duration.seconds(step_timeout_s(key, config) + 30)),
         )
-        task.add_retry(
-            errors=TRANSIENT_ERRORS,
-            interval=Duration.seconds(2),
-            max_attempts=3,
-            backoff_rate=2.0,
-            max_delay=Duration.seconds(30),
-            # Full jitter: parallel Map iterations that failed together do not retry together.
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        task.add_retry(
-            errors=SNAPSTART_ERRORS,
-            interval=Duration.seconds(10),
-            max_attempts=6,
-            backoff_rate=2.0,
-            max_delay=Duration.seconds(60),
-            jitter_strategy=sfn.JitterType.FULL,
+        add_lambda_retries(
+            task, transient_interval=Duration.seconds(2), transient_max_delay=Duration.seconds(30)
         )
         if key in PUBLISHING_STEPS:
             task.add_retry(
