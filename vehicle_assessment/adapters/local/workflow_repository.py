@@ -113,14 +113,10 @@ class SqliteWorkflowRepository(SqliteAssessmentRepository):
         version_id: str | None = None,
     ) -> PhotoReceipt:
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT status, json_extract(document, '$.expected_photos') FROM assessments"
-                " WHERE assessment_id = ?",
-                (assessment_id,),
-            ).fetchone()
+            row = self._status_and_expected(conn, assessment_id)
             if row is None:
                 return PhotoReceipt.unknown(assessment_id)
-            status, expected = AssessmentStatus(row[0]), int(row[1])
+            status, expected = row
             tracking = _Tracking.read(conn, assessment_id)
             received = set(tracking.uploads)
             countable = status == AssessmentStatus.AWAITING_PHOTOS and (
@@ -221,15 +217,12 @@ class SqliteWorkflowRepository(SqliteAssessmentRepository):
 
     def upload_progress(self, assessment_id: str) -> PhotoReceipt:
         with self._connect() as conn:
-            row = conn.execute(
-                "SELECT status, json_extract(document, '$.expected_photos') FROM assessments"
-                " WHERE assessment_id = ?",
-                (assessment_id,),
-            ).fetchone()
+            row = self._status_and_expected(conn, assessment_id)
             if row is None:
                 raise AssessmentNotFound(f"no assessment with id {assessment_id!r}")
             received = len(_Tracking.read(conn, assessment_id).uploads)
-        return PhotoReceipt(UploadOutcome.ACCEPTED, received, int(row[1]), AssessmentStatus(row[0]))
+        status, expected = row
+        return PhotoReceipt(UploadOutcome.ACCEPTED, received, expected, status)
 
     def mark_status(
         self,
@@ -239,16 +232,12 @@ class SqliteWorkflowRepository(SqliteAssessmentRepository):
         now: datetime,
         only_if_photos_missing: bool = False,
     ) -> bool:
-        allowed = {s.value for s in from_statuses}
+        allowed = set(from_statuses)
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT status, json_extract(document, '$.expected_photos') FROM assessments"
-                " WHERE assessment_id = ?",
-                (assessment_id,),
-            ).fetchone()
+            row = self._status_and_expected(conn, assessment_id)
             if row is None or row[0] not in allowed:
                 return False
-            if only_if_photos_missing and len(_Tracking.read(conn, assessment_id).uploads) >= int(row[1]):
+            if only_if_photos_missing and len(_Tracking.read(conn, assessment_id).uploads) >= row[1]:
                 return False
             # The status is in the document too (a save writes both): the revision moves on, so a
             # save from a read before this move is refused instead of undoing it.
@@ -322,6 +311,18 @@ class SqliteWorkflowRepository(SqliteAssessmentRepository):
         return AssessmentPage([self._merged(*row[:5]) for row in page], token)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _status_and_expected(
+        conn: sqlite3.Connection, assessment_id: str
+    ) -> tuple[AssessmentStatus, int] | None:
+        """What upload counting reads of an assessment: its status and how many photos it expects."""
+        row = conn.execute(
+            "SELECT status, json_extract(document, '$.expected_photos') FROM assessments"
+            " WHERE assessment_id = ?",
+            (assessment_id,),
+        ).fetchone()
+        return None if row is None else (AssessmentStatus(row[0]), int(row[1]))
 
     @staticmethod
     def _require(conn: sqlite3.Connection, assessment_id: str) -> None:
