@@ -68,6 +68,7 @@ class VehicleAssessmentStack(Stack):
         embedding = Embedding(self, "Embedding", config=config)
         search = VectorSearch(self, "VectorSearch", config=config, code=code.photo)
         identity = encoder_identity(config)
+        rules = rules_json(config)
         workflow = Workflow(
             self,
             "Workflow",
@@ -79,7 +80,7 @@ class VehicleAssessmentStack(Stack):
             embedding=embedding,
             search=search,
             encoder_identity=identity,
-            rules_json=rules_json(config),
+            rules_json=rules,
         )
         index_build = IndexBuild(
             self,
@@ -90,7 +91,7 @@ class VehicleAssessmentStack(Stack):
             embedding=embedding,
             search=search,
             encoder_identity=identity,
-            rules_json=rules_json(config),
+            rules_json=rules,
         )
         learning = ReferenceLearning(
             self,
@@ -103,7 +104,7 @@ class VehicleAssessmentStack(Stack):
             embedding=embedding,
             search=search,
             encoder_identity=identity,
-            rules_json=rules_json(config),
+            rules_json=rules,
         )
         # Every principal of the data access policy exists now.
         search.finish(identity)
@@ -128,7 +129,7 @@ class VehicleAssessmentStack(Stack):
             bucket=ingest.bucket,
             user_pool=auth.user_pool,
             site_origin=site.origin,
-            rules_json=rules_json(config),
+            rules_json=rules,
         )
         learning.grant_request(api.handler)
         # The API's origin without its stage: the RestApi alone, so the distribution's headers do not

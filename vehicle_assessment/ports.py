@@ -392,6 +392,20 @@ class ReferenceItem:
     # or "review"): `evaluate` warns when a label class comes from one origin only. None: unrecorded.
     origin: str | None = None
 
+    def unit_vector(self, dimension: int) -> np.ndarray:
+        """The vector L2-normalised as float32, as every index stores it (cosine = dot product).
+
+        Raises ValueError for another dimension, or a zero or non-finite vector."""
+        import numpy as np  # here, not at import: Lambdas that never touch vectors skip numpy
+
+        vector = np.asarray(self.vector, dtype=np.float32)
+        if vector.shape != (dimension,):
+            raise ValueError(f"{self.source}: vector shape {vector.shape} != ({dimension},)")
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(norm) or norm == 0:
+            raise ValueError(f"{self.source}: vector is zero or not finite")
+        return (vector / norm).astype(np.float32)
+
 
 class ReferenceIndex(Protocol):
     @property

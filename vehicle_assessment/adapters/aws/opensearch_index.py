@@ -381,14 +381,8 @@ class OpenSearchReferenceIndex:
 
     def _actions(self, items: Sequence[ReferenceItem], dimension: int) -> Iterator[dict]:
         for item in items:
-            vector = np.asarray(item.vector, dtype=np.float32)
-            if vector.shape != (dimension,):
-                raise ValueError(f"{item.source}: vector shape {vector.shape} != ({dimension},)")
-            norm = float(np.linalg.norm(vector))
-            if not np.isfinite(norm) or norm == 0:
-                raise ValueError(f"{item.source}: vector is zero or not finite")
             document: dict[str, Any] = {
-                VECTOR_FIELD: (vector / norm).astype(np.float32).tolist(),
+                VECTOR_FIELD: item.unit_vector(dimension).tolist(),
                 "source": item.source,
                 "sha256": item.sha256,
                 "damaged": item.label.damaged,

@@ -214,12 +214,7 @@ class LocalVectorIndex:
 
     @staticmethod
     def _row(item: ReferenceItem, dimension: int) -> tuple[object, ...]:
-        vector = np.asarray(item.vector, dtype=np.float32)
-        if vector.shape != (dimension,):
-            raise ValueError(f"{item.source}: vector shape {vector.shape} != ({dimension},)")
-        norm = float(np.linalg.norm(vector))
-        if not np.isfinite(norm) or norm == 0:
-            raise ValueError(f"{item.source}: vector is zero or not finite")
+        vector = item.unit_vector(dimension)
         provenance = item.provenance
         return (
             item.source,
@@ -227,7 +222,7 @@ class LocalVectorIndex:
             int(item.label.damaged),
             item.label.damage_type.value,
             item.label.severity.value,
-            (vector / norm).astype(np.float32).tobytes(),
+            vector.tobytes(),
             item.origin,
             provenance.assessment_id if provenance else None,
             provenance.photo_id if provenance else None,
