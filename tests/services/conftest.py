@@ -40,11 +40,13 @@ def memory_repository() -> InMemoryAssessmentRepository:
 
 
 @pytest.fixture
-def dynamodb_repository(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkflowRepository]:
+def dynamodb_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The assessment table's design (`table_definition`) on moto: the repository's and the photo
+    registry's items live in it."""
     import boto3
     from moto import mock_aws
 
-    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository, table_definition
+    from vehicle_assessment.adapters.aws.dynamodb import table_definition
 
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -56,7 +58,14 @@ def dynamodb_repository(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkflowRep
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
         dynamodb.meta.client.create_table(**table_definition("contract"))
-        yield DynamoAssessmentRepository(dynamodb.Table("contract"))
+        yield dynamodb.Table("contract")
+
+
+@pytest.fixture
+def dynamodb_repository(dynamodb_table: Any) -> WorkflowRepository:
+    from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
+
+    return DynamoAssessmentRepository(dynamodb_table)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ same fingerprints give the same matches everywhere."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,26 +43,6 @@ def _fp(
         recorded_at=NOW,
         **extra,
     )
-
-
-@pytest.fixture
-def dynamodb_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import boto3
-    from moto import mock_aws
-
-    from vehicle_assessment.adapters.aws.dynamodb import table_definition
-
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        dynamodb.meta.client.create_table(**table_definition("registry"))
-        yield dynamodb.Table("registry")
 
 
 @pytest.fixture(params=["memory", "sqlite", "dynamodb"])
