@@ -148,7 +148,7 @@ def _on_white(image: Image.Image) -> Image.Image:
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any decoded mode to 8-bit RGB; transparency becomes white. An RGB image without transparency
-    comes back as it is, not copied: the caller passes one it owns (exif_transpose's result)."""
+    comes back as it is, not copied: the caller passes one it owns (the image it decoded)."""
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         gray = Image.fromarray(_to_8bit(np.asarray(image), mode), mode="L")
@@ -205,7 +205,7 @@ def _geometry_checks(width: int, height: int, settings: IntakeSettings) -> list[
 
 
 def quality_gray(image: Image.Image) -> np.ndarray:
-    """Luminance (0..255, float64) of a copy whose long side is at most QUALITY_LONG_SIDE."""
+    """Luminance (uint8) of a copy whose long side is at most QUALITY_LONG_SIDE."""
     gray = image.convert("L")
     width, height = gray.size
     scale = QUALITY_LONG_SIDE / max(width, height)
@@ -213,17 +213,21 @@ def quality_gray(image: Image.Image) -> np.ndarray:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         # BOX (area average) is deterministic and does not alias when shrinking.
         gray = gray.resize(size, Image.Resampling.BOX)
-    return np.asarray(gray, dtype=np.float64)
+    return np.asarray(gray)
 
 
 def laplacian_variance(gray: np.ndarray) -> float:
-    """Variance of the 4-neighbour 3x3 Laplacian over the valid interior (no padding)."""
-    # ((up + down) + left) + right - 4 * centre, summed in place in that order: the same float64
-    # rounding as the plain expression, without its four temporary arrays.
-    laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1]
-    laplacian += gray[1:-1, :-2]
-    laplacian += gray[1:-1, 2:]
-    laplacian -= 4.0 * gray[1:-1, 1:-1]
+    """Variance of the 4-neighbour 3x3 Laplacian of 8-bit luminance over the valid interior (no padding).
+
+    The Laplacian of 0..255 integers lies in -1020..1020, so int16 holds it exactly: the same values
+    the float64 expression gives, at a quarter of the memory traffic. ``var`` then works in float64
+    on those exact values, so the result is bit-identical to the float64 computation (a test checks).
+    """
+    pixels = gray.astype(np.int16)
+    laplacian = pixels[:-2, 1:-1] + pixels[2:, 1:-1]
+    laplacian += pixels[1:-1, :-2]
+    laplacian += pixels[1:-1, 2:]
+    laplacian -= 4 * pixels[1:-1, 1:-1]
     return float(laplacian.var())
 
 
@@ -314,18 +318,22 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
         raise PhotoRejected("not an image: content is not JPEG, PNG or WebP")
 
     decoded = _open_checked(data, content_type, settings)
+    source_format = decoded.format or _PIL_FORMATS[content_type]
+    source_mode = decoded.mode
     try:
-        source_format = decoded.format or _PIL_FORMATS[content_type]
-        source_mode = decoded.mode
         try:
-            oriented = ImageOps.exif_transpose(decoded)  # a new image, turned or copied
+            # Turned in place: the decoded image is ours, and a copy of it cost ~1 ms a photo.
+            ImageOps.exif_transpose(decoded, in_place=True)
         except _DECODE_ERRORS as exc:
             raise PhotoRejected(
                 f"truncated or corrupt image: unreadable EXIF orientation: {_one_line(exc)}"
             ) from exc
-        rgb = _to_rgb(oriented)
-    finally:
+        rgb = _to_rgb(decoded)
+    except BaseException:
         decoded.close()
+        raise
+    if rgb is not decoded:
+        decoded.close()  # converted to a new RGB image: release the decoded pixels now
 
     quality = assess_quality(rgb, settings)
     # Enhance after measuring, so the report describes the photo as taken.

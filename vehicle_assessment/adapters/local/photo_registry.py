@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
+from vehicle_assessment.adapters.local.sqlite_state import KeptConnection, check_schema, state_file_errors
 from vehicle_assessment.domain.models import EncoderIdentity, PhotoFingerprint, ReuseMatch
 from vehicle_assessment.domain.reuse import (
     embeddings_comparable,
@@ -89,6 +89,7 @@ class SqlitePhotoRegistry:
         self.settings = settings
         with state_file_errors(path, "photo registry", _REMEDY), closing(sqlite3.connect(path)) as conn:
             check_schema(conn, _COLUMNS)
+        self._db = KeptConnection(path, "photo registry", _REMEDY)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
         # The hashes seen so far: row ids and their bits as uint64, extended by id on each query.
@@ -96,15 +97,11 @@ class SqlitePhotoRegistry:
         self._hashes = np.zeros(0, dtype=np.uint64)
         self._last_id = 0
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with (
-            state_file_errors(self.path, "photo registry", _REMEDY),
-            closing(sqlite3.connect(self.path, timeout=30)) as conn,
-            conn,
-        ):
-            conn.execute("PRAGMA journal_mode=WAL")
-            yield conn
+    def close(self) -> None:
+        self._db.close()
+
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction()
 
     def remember(self, fingerprint: PhotoFingerprint) -> None:
         """Idempotent per (assessment, photo): a second remember replaces the row with a new id

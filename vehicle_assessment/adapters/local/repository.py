@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sqlite3
-import threading
-import weakref
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing
 from pathlib import Path
 
-from vehicle_assessment.adapters.local.sqlite_state import check_schema, state_file_errors
+from vehicle_assessment.adapters.local.sqlite_state import KeptConnection, check_schema, state_file_errors
 from vehicle_assessment.domain.models import Assessment, ReviewQueueEntry
 from vehicle_assessment.domain.review import queue_entry, queue_sort_key
 from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate
@@ -90,13 +87,7 @@ class SqliteAssessmentRepository:
         # Checked before WAL mode is switched on, which would rewrite a foreign file's header.
         with state_file_errors(path, "assessment database", _REMEDY), closing(sqlite3.connect(path)) as conn:
             check_schema(conn, _COLUMNS)
-        # One connection per repository and process, kept open: opening one per call, and the WAL
-        # checkpoint SQLite runs when the last connection to a file closes, cost more than the write
-        # itself (a warm assessment saves twice). The lock makes it safe to share between threads.
-        self._lock = threading.RLock()
-        self._depth = 0  # nesting of _connect in the thread holding the lock
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
+        self._db = KeptConnection(path, "assessment database", _REMEDY)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
             self._add_later_columns(conn)
@@ -131,42 +122,11 @@ class SqliteAssessmentRepository:
             conn.execute(f"UPDATE assessments SET {_REVIEWED_COLUMN} = {_COUNT_REVIEWED_PHOTOS}")
         conn.commit()
 
-    def _connection(self) -> sqlite3.Connection:
-        """The open connection (opened on first use, and again in a forked child: SQLite forbids
-        using a parent's connection there)."""
-        if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")  # readers (`show`, `list`) run beside a writer
-            self._conn, self._pid = conn, os.getpid()
-            weakref.finalize(self, conn.close)
-        return self._conn
-
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        self._db.close()
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """The connection, inside a transaction committed when the outermost block ends (rolled back
-        on an error); a nested block joins its caller's transaction instead of committing it early.
-        A damaged or foreign file becomes StateFileUnusable naming it, whichever statement finds out."""
-        with self._lock, state_file_errors(self.path, "assessment database", _REMEDY):
-            conn = self._connection()
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield conn
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            try:
-                with conn:
-                    yield conn
-            finally:
-                self._depth = 0
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction()
 
     def save(self, assessment: Assessment) -> Assessment:
         """The document, only at the revision read (0: a new one); raises ConcurrentUpdate if not."""
