@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 from pydantic import ValidationError
@@ -23,7 +24,13 @@ from vehicle_assessment.domain.models import DamageType, QualityLevel, Reference
 from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
 from vehicle_assessment.domain.rules import IntakeSettings
 from vehicle_assessment.domain.upload_keys import reference_image_key
-from vehicle_assessment.ports import ImageEncoder, ObjectStore, ReferenceItem, WritableReferenceIndex
+from vehicle_assessment.ports import (
+    ImageEncoder,
+    ObjectStore,
+    PreparingEncoder,
+    ReferenceItem,
+    WritableReferenceIndex,
+)
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,15 @@ def read_labels(photo_dir: Path, labels_csv: Path) -> tuple[list[LabelledPhoto],
     return photos, skipped
 
 
-def _prepare(photo: LabelledPhoto, intake: IntakeSettings) -> tuple[str, IntakeResult] | Skipped:
+@dataclass(frozen=True)
+class _Ready:
+    sha256: str
+    result: IntakeResult
+    prepared: Any  # the encoder's prepared input, when it is a PreparingEncoder
+
+
+def _prepare(photo: LabelledPhoto, intake: IntakeSettings, encoder: ImageEncoder) -> _Ready | Skipped:
+    """On a worker thread: read, intake and (for a PreparingEncoder) preprocess one photo."""
     data = photo.path.read_bytes()
     try:
         result = intake_photo(data, intake)
@@ -139,7 +154,8 @@ def _prepare(photo: LabelledPhoto, intake: IntakeSettings) -> tuple[str, IntakeR
         return Skipped(photo.source, str(exc))
     if result.quality.level == QualityLevel.REJECT:
         return Skipped(photo.source, "; ".join(result.quality.reasons))
-    return hashlib.sha256(data).hexdigest(), result
+    prepared = encoder.prepare(result.image) if isinstance(encoder, PreparingEncoder) else None
+    return _Ready(hashlib.sha256(data).hexdigest(), result, prepared)
 
 
 def _batches(items: Sequence[LabelledPhoto], size: int) -> Iterator[Sequence[LabelledPhoto]]:
@@ -173,7 +189,7 @@ def build_index(
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def submit(batch: Sequence[LabelledPhoto]) -> list[Future]:
-            return [pool.submit(_prepare, photo, intake) for photo in batch]
+            return [pool.submit(_prepare, photo, intake, encoder) for photo in batch]
 
         batches = list(_batches(todo, batch_size))
         pending = submit(batches[0]) if batches else []
@@ -181,30 +197,35 @@ def build_index(
             prepared = [future.result() for future in pending]
             # Decode the next batch while this one is embedded.
             pending = submit(batches[number + 1]) if number + 1 < len(batches) else []
-            ready = []
+            ready: list[tuple[LabelledPhoto, _Ready]] = []
             for photo, outcome in zip(batch, prepared, strict=True):
                 if isinstance(outcome, Skipped):
                     report.skipped.append(outcome)
                 else:
-                    ready.append((photo, *outcome))
+                    ready.append((photo, outcome))
             if ready:
-                vectors = encoder.embed([result.image for _, _, result in ready])
+                if isinstance(encoder, PreparingEncoder):
+                    vectors = encoder.embed_prepared([outcome.prepared for _, outcome in ready])
+                else:
+                    vectors = encoder.embed([outcome.result.image for _, outcome in ready])
                 index.add(
                     [
                         ReferenceItem(
                             source=photo.source,
-                            sha256=sha,
+                            sha256=outcome.sha256,
                             label=photo.label,
                             vector=vector,
                             origin=photo.origin,
                         )
-                        for (photo, sha, _), vector in zip(ready, vectors, strict=True)
+                        for (photo, outcome), vector in zip(ready, vectors, strict=True)
                     ]
                 )
                 report.added += len(ready)
                 if display_copies is not None:
-                    for photo, sha, _ in ready:
-                        report.display_copies += _store_display_copy(display_copies, sha, photo.path)
+                    for photo, outcome in ready:
+                        report.display_copies += _store_display_copy(
+                            display_copies, outcome.sha256, photo.path
+                        )
             if progress:
                 progress(len(batch))
     return report

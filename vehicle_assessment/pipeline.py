@@ -12,10 +12,10 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import build_description_request
@@ -64,6 +64,7 @@ from vehicle_assessment.ports import (
     ObjectStore,
     PhotoRegistry,
     PhotoRegistryUnavailable,
+    PreparingEncoder,
     ReferenceIndex,
     Speaker,
     SpeechUnavailable,
@@ -171,20 +172,53 @@ def intake(
     return record.model_copy(update=update), result
 
 
-def intake_all(
-    records: Sequence[PhotoRecord], photo_bytes: Sequence[bytes], rules: AssessmentRules
-) -> list[tuple[PhotoRecord, IntakeResult | None]]:
-    """`intake` of each photo, in order; several photos are decoded on parallel threads.
+@dataclass(frozen=True)
+class IntakenPhoto:
+    """A photo after intake, with the per-photo work its analysis needs done on the intake thread."""
 
-    Intake was most of a warm local assessment's time beside the encoder, and its work (JPEG
-    decoding, resizing, numpy) runs in Pillow and numpy with the GIL released.
+    record: PhotoRecord
+    result: IntakeResult | None  # None: rejected, and the record says why
+    perceptual_hash: str | None = None
+    prepared: Any = None  # the encoder's prepared input, when it is a PreparingEncoder
+
+
+def finish_intake(
+    record: PhotoRecord, result: IntakeResult | None, encoder: ImageEncoder | None = None
+) -> IntakenPhoto:
+    """A usable photo's perceptual hash and, for a PreparingEncoder, its prepared input."""
+    # Imported here, like intake's: imagehash/numpy only for the photo step (cold starts elsewhere).
+    from vehicle_assessment.domain.reuse import perceptual_hash
+
+    if result is None:
+        return IntakenPhoto(record, None)
+    prepared = encoder.prepare(result.image) if isinstance(encoder, PreparingEncoder) else None
+    # The hash of the image intake produced (decoded, EXIF-transposed, shrunk): no second decode.
+    return IntakenPhoto(record, result, perceptual_hash(result.image), prepared)
+
+
+def intake_all(
+    records: Sequence[PhotoRecord],
+    photo_bytes: Sequence[bytes],
+    rules: AssessmentRules,
+    encoder: ImageEncoder | None = None,
+) -> list[IntakenPhoto]:
+    """`intake`, then `finish_intake`, of each photo, in order; several photos on parallel threads.
+
+    Intake (JPEG decoding, resizing, numpy), hashing and the encoder's per-image preprocessing were
+    most of a warm local assessment's time beside the forward pass, and run in Pillow and numpy with
+    the GIL released. Each photo's two parts are separate tasks, so a thread that finishes a small
+    photo early picks up another photo's second part: 3 photos on 2 threads end together.
     """
     pairs = list(zip(records, photo_bytes, strict=True))
     workers = min(len(pairs), os.cpu_count() or 1)
     if workers <= 1:
-        return [intake(record, data, rules) for record, data in pairs]
+        return [finish_intake(*intake(record, data, rules), encoder) for record, data in pairs]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake") as pool:
-        return list(pool.map(lambda pair: intake(pair[0], pair[1], rules), pairs))
+        intakes = {pool.submit(intake, record, data, rules): n for n, (record, data) in enumerate(pairs)}
+        finishing = {}
+        for done in as_completed(intakes):
+            finishing[intakes[done]] = pool.submit(finish_intake, *done.result(), encoder)
+        return [finishing[n].result() for n in range(len(pairs))]
 
 
 # An unavailable registry's error, as recorded on the photo: one line, bounded (it is stored and shown).
@@ -214,29 +248,27 @@ def analyse_photos(
     Every analysed photo gets its perceptual hash; with ``reuse`` (and ``rules.reuse.enabled``) it is
     also remembered and checked against other vehicles' photos (``check_reuse``).
     """
-    # Imported here, like intake's: imagehash/numpy only for the photo step (cold starts elsewhere).
-    from vehicle_assessment.domain.reuse import perceptual_hash
-
     if index.identity is not None and index.identity != encoder.identity:
         raise IndexMismatch(
             f"the reference index holds {index.identity.describe()} vectors but the encoder is "
             f"{encoder.identity.describe()}; rebuild the index with the same encoder settings"
         )
-    checked = intake_all(records, photo_bytes, rules)
-    usable = [(i, result) for i, (_, result) in enumerate(checked) if result is not None]
-    results = [record for record, _ in checked]
+    intaken = intake_all(records, photo_bytes, rules, encoder)
+    usable = [(i, photo) for i, photo in enumerate(intaken) if photo.result is not None]
+    results = [photo.record for photo in intaken]
     if not usable:
         return results
-    vectors = encoder.embed([result.image for _, result in usable])
+    if isinstance(encoder, PreparingEncoder):
+        vectors = encoder.embed_prepared([photo.prepared for _, photo in usable])
+    else:
+        vectors = encoder.embed([photo.result.image for _, photo in usable if photo.result is not None])
     neighbour_lists = index.search(vectors, rules.verdict.k)
-    for (i, result), neighbours, vector in zip(usable, neighbour_lists, vectors, strict=True):
-        verdict = decide_verdict(neighbours, rules.verdict)
-        # The hash of the image intake produced (decoded, EXIF-transposed, shrunk): no second decode.
+    for (i, photo), neighbours, vector in zip(usable, neighbour_lists, vectors, strict=True):
         analysed = results[i].model_copy(
             update={
                 "status": PhotoStatus.ANALYSED,
-                "verdict": verdict,
-                "perceptual_hash": perceptual_hash(result.image),
+                "verdict": decide_verdict(neighbours, rules.verdict),
+                "perceptual_hash": photo.perceptual_hash,
             }
         )
         if reuse is not None and rules.reuse.enabled:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vehicle_assessment.domain.events import AssessmentFinished
 from vehicle_assessment.domain.models import (
@@ -377,6 +377,23 @@ class ImageEncoder(Protocol):
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """One batch in, an (n, d) float32 array of L2-normalised rows out."""
+        ...
+
+
+@runtime_checkable
+class PreparingEncoder(Protocol):
+    """An ImageEncoder whose per-image preprocessing (resize, crop) can run ahead of its batch, on the
+    caller's threads: the local pipeline and the index build prepare each photo in its intake thread, so
+    only the forward pass waits for the batch. The local OpenCLIP encoder is one; a remote encoder is
+    not (its preprocessing runs at the endpoint). Only methods here: isinstance() reads each member, and
+    reading ``identity`` can call a remote endpoint."""
+
+    def prepare(self, image: Image.Image) -> Any:
+        """Thread-safe; the result goes to ``embed_prepared``."""
+        ...
+
+    def embed_prepared(self, prepared: Sequence[Any]) -> np.ndarray:
+        """Equal to ``embed`` of the images prepared."""
         ...
 
 

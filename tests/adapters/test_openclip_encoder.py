@@ -227,7 +227,7 @@ def test_batch_preprocessing_is_bit_identical_with_a_tags_normalisation() -> Non
         transform = open_clip.image_transform(224, is_train=False, mean=mean, std=std)
         tail = openclip_encoder.split_tensor_tail(transform)
         assert tail is not None
-        batch = tail.batch(images)
+        batch = tail.batch([tail.pixels(image) for image in images])
         assert isinstance(batch, np.ndarray)
         assert torch.equal(torch.from_numpy(batch), torch.stack([transform(image) for image in images]))
 

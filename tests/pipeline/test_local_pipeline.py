@@ -230,7 +230,57 @@ def test_photos_are_taken_in_on_parallel_threads_in_their_order(monkeypatch) -> 
     monkeypatch.setattr(photo, "intake_photo", intake_photo_meeting_the_other)
     monkeypatch.setattr("vehicle_assessment.pipeline.os.cpu_count", lambda: 2)
     parallel = intake_all(records, datas, rules)
-    assert [record for record, _ in parallel] == [record for record, _ in one_by_one]
-    for (_, got), (_, expected) in zip(parallel, one_by_one, strict=True):
+    assert [intaken.record for intaken in parallel] == [record for record, _ in one_by_one]
+    for intaken, (_, expected) in zip(parallel, one_by_one, strict=True):
+        got = intaken.result
         assert got is not None and expected is not None
         assert got.image.tobytes() == expected.image.tobytes() and got.quality == expected.quality
+
+
+def test_a_preparing_encoder_prepares_on_the_intake_threads_with_the_same_result(
+    tiny_encoder, sample_index_path, monkeypatch
+) -> None:
+    # Each photo's resize and crop run on its intake thread; only the forward pass waits for the batch.
+    # An encoder without `prepare` (a remote one) gets the images: both give the same photos.
+    import hashlib
+    import threading
+
+    from vehicle_assessment.domain.models import PhotoRecord
+    from vehicle_assessment.pipeline import analyse_photos
+    from vehicle_assessment.ports import PreparingEncoder
+
+    class ImagesOnly:  # the ImageEncoder port alone, as the SageMaker encoder implements it
+        identity = tiny_encoder.identity
+
+        def embed(self, images):
+            return tiny_encoder.embed(images)
+
+    prepared_on: list[str] = []
+    real_prepare = tiny_encoder.prepare
+
+    def prepare_noting_the_thread(image):
+        prepared_on.append(threading.current_thread().name)
+        return real_prepare(image)
+
+    uploads = _queries()
+    records = [
+        PhotoRecord(
+            photo_id=f"{n:02d}",
+            filename=upload.filename,
+            object_key=f"photos/a/{n:02d}",
+            size_bytes=len(upload.data),
+            sha256=hashlib.sha256(upload.data).hexdigest(),
+            status=PhotoStatus.RECEIVED,
+        )
+        for n, upload in enumerate(uploads, start=1)
+    ]
+    datas = [upload.data for upload in uploads]
+    index, rules = LocalVectorIndex(sample_index_path), AssessmentRules()
+    assert isinstance(tiny_encoder, PreparingEncoder) and not isinstance(ImagesOnly(), PreparingEncoder)
+    from_images = analyse_photos(records, datas, ImagesOnly(), index, rules)
+    monkeypatch.setattr(tiny_encoder, "prepare", prepare_noting_the_thread)
+    monkeypatch.setattr("vehicle_assessment.pipeline.os.cpu_count", lambda: 2)
+    prepared = analyse_photos(records, datas, tiny_encoder, index, rules)
+    assert prepared == from_images
+    assert all(photo.status == PhotoStatus.ANALYSED and photo.perceptual_hash for photo in prepared)
+    assert len(prepared_on) == 3 and all(name.startswith("intake") for name in prepared_on)

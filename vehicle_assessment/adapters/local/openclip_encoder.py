@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -130,25 +130,36 @@ class _TensorTail:
     mean: np.ndarray  # (3, 1, 1) float32, as torchvision's normalize casts it
     std: np.ndarray
 
-    def batch(self, images: Sequence[Image.Image]) -> np.ndarray | str:
-        """The (n, 3, h, w) float32 batch, or why the images cannot make one (then nothing is done)."""
-        arrays = [np.asarray(self.pil_steps(image)) for image in images]
-        shapes = {(a.shape, a.dtype.str) for a in arrays}
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        return np.asarray(self.pil_steps(image))
+
+    def batch(self, pixels: Sequence[np.ndarray]) -> np.ndarray | str:
+        """The PIL steps' arrays as the (n, 3, h, w) float32 batch ToTensor + Normalize give, or why
+        they cannot make one (then nothing is done)."""
+        shapes = {(a.shape, a.dtype.str) for a in pixels}
         if (
             len(shapes) != 1
-            or len(arrays[0].shape) != 3
-            or arrays[0].shape[2] != 3
-            or arrays[0].dtype != np.uint8
+            or len(pixels[0].shape) != 3
+            or pixels[0].shape[2] != 3
+            or pixels[0].dtype != np.uint8
         ):
             return f"the PIL steps gave arrays {sorted(shapes)}, not one RGB size"
-        height, width, _ = arrays[0].shape
-        batch = np.empty((len(arrays), 3, height, width), dtype=np.float32)
-        for slot, array in zip(batch, arrays, strict=True):
+        height, width, _ = pixels[0].shape
+        batch = np.empty((len(pixels), 3, height, width), dtype=np.float32)
+        for slot, array in zip(batch, pixels, strict=True):
             slot[...] = array.transpose(2, 0, 1)  # HWC uint8 -> CHW float32, exact
         batch /= np.float32(255)
         batch -= self.mean
         batch /= self.std
         return batch
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image made ready for `OpenClipEncoder.embed_prepared` on the caller's thread."""
+
+    image: Image.Image
+    pixels: np.ndarray | None  # the PIL steps' result; None when the transform cannot be split
 
 
 def split_tensor_tail(preprocess: Any) -> _TensorTail | None:
@@ -283,19 +294,29 @@ class OpenClipEncoder:
         """The model's own resize/crop/normalise; usable in worker threads before `embed_tensors`."""
         return self._preprocess(image)
 
+    def prepare(self, image: Image.Image) -> PreparedImage:
+        """The per-image part of preprocessing (resize, crop: most of its time), on the caller's
+        thread: the local pipeline and the index build do it in their intake threads, so only the
+        batch arithmetic and the forward pass wait for the batch."""
+        tail = self._tensor_tail
+        return PreparedImage(image=image, pixels=tail.pixels(image) if tail is not None else None)
+
     def preprocess_batch(self, images: Sequence[Image.Image]):  # -> torch.Tensor (n, 3, h, w) float32
         """`preprocess` of each image, stacked: bit-identical, with the tensor arithmetic done once
         for the batch by numpy (see split_tensor_tail)."""
+        return self._stack([self.prepare(image) for image in images])
+
+    def _stack(self, prepared: Sequence[PreparedImage]):  # -> torch.Tensor (n, 3, h, w) float32
         torch = self._torch
-        tail = self._tensor_tail
-        batch = tail.batch(images) if tail is not None and images else None
-        if isinstance(batch, str):
+        pixels = [item.pixels for item in prepared]
+        if self._tensor_tail is not None and pixels and all(array is not None for array in pixels):
+            batch = self._tensor_tail.batch(cast(list[np.ndarray], pixels))
+            if isinstance(batch, np.ndarray):
+                return torch.from_numpy(batch)
             logger.warning(
                 "%s: %s; each image is preprocessed by its own transform", self._identity.describe(), batch
             )
-        if not isinstance(batch, np.ndarray):
-            return torch.stack([self._preprocess(image) for image in images])
-        return torch.from_numpy(batch)
+        return torch.stack([self._preprocess(item.image) for item in prepared])
 
     def embed_tensors(self, batch) -> np.ndarray:  # batch: torch.Tensor (n, 3, h, w)
         torch = self._torch
@@ -308,14 +329,20 @@ class OpenClipEncoder:
             features = torch.nn.functional.normalize(features, dim=-1)
         return features.cpu().numpy().astype(np.float32)
 
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not images:
+    def embed_prepared(self, prepared: Sequence[PreparedImage]) -> np.ndarray:
+        """`prepare`d images in, an (n, d) float32 array of L2-normalised rows out (batches of
+        settings.batch_size)."""
+        if not prepared:
             return np.zeros((0, self._identity.dimension), dtype=np.float32)
-        outputs = []
         size = self.settings.batch_size
-        for start in range(0, len(images), size):
-            outputs.append(self.embed_tensors(self.preprocess_batch(images[start : start + size])))
-        return np.concatenate(outputs, axis=0)
+        parts = [
+            self.embed_tensors(self._stack(prepared[start : start + size]))
+            for start in range(0, len(prepared), size)
+        ]
+        return np.concatenate(parts, axis=0)
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.embed_prepared([self.prepare(image) for image in images])
 
 
 @functools.lru_cache(maxsize=2)
