@@ -31,11 +31,13 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -325,18 +327,26 @@ class _Counting:
 
 class _CountingTable:
     """The boto3 Table calls the photo registry makes, counted: reads answer nothing (a new photo
-    matches no other vehicle's), writes keep each item's size."""
+    matches no other vehicle's), writes keep each item's size. The registry Queries through the Table's
+    client (``meta.client``) from several threads at once: this table is its own client, and counts
+    under a lock."""
+
+    name = "cost-model"
 
     def __init__(self) -> None:
         self.reads = 0
         self.item_bytes: list[int] = []
+        self._lock = threading.Lock()
+        self.meta = SimpleNamespace(client=self)
 
     def query(self, **_: Any) -> dict[str, Any]:
-        self.reads += 1
+        with self._lock:
+            self.reads += 1
         return {"Items": []}
 
     def get_item(self, **_: Any) -> dict[str, Any]:
-        self.reads += 1
+        with self._lock:
+            self.reads += 1
         return {}
 
     def batch_writer(self) -> Any:
