@@ -168,9 +168,9 @@ class _OverlapProbe:
 
 
 class _ProbedTable:
-    """The moto Table, its Queries (through its client, or its own query action) sent to the probe."""
+    """The moto Table, its Queries (through its client, or its own query action) sent to ``probe``."""
 
-    def __init__(self, table: Any, probe: _OverlapProbe) -> None:
+    def __init__(self, table: Any, probe: Any) -> None:
         self._table = table
         self.name = table.name
         self.meta = type("Meta", (), {"client": probe})()
@@ -202,3 +202,30 @@ def test_a_dynamodb_search_sends_its_key_queries_concurrently_with_the_same_matc
     assert concurrent.find_reuse(query) == expected
     assert probe.calls == concurrent.layout.lookups + 1  # every band key and the digest, once each
     assert probe.peak == limits.PHOTO_REGISTRY_QUERY_WORKERS  # overlapping, and never more than the bound
+
+
+def test_one_failed_query_among_the_concurrent_ones_is_photo_registry_unavailable(
+    dynamodb_table: Any,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    class FailingOnce:
+        def __init__(self, client: Any, failing_call: int) -> None:
+            self.client, self.failing_call = client, failing_call
+            self.lock, self.calls = threading.Lock(), 0
+
+        def query(self, **request: Any) -> dict[str, Any]:
+            with self.lock:
+                call, self.calls = self.calls, self.calls + 1
+            if call == self.failing_call:
+                error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+                raise ClientError(error, "Query")
+            answer: dict[str, Any] = self.client.query(**request)
+            return answer
+
+    failing = FailingOnce(dynamodb_table.meta.client, failing_call=30)
+    registry = DynamoPhotoRegistry(_ProbedTable(dynamodb_table, failing), SETTINGS)
+    with pytest.raises(PhotoRegistryUnavailable, match="photo registry search failed: ProvisionedThroughput"):
+        registry.find_reuse(_fp("q", "01", "VIN-Q", 0))
