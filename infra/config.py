@@ -120,6 +120,9 @@ class InfraConfig(BaseModel):
     index_build_max_concurrency: int | None = Field(default=None, ge=1, le=1000)
     # The share of batches that may fail (after their retries) before the whole build fails.
     index_build_tolerated_failure_percentage: float = Field(default=5.0, ge=0, le=100)
+    # Days each build's results (the Map Run's ResultWriter output under index-builds/: every skipped
+    # row with its reason) are kept. The CLI reads them when the build ends; this is for a later look.
+    index_build_results_retention_days: int = Field(default=30, ge=1)
 
     # --- vector search ---
     collection_name: str = Field(default="vehicle-references", pattern=_AOSS_NAME)

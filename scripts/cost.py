@@ -16,6 +16,13 @@ Everything the stack decides is read from the stack itself, not copied here:
   the size of the stored item (→ request units), the Bedrock prompt the describer builds for each
   description (→ input tokens), and the template description's length (→ Polly characters and the
   output tokens of a description of the same length);
+* the reference feedback function (a review "as reference", ``infra/constructs/learning.py``): its
+  memory from the template, its S3 and DynamoDB calls from ``aws_runtime/reference_requests.py``, the
+  display copy's size by making one; how many reviews are "as reference" is an assumption
+  (``--reference-reviews``);
+* the review web app (``infra/constructs/site.py``): the distribution's price class from the template,
+  the files a page load fetches from the directory the stack deploys; page loads per assessment and
+  CloudFront's cache misses are assumptions;
 * prices from ONE dated table, ``scripts/prices_us_east_1.json``, each with its source and whether it
   was confirmed from a stored page ("unverified" ones are marked in the output).
 
@@ -31,11 +38,13 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +61,8 @@ from vehicle_assessment.adapters.aws.bedrock_describer import (  # noqa: E402
 )
 from vehicle_assessment.adapters.aws.bedrock_models import split_profile_id  # noqa: E402
 from vehicle_assessment.adapters.aws.settings import BedrockSettings, PollySettings  # noqa: E402
+from vehicle_assessment.aws_runtime import reference_requests  # noqa: E402
+from vehicle_assessment.domain.rules import IntakeSettings  # noqa: E402
 
 PRICES_FILE = Path(__file__).with_name("prices_us_east_1.json")
 STACK = "VehicleAssessmentStack"
@@ -112,6 +123,14 @@ class Assumptions:
     reference_index_gb: float = 1.0  # the k-NN index of reference photos (AOSS managed storage)
     log_retention_months: float = 1.0  # InfraConfig.log_retention_days = 30
     history_months_without_ttl: float = 12.0  # assessment_ttl_days unset: the table's size after a year
+    # Reviews "as reference" per assessment, each one photo added by the reference feedback function:
+    # one assessment in fifty has a photo a reviewer keeps as a reference (--reference-reviews).
+    reference_reviews_per_assessment: float = 0.02
+    reference_copy_months: float = 12.0  # display copies stay with the index: their storage after a year
+    # The review web app: page loads per assessment (the yard's, then a reviewer's), each fetching every
+    # deployed file (no browser cache: an upper bound); the share of them CloudFront's cache misses.
+    site_page_loads_per_assessment: float = 2.0
+    site_cache_miss_ratio: float = 0.1
     # Billed duration of one warm invocation, ms (Lambda bills GB-s while a step waits on a service).
     step_ms: Mapping[str, float] = field(
         default_factory=lambda: {
@@ -124,6 +143,9 @@ class Assumptions:
             "speak_per_description": 800,  # one Polly SynthesizeSpeech
             "store": 150,
             "sweeper": 300,
+            # The original's GET, intake + display copy (0.6 s CPU for 12 MP, aws_runtime/index_build.py),
+            # the stored embedding, the OpenSearch upsert (mapping read, lookup, bulk).
+            "reference_feedback": 1500,
         }
     )
 
@@ -152,6 +174,11 @@ class StackFacts:
     dashboards: int
     kms_keys: int
     sweep_rate_minutes: int
+    # The review web app: the distribution's PriceClass (which edges, so which prices), and what one page
+    # load fetches: the deployed files (``site_files()``) plus the config.json the stack writes.
+    site_price_class: str
+    site_requests_per_load: int
+    site_bytes_per_load: int
 
     def function(self, module: str) -> LambdaFacts:
         try:
@@ -172,6 +199,24 @@ def synthesize_template(context: Mapping[str, Any]) -> dict[str, Any]:
         build_app(dict(context), outdir=outdir).synth()
         result: dict[str, Any] = json.loads((Path(outdir) / f"{STACK}.template.json").read_text())
         return result
+
+
+def site_files() -> list[Path]:
+    """The review web app's files as the stack deploys them (the Site construct's source and excludes)."""
+    from fnmatch import fnmatch
+
+    from infra.constructs.site import WEBAPP_DIR, WEBAPP_EXCLUDE
+
+    return sorted(
+        path
+        for path in WEBAPP_DIR.rglob("*")
+        if path.is_file()
+        and not any(
+            fnmatch(part, pattern)
+            for part in path.relative_to(WEBAPP_DIR).parts
+            for pattern in WEBAPP_EXCLUDE
+        )
+    )
 
 
 def _resources(template: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
@@ -235,6 +280,8 @@ def stack_facts(template: Mapping[str, Any]) -> StackFacts:
     collection = _only(template, "AWS::OpenSearchServerless::Collection")
     mapping = _only(template, "AWS::Lambda::EventSourceMapping")
     schedule = str(_only(template, "AWS::Events::Rule")["ScheduleExpression"])  # rate(15 minutes)
+    distribution = _only(template, "AWS::CloudFront::Distribution")["DistributionConfig"]
+    files = site_files()
     return StackFacts(
         functions=functions,
         definition=json.loads(_resolve_join(machine["DefinitionString"])),
@@ -247,6 +294,11 @@ def stack_facts(template: Mapping[str, Any]) -> StackFacts:
         dashboards=len(_resources(template, "AWS::CloudWatch::Dashboard")),
         kms_keys=len(_resources(template, "AWS::KMS::Key")),
         sweep_rate_minutes=int(schedule.removeprefix("rate(").split()[0]),
+        # CloudFront's default when the template names none: every edge location.
+        site_price_class=str(distribution.get("PriceClass", "PriceClass_All")),
+        # config.json is one request more; its few hundred bytes are left out.
+        site_requests_per_load=len(files) + 1,
+        site_bytes_per_load=sum(path.stat().st_size for path in files),
     )
 
 
@@ -288,6 +340,7 @@ class Workload:
     polly_requests: Sequence[int]  # characters of each Polly request (languages with a voice, chunked)
     events: int  # EventBridge events published
     languages: Sequence[str]
+    reference_copy_bytes: int  # a reference's display copy, made from a sample photo as the function does
     # The reused-photo check's DynamoDB traffic (adapters/aws/photo_registry.py, measured by running it
     # on a counting table): read requests (key Queries + GetItems) and the bytes of each item written.
     registry_reads: int = 0
@@ -325,18 +378,26 @@ class _Counting:
 
 class _CountingTable:
     """The boto3 Table calls the photo registry makes, counted: reads answer nothing (a new photo
-    matches no other vehicle's), writes keep each item's size."""
+    matches no other vehicle's), writes keep each item's size. The registry Queries through the Table's
+    client (``meta.client``) from several threads at once: this table is its own client, and counts
+    under a lock."""
+
+    name = "cost-model"
 
     def __init__(self) -> None:
         self.reads = 0
         self.item_bytes: list[int] = []
+        self._lock = threading.Lock()
+        self.meta = SimpleNamespace(client=self)
 
     def query(self, **_: Any) -> dict[str, Any]:
-        self.reads += 1
+        with self._lock:
+            self.reads += 1
         return {"Items": []}
 
     def get_item(self, **_: Any) -> dict[str, Any]:
-        self.reads += 1
+        with self._lock:
+            self.reads += 1
         return {}
 
     def batch_writer(self) -> Any:
@@ -365,6 +426,13 @@ def _item_bytes(item: Mapping[str, Any]) -> int:
         size += len(name.encode())
         size += len(value) if isinstance(value, bytes) else len(str(value).encode())
     return size
+
+
+def _display_copy_bytes(photo: bytes, intake: IntakeSettings) -> int:
+    """The size of the display copy the reference feedback function writes for ``photo``."""
+    from vehicle_assessment.domain.photo import display_copy_jpeg, intake_photo
+
+    return len(display_copy_jpeg(intake_photo(photo, intake).image))
 
 
 def measure_workload(config: InfraConfig) -> Workload:
@@ -537,6 +605,7 @@ def measure_workload(config: InfraConfig) -> Workload:
         polly_requests=tuple(spoken),
         events=len(events.events),
         languages=tuple(config.languages),
+        reference_copy_bytes=_display_copy_bytes(photo_files[0].read_bytes(), rules.intake),
         registry_reads=registry_table.reads,
         registry_item_bytes=tuple(registry_table.item_bytes),
     )
@@ -644,7 +713,21 @@ def cost_lines(
     sweeps = HOURS_PER_MONTH * 60 / stack.sweep_rate_minutes
     transitions = stack.transitions_per_assessment(work.photos)
     invocations = lambda_invocations(work, stack, a)
-    log_gb = (invocations * a.log_kb_per_invocation + transitions * a.sfn_log_kb_per_transition) / 1e6
+    # The reference feedback function, once per review "as reference" (asynchronous, from the API).
+    references = month * a.reference_reviews_per_assessment
+    feedback = stack.function("reference_feedback")
+    feedback_gb_s = a.step_ms["reference_feedback"] / 1000 * feedback.memory_mb / 1024
+    # Its DynamoDB reads: the assessment item, and the photo's fingerprint item (the stored embedding:
+    # the largest registry item written, at most 4 KB a read unit, at least one).
+    fingerprint_rru = max(1, math.ceil(max(work.registry_item_bytes, default=0) / 4096))
+    reference_rru = rru_per_read + (reference_requests.DYNAMODB_READS_PER_REFERENCE - 1) * fingerprint_rru
+    log_gb = (
+        (invocations + a.reference_reviews_per_assessment) * a.log_kb_per_invocation
+        + transitions * a.sfn_log_kb_per_transition
+    ) / 1e6
+    # The review web app: every page load fetches the deployed files through CloudFront.
+    page_loads = month * a.site_page_loads_per_assessment
+    site_requests = page_loads * stack.site_requests_per_load
     traces = 1 + work.photos + a.api_requests_per_assessment  # execution, upload triggers, API calls
     lines = [
         Line(
@@ -696,6 +779,23 @@ def cost_lines(
             prices["lambda_request"],
         ),
         Line(
+            "Lambda",
+            f"reference feedback compute ({a.reference_reviews_per_assessment:g} per assessment, "
+            f"{feedback.memory_mb} MB)",
+            "per-assessment",
+            references * feedback_gb_s,
+            "GB-s",
+            prices[f"lambda_{feedback.architecture}_gb_second"],
+        ),
+        Line(
+            "Lambda",
+            "reference feedback requests (asynchronous)",
+            "per-assessment",
+            references,
+            "requests",
+            prices["lambda_request"],
+        ),
+        Line(
             "Step Functions",
             f"Standard, {transitions} transitions per assessment",
             "per-assessment",
@@ -726,6 +826,39 @@ def cost_lines(
             photos * a.photo_mb / 1000 * stored_months + month * audio_gb * stored_months,
             "GB-month",
             prices["s3_standard_gb_month"],
+        ),
+        Line(
+            "S3",
+            "reference feedback: the original's GET",
+            "per-assessment",
+            references * reference_requests.S3_GETS_PER_REFERENCE,
+            "GET requests",
+            prices["s3_get_request"],
+        ),
+        Line(
+            "S3",
+            "reference feedback: the display copy's PUT",
+            "per-assessment",
+            references * reference_requests.S3_PUTS_PER_REFERENCE,
+            "PUT requests",
+            prices["s3_put_request"],
+        ),
+        Line(
+            "S3",
+            f"reference display copies ({work.reference_copy_bytes / 1000:.0f} KB each, "
+            f"{a.reference_copy_months:g} months)",
+            "per-assessment",
+            references * work.reference_copy_bytes / 1e9 * a.reference_copy_months,
+            "GB-month",
+            prices["s3_standard_gb_month"],
+        ),
+        Line(
+            "S3",
+            f"review site origin GETs ({a.site_cache_miss_ratio:.0%} of its requests miss the cache)",
+            "per-assessment",
+            site_requests * a.site_cache_miss_ratio,
+            "GET requests",
+            prices["s3_get_request"],
         ),
         Line(
             "DynamoDB",
@@ -759,6 +892,24 @@ def cost_lines(
             f"reused-photo check: {len(work.registry_item_bytes)} item writes",
             "per-assessment",
             month * sum(math.ceil(size / 1024) for size in work.registry_item_bytes),
+            "WRU",
+            prices["dynamodb_write_request_unit"],
+        ),
+        Line(
+            "DynamoDB",
+            f"reference feedback reads ({reference_requests.DYNAMODB_READS_PER_REFERENCE} GetItems, "
+            f"{reference_rru} RRU)",
+            "per-assessment",
+            references * reference_rru,
+            "RRU",
+            prices["dynamodb_read_request_unit"],
+        ),
+        Line(
+            "DynamoDB",
+            f"reference feedback save "
+            f"({reference_requests.DYNAMODB_WRITES_PER_REFERENCE} × {wru_per_write} WRU)",
+            "per-assessment",
+            references * reference_requests.DYNAMODB_WRITES_PER_REFERENCE * wru_per_write,
             "WRU",
             prices["dynamodb_write_request_unit"],
         ),
@@ -801,6 +952,23 @@ def cost_lines(
             month * a.api_requests_per_assessment,
             "requests",
             prices["apigateway_rest_request"],
+        ),
+        Line(
+            "CloudFront",
+            f"review site HTTPS requests ({stack.site_requests_per_load} per page load, "
+            f"{a.site_page_loads_per_assessment:g} loads per assessment, {stack.site_price_class})",
+            "per-assessment",
+            site_requests,
+            "requests",
+            prices[f"cloudfront_{stack.site_price_class}_https_request"],
+        ),
+        Line(
+            "CloudFront",
+            f"review site data transfer out ({stack.site_bytes_per_load / 1000:.0f} KB per page load)",
+            "per-assessment",
+            page_loads * stack.site_bytes_per_load / 1e9,
+            "GB",
+            prices[f"cloudfront_{stack.site_price_class}_data_transfer_out_gb"],
         ),
         Line(
             "SQS",
@@ -890,11 +1058,16 @@ def total(lines: Iterable[Line]) -> float:
 
 
 def levers(
-    per_day: float, config: InfraConfig, stack: StackFacts, work: Workload, prices: PriceTable
+    per_day: float,
+    config: InfraConfig,
+    stack: StackFacts,
+    work: Workload,
+    prices: PriceTable,
+    a: Assumptions | None = None,
 ) -> list[str]:
     """The three biggest levers at this volume: each candidate priced by re-running the model with the
     change (a config or stack field, or a line removed), largest monthly saving first."""
-    lines = cost_lines(per_day, config, stack, work, prices)
+    lines = cost_lines(per_day, config, stack, work, prices, a)
     base, month = total(lines), per_day * DAYS_PER_MONTH
     endpoint = sum(line.usd for line in lines if line.service == "SageMaker endpoint")
     polly = sum(line.usd for line in lines if line.service == "Polly")
@@ -910,7 +1083,8 @@ def levers(
             "inference that scales to zero, or a CPU instance, saves up to ${:,.0f}/month.",
         ),
         (
-            base - total(cost_lines(per_day, config, replace(stack, standby_replicas=False), work, prices)),
+            base
+            - total(cost_lines(per_day, config, replace(stack, standby_replicas=False), work, prices, a)),
             "OpenSearch standby replicas off (collection_standby_replicas=false; minimum billed OCUs 2 → 1, "
             "no standby in a second AZ): saves ${:,.0f}/month.",
         ),
@@ -923,7 +1097,7 @@ def levers(
             base
             - total(
                 cost_lines(
-                    per_day, config.model_copy(update={"photo_retention_days": 90}), stack, work, prices
+                    per_day, config.model_copy(update={"photo_retention_days": 90}), stack, work, prices, a
                 )
             ),
             f"Photo retention {config.photo_retention_days} → 90 days (photo_retention_days): "
@@ -933,7 +1107,7 @@ def levers(
     ]
     if len(config.languages) > 1:
         fewer = config.model_copy(update={"languages": config.languages[:-1]})
-        saved = base - total(cost_lines(per_day, fewer, stack, measure_workload(fewer), prices))
+        saved = base - total(cost_lines(per_day, fewer, stack, measure_workload(fewer), prices, a))
         candidates.append(
             (
                 saved,
@@ -1104,7 +1278,9 @@ def facts_report(
             f"{list(work.description_chars)} chars, Polly requests {list(work.polly_requests)} chars; "
             f"{work.object_puts} S3 PUT(s), {work.object_gets} GET(s) "
             "by the steps; "
-            f"{work.events} event(s).",
+            f"{work.events} event(s); a reference's display copy {work.reference_copy_bytes:,} bytes.",
+            f"Review site ({stack.site_price_class}): a page load fetches {stack.site_requests_per_load} "
+            f"files, {stack.site_bytes_per_load:,} bytes (the deployed web app, uncompressed).",
             f"Assumed: {', '.join(f'{k}={v}' for k, v in vars(a).items() if k != 'step_ms')}; "
             f"step durations (ms) {dict(a.step_ms)}.",
         ]
@@ -1127,7 +1303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", action="store_true", help="also print the latency model")
     parser.add_argument("-c", "--context", action="append", default=[], help="InfraConfig key=value")
     parser.add_argument("--template", type=Path, help="a synthesized template instead of synthesizing one")
+    parser.add_argument(
+        "--reference-reviews",
+        type=float,
+        default=Assumptions.reference_reviews_per_assessment,
+        help="reviews 'as reference' per assessment (reference feedback invocations), default %(default)s",
+    )
     args = parser.parse_args(argv)
+    if args.reference_reviews < 0:
+        print("--reference-reviews must be 0 or more", file=sys.stderr)
+        return 2
     context = parse_context(args.context)
     try:
         config = InfraConfig.model_validate(context)
@@ -1143,14 +1328,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack_facts(template),
         measure_workload(config),
         load_prices(),
-        Assumptions(),
+        Assumptions(reference_reviews_per_assessment=args.reference_reviews),
     )
     print(facts_report(config, stack, work, prices, assumptions), end="\n\n")
     for per_day in args.per_day:
         print(cost_table(per_day, cost_lines(per_day, config, stack, work, prices, assumptions)), end="\n\n")
         print(
             "Levers:",
-            *(f"{i}. {text}" for i, text in enumerate(levers(per_day, config, stack, work, prices), 1)),
+            *(
+                f"{i}. {text}"
+                for i, text in enumerate(levers(per_day, config, stack, work, prices, assumptions), 1)
+            ),
             sep="\n",
             end="\n\n",
         )

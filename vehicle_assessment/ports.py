@@ -48,6 +48,16 @@ class ObjectNotFound(PortError):
     pass
 
 
+class ObjectTooLarge(PortError):
+    """An object is larger than the caller will hold in memory; none of its body was read."""
+
+    def __init__(self, key: str, size: int, max_bytes: int) -> None:
+        super().__init__(f"{key} is {size:,} bytes, more than the {max_bytes:,} read at most")
+        self.key = key
+        self.size = size
+        self.max_bytes = max_bytes
+
+
 class AssessmentNotFound(PortError):
     pass
 
@@ -92,10 +102,11 @@ class EventPublishFailed(PortError):
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
-    def get(self, key: str, version_id: str | None = None) -> bytes:
+    def get(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         """The object's bytes: the given version's, else the current one's. Raises ObjectNotFound.
 
         A store that keeps no versions raises ValueError for a version id: it cannot pin evidence.
+        With ``max_bytes``, an object larger than that raises ObjectTooLarge before its body is read.
         """
         ...
 

@@ -24,6 +24,7 @@ from infra.constructs.lambdas import (
     grant_table,
     removal,
 )
+from vehicle_assessment.domain import upload_keys
 
 # The two key layouts the upload trigger understands (vehicle_assessment/aws_runtime/uploads.py).
 UPLOAD_PREFIXES = ("uploads/", "incoming/")
@@ -115,6 +116,19 @@ class Ingest(Construct):
                         expiration=Duration.days(config.photo_retention_days),
                     )
                     for prefix in (*UPLOAD_PREFIXES, AUDIO_PREFIX)
+                ),
+                # The index builds' results (one folder per Map Run, never overwritten). In this
+                # versioned bucket expiring them only adds a delete marker; their noncurrent versions
+                # go a day later rather than after the photos' noncurrent_version_days (of overlapping
+                # expirations S3 honours the shorter:
+                # https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-conflicts.html), and a
+                # rule that expires current versions also removes the delete marker left alone
+                # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ManagingDelMarkers.html).
+                s3.LifecycleRule(
+                    id="expire-index-builds",
+                    prefix=upload_keys.INDEX_BUILD_RESULTS_PREFIX,
+                    expiration=Duration.days(config.index_build_results_retention_days),
+                    noncurrent_version_expiration=Duration.days(1),
                 ),
             ],
         )

@@ -30,6 +30,8 @@ from infra.config import InfraConfig
 from infra.constructs.lambdas import acknowledge, logical_id, removal
 
 WEBAPP_DIR = Path(vehicle_assessment.__file__).resolve().parent / "webapp"
+# What of WEBAPP_DIR is not deployed (scripts/cost.py prices what is).
+WEBAPP_EXCLUDE = ("__pycache__", "*.pyc")
 CONFIG_FILE = "config.json"
 # The OAuth scopes the page asks for; "openid" makes the access token one the API's methods accept
 # (authz.PERSON_TOKEN_SCOPES), "email" and "profile" name the person in the page.
@@ -186,7 +188,7 @@ class Site(Construct):
             self,
             "Deploy",
             sources=[
-                s3deploy.Source.asset(str(WEBAPP_DIR), exclude=["__pycache__", "*.pyc"]),
+                s3deploy.Source.asset(str(WEBAPP_DIR), exclude=list(WEBAPP_EXCLUDE)),
                 s3deploy.Source.json_data(CONFIG_FILE, page_config),
             ],
             destination_bucket=self.bucket,

@@ -10,8 +10,9 @@ import pytest
 
 from vehicle_assessment.adapters.local.object_store import FilesystemObjectStore
 from vehicle_assessment.adapters.local.repository import SqliteAssessmentRepository
+from vehicle_assessment.adapters.memory import InMemoryObjectStore
 from vehicle_assessment.domain.models import Assessment, AssessmentInputs, AssessmentStatus
-from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate, ObjectNotFound
+from vehicle_assessment.ports import AssessmentNotFound, ConcurrentUpdate, ObjectNotFound, ObjectTooLarge
 
 
 def test_object_store_round_trip_keeps_bytes_exactly(tmp_path) -> None:
@@ -33,6 +34,16 @@ def test_object_store_missing_and_unsafe_keys(tmp_path) -> None:
     for key in ("../escape", "/abs/path", "a/../../b", ""):
         with pytest.raises(ValueError, match="invalid object key"):
             store.put(key, b"x", "text/plain")
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "memory"])
+def test_object_store_refuses_an_object_over_max_bytes(tmp_path, kind: str) -> None:
+    store = FilesystemObjectStore(tmp_path) if kind == "filesystem" else InMemoryObjectStore()
+    store.put("refs/big.jpg", b"x" * 11, "image/jpeg")
+    with pytest.raises(ObjectTooLarge, match="11 bytes, more than the 10") as refused:
+        store.get("refs/big.jpg", max_bytes=10)
+    assert (refused.value.size, refused.value.max_bytes) == (11, 10)
+    assert store.get("refs/big.jpg", max_bytes=11) == b"x" * 11
 
 
 def _assessment(assessment_id: str, vin: str, created: datetime) -> Assessment:

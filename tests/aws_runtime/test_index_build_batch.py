@@ -20,6 +20,7 @@ from opensearchpy import OpenSearch, RequestsHttpConnection
 from PIL import Image
 
 from tests.aws_adapters.test_aws_opensearch_index import FakeAoss, Recorded, make_handler
+from tests.aws_adapters.test_aws_s3_store import BodyReadCountingS3
 from tests.aws_runtime.conftest import BUCKET, PHOTOS, REGION
 from vehicle_assessment import endpoint_protocol
 from vehicle_assessment.adapters.aws.opensearch_index import OpenSearchReferenceIndex, transport_options
@@ -242,6 +243,42 @@ def test_a_rerun_adds_nothing_and_calls_no_endpoint(aws, batch_function, lambda_
     stubber.assert_no_pending_responses()
     assert (again["added"], again["already_indexed"], again["skipped"]) == (0, 2, [])
     assert len(stored.documents) == 2
+
+
+def test_an_object_over_the_intake_limit_is_skipped_on_its_size_and_the_rest_indexed(
+    aws, batch_function, lambda_context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest row naming a huge object must not take the batch's memory (and the batch) with it."""
+    from functions import index_build_batch
+    from vehicle_assessment.adapters.aws.s3_object_store import S3ObjectStore
+    from vehicle_assessment.domain.rules import AssessmentRules
+
+    handler, stubber, stored = batch_function
+    folder = MANIFEST.rsplit("/", 1)[0]
+    small = photo_bytes("damaged_0003_JPEG.jpg")
+    limit = len(small) + 1000
+    monkeypatch.setenv(
+        "RULES", AssessmentRules.model_validate({"intake": {"max_bytes": limit}}).model_dump_json()
+    )
+    aws.put_photo(f"{folder}/small.jpg", small)
+    aws.put_photo(f"{folder}/huge.jpg", b"\xff\xd8" + b"\0" * (limit - 1))  # one byte over the limit
+    s3 = BodyReadCountingS3(aws.s3)
+    monkeypatch.setattr(index_build_batch, "get_objects", lambda: S3ObjectStore(s3, BUCKET))
+    stub_endpoint(stubber, 1, 1)
+
+    result = handler(
+        {"Items": [item(0, "small.jpg"), item(1, "huge.jpg"), item(2, "gone.jpg")]}, lambda_context
+    )
+
+    stubber.assert_no_pending_responses()
+    assert (result["rows"], result["added"]) == (3, 1)
+    reasons = {row["source"]: row["reason"] for row in result["skipped"]}
+    assert reasons[f"{folder}/huge.jpg"].startswith("file too large: ")  # intake's own words
+    assert reasons[f"{folder}/gone.jpg"] == f"no object at s3://{BUCKET}/{folder}/gone.jpg"
+    assert [d["source"] for d in stored.documents] == [f"{folder}/small.jpg"]
+    # Refused on its Content-Length: not one byte of the huge body was downloaded.
+    assert s3.bytes_read[f"{folder}/huge.jpg"] == 0
+    assert s3.bytes_read[f"{folder}/small.jpg"] == len(small)
 
 
 def test_a_service_error_fails_the_batch_for_the_map_to_retry(aws, batch_function, lambda_context) -> None:

@@ -116,6 +116,32 @@ def test_a_distributed_map_reads_the_manifest_csv_in_batches_and_writes_its_resu
     } <= retried
 
 
+def test_the_build_results_expire_with_their_noncurrent_versions(template_json: dict[str, Any]) -> None:
+    """The ResultWriter's prefix has its own lifecycle rule on the (versioned) bucket it writes to."""
+    from infra.config import InfraConfig
+
+    [bucket] = [
+        v for k, v in resources_of(template_json, "AWS::S3::Bucket").items() if k.startswith("IngestUploads")
+    ]
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = [
+        rule
+        for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        if rule.get("Prefix") == upload_keys.INDEX_BUILD_RESULTS_PREFIX
+    ]
+    assert "index_build_results_retention_days" not in TEST_CONTEXT
+    assert rules == [
+        {
+            "Id": "expire-index-builds",
+            "Prefix": upload_keys.INDEX_BUILD_RESULTS_PREFIX,
+            "ExpirationInDays": InfraConfig().index_build_results_retention_days,
+            # Expiring a current version in a versioned bucket leaves it noncurrent: gone a day later.
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            "Status": "Enabled",
+        }
+    ]
+
+
 def test_the_machine_role_holds_exactly_what_its_definition_uses(template_json: dict[str, Any]) -> None:
     [(machine_id, machine)] = [
         (k, v)

@@ -65,6 +65,7 @@ class Call:
     service: str
     method: str
     keywords: tuple[str, ...]  # keyword names, with the keys of the dicts any ** splat names
+    receiver: str  # "table" (a boto3 Table resource), "client" or "<name>_client"
 
 
 SDK_LOCK_FILE = ROOT / "functions" / "requirements-sdk.txt"
@@ -104,7 +105,7 @@ def adapter_calls() -> list[Call]:
                 keywords = tuple(
                     name for keyword in node.keywords for name in _keyword_names(keyword, dict_keys)
                 )
-                calls.append(Call(path.name, node.lineno, service, node.func.attr, keywords))
+                calls.append(Call(path.name, node.lineno, service, node.func.attr, keywords, name))
     return calls
 
 
@@ -176,7 +177,7 @@ def test_every_adapter_call_is_an_operation_of_the_pinned_sdk() -> None:
             problems.append(f"{call.file}:{call.line} {call.service}.{call.method}: no such operation")
             continue
         members = set(model.operation_model(operations[call.method]).input_shape.members)
-        if call.service == "dynamodb":  # the Table resource fills in TableName
+        if call.service == "dynamodb" and call.receiver == "table":  # the Table resource fills in TableName
             members.discard("TableName")
         unknown = set(call.keywords) - members
         if unknown:

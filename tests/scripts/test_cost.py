@@ -30,6 +30,7 @@ SERVICES = {
     "X-Ray",
     "EventBridge",
     "KMS",
+    "CloudFront",
 }
 
 
@@ -67,7 +68,7 @@ def stack(cost: ModuleType) -> Any:
     from infra.constructs.workflow import STEPS
 
     memory = {step.module: step.memory_mb for step in STEPS.values()}
-    memory |= {"api": 512, "upload_trigger": 256, "sweeper": 256}
+    memory |= {"api": 512, "upload_trigger": 256, "sweeper": 256, "reference_feedback": 1024}
     config = InfraConfig()
     return cost.StackFacts(
         functions={m: cost.LambdaFacts(m, mb, 60, config.lambda_architecture) for m, mb in memory.items()},
@@ -81,6 +82,9 @@ def stack(cost: ModuleType) -> Any:
         dashboards=1,
         kms_keys=1,
         sweep_rate_minutes=config.sweep_rate_minutes,
+        site_price_class="PriceClass_100",
+        site_requests_per_load=12,
+        site_bytes_per_load=80_000,
     )
 
 
@@ -211,9 +215,13 @@ def test_the_script_reads_the_synthesized_stack_and_prints_both_tables(
     )
     assert facts.standby_replicas is config.collection_standby_replicas
     assert facts.transitions_per_assessment(3) == 10  # DecodeVin, Map, 3 × AnalysePhoto, 4 steps, Succeed
+    assert facts.site_price_class == "PriceClass_100"
+    assert facts.site_requests_per_load == len(cost.site_files()) + 1  # + config.json
+    assert facts.function("reference_feedback").memory_mb == 1024
     path = tmp_path / "template.json"
     path.write_text(json.dumps(template))
     assert cost.main(["--template", str(path), "--per-day", "1000", "20000", "--latency"]) == 0
+    assert cost.main(["--template", str(path), "--reference-reviews", "-1"]) == 2
     out = capsys.readouterr().out
     assert "**1,000 assessments/day**" in out and "**20,000 assessments/day**" in out
     assert out.count("Levers:") == 2 and "total, warm" in out
@@ -234,3 +242,67 @@ def test_a_language_without_a_polly_voice_is_written_but_not_spoken(cost: Module
     work = cost.measure_workload(InfraConfig(languages=["en", "nl"]))
     assert work.descriptions == 2 and len(work.polly_requests) == 1
     assert sum(work.polly_requests) == work.description_chars[0]
+
+
+def test_the_reference_feedback_function_is_priced_per_review_as_reference(
+    cost: ModuleType, stack: Any, prices: Any
+) -> None:
+    from vehicle_assessment.aws_runtime import reference_requests
+
+    config = InfraConfig()
+    work = cost.measure_workload(config)
+    assert 5_000 < work.reference_copy_bytes < 200_000  # a 512-px JPEG made from a sample photo
+
+    def feedback_lines(share: float) -> dict[tuple[str, str], Any]:
+        a = cost.Assumptions(reference_reviews_per_assessment=share)
+        lines = cost.cost_lines(1000, config, stack, work, prices, a)
+        return {
+            k: line
+            for k, line in by_item(lines).items()
+            if k[1].startswith(("reference feedback", "reference display"))
+        }
+
+    none, some, more = feedback_lines(0.0), feedback_lines(0.02), feedback_lines(0.04)
+    assert {line.service for line in some.values()} == {"Lambda", "S3", "DynamoDB"}
+    assert all(line.quantity == 0 for line in none.values())
+    for key, line in some.items():
+        assert line.quantity > 0 and more[key].quantity == pytest.approx(2 * line.quantity), key
+    references = 1000 * cost.DAYS_PER_MONTH * 0.02
+    assert some[("Lambda", "reference feedback requests")].quantity == pytest.approx(references)
+    # The function's memory from the stack, its billed time assumed.
+    assert some[("Lambda", "reference feedback compute")].quantity == pytest.approx(
+        references * cost.Assumptions().step_ms["reference_feedback"] / 1000 * 1024 / 1024
+    )
+    # One GET of the original and one PUT of the display copy each: the calls the time budget counts.
+    gets = some[("S3", "reference feedback: the original's GET")].quantity
+    puts = some[("S3", "reference feedback: the display copy's PUT")].quantity
+    assert (gets, puts) == (pytest.approx(references), pytest.approx(references))
+    assert reference_requests.GENERIC_CALLS_PER_REFERENCE == 5
+
+
+def test_the_review_site_is_priced_per_page_load_from_the_deployed_files(
+    cost: ModuleType, stack: Any, prices: Any
+) -> None:
+    from dataclasses import replace
+
+    from infra.constructs.site import WEBAPP_DIR
+
+    files = cost.site_files()
+    assert WEBAPP_DIR / "index.html" in files and WEBAPP_DIR / "pages" / "review.js" in files
+    assert not [f for f in files if "__pycache__" in f.parts or f.suffix == ".pyc"]
+
+    config = InfraConfig()
+    work = cost.measure_workload(config)
+    lines = by_item(cost.cost_lines(1000, config, stack, work, prices))
+    loads = 1000 * cost.DAYS_PER_MONTH * cost.Assumptions().site_page_loads_per_assessment
+    requests = lines[("CloudFront", "review site HTTPS requests")]
+    assert requests.quantity == pytest.approx(loads * stack.site_requests_per_load)
+    assert requests.price.key == "cloudfront_PriceClass_100_https_request"
+    transfer = lines[("CloudFront", "review site data transfer out")]
+    assert transfer.quantity == pytest.approx(loads * stack.site_bytes_per_load / 1e9)
+    assert transfer.price.verified == "aws-doc" and transfer.price.usd == 0.085
+    origin = lines[("S3", "review site origin GETs")]
+    assert origin.quantity == pytest.approx(requests.quantity * cost.Assumptions().site_cache_miss_ratio)
+    # A price class without a price in the table is refused, not priced as another.
+    with pytest.raises(KeyError, match="cloudfront_PriceClass_All_https_request"):
+        cost.cost_lines(1000, config, replace(stack, site_price_class="PriceClass_All"), work, prices)

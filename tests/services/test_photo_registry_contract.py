@@ -4,6 +4,7 @@ same fingerprints give the same matches everywhere."""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from vehicle_assessment.adapters.local.photo_registry import SqlitePhotoRegistry
 from vehicle_assessment.adapters.memory import InMemoryPhotoRegistry
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import EncoderIdentity, PhotoFingerprint, ReuseMatchKind
 from vehicle_assessment.domain.rules import ReuseSettings
 from vehicle_assessment.ports import PhotoRegistry, PhotoRegistryUnavailable
@@ -136,3 +138,94 @@ def test_an_unreachable_dynamodb_registry_raises_photo_registry_unavailable(dyna
         registry.find_reuse(_fp("q", "01", "VIN-Q", 0))
     with pytest.raises(PhotoRegistryUnavailable, match="ResourceNotFoundException"):
         registry.remember(_fp("q", "01", "VIN-Q", 0))
+
+
+class _OverlapProbe:
+    """A DynamoDB client whose first ``parties`` Queries wait until that many are in flight at once (a
+    barrier with a timeout: one Query after another breaks it, and the search fails instead of hanging);
+    it records the most Queries ever in flight."""
+
+    def __init__(self, client: Any, parties: int) -> None:
+        self.client = client
+        self.parties = parties
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.lock = threading.Lock()
+        self.calls = self.in_flight = self.peak = 0
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        with self.lock:
+            call, self.calls = self.calls, self.calls + 1
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            if call < self.parties:
+                self.barrier.wait()
+            answer: dict[str, Any] = self.client.query(**request)
+            return answer
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+class _ProbedTable:
+    """The moto Table, its Queries (through its client, or its own query action) sent to ``probe``."""
+
+    def __init__(self, table: Any, probe: Any) -> None:
+        self._table = table
+        self.name = table.name
+        self.meta = type("Meta", (), {"client": probe})()
+        self._probe = probe
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        return self._probe.query(TableName=self.name, **request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+def test_a_dynamodb_search_sends_its_key_queries_concurrently_with_the_same_matches(
+    dynamodb_table: Any,
+) -> None:
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    base = 0x0123_4567_89AB_CDEF
+    sequential = DynamoPhotoRegistry(dynamodb_table, SETTINGS, query_workers=1)
+    for n, value in enumerate([base ^ 0b1, base ^ 0xF0, base ^ (1 << 40) ^ (1 << 3), base ^ 0x1FF]):
+        sequential.remember(_fp(f"a{n}", "01", f"VIN-{n}", value, sha="1" * 64 if n == 3 else None))
+    query = _fp("q", "01", "VIN-Q", base, sha="1" * 64)
+    expected = sequential.find_reuse(query)
+    assert len(expected) == 4  # three near copies and one exact copy
+
+    probe = _OverlapProbe(dynamodb_table.meta.client, limits.PHOTO_REGISTRY_QUERY_WORKERS)
+    concurrent = DynamoPhotoRegistry(_ProbedTable(dynamodb_table, probe), SETTINGS)
+
+    assert concurrent.find_reuse(query) == expected
+    assert probe.calls == concurrent.layout.lookups + 1  # every band key and the digest, once each
+    assert probe.peak == limits.PHOTO_REGISTRY_QUERY_WORKERS  # overlapping, and never more than the bound
+
+
+def test_one_failed_query_among_the_concurrent_ones_is_photo_registry_unavailable(
+    dynamodb_table: Any,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    class FailingOnce:
+        def __init__(self, client: Any, failing_call: int) -> None:
+            self.client, self.failing_call = client, failing_call
+            self.lock, self.calls = threading.Lock(), 0
+
+        def query(self, **request: Any) -> dict[str, Any]:
+            with self.lock:
+                call, self.calls = self.calls, self.calls + 1
+            if call == self.failing_call:
+                error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+                raise ClientError(error, "Query")
+            answer: dict[str, Any] = self.client.query(**request)
+            return answer
+
+    failing = FailingOnce(dynamodb_table.meta.client, failing_call=30)
+    registry = DynamoPhotoRegistry(_ProbedTable(dynamodb_table, failing), SETTINGS)
+    with pytest.raises(PhotoRegistryUnavailable, match="photo registry search failed: ProvisionedThroughput"):
+        registry.find_reuse(_fp("q", "01", "VIN-Q", 0))

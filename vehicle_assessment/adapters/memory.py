@@ -55,6 +55,7 @@ from vehicle_assessment.ports import (
     ConcurrentUpdate,
     EventPublishFailed,
     ObjectNotFound,
+    ObjectTooLarge,
     PhotoReceipt,
     PhotoRegistryUnavailable,
     RejectedUpload,
@@ -349,16 +350,20 @@ class InMemoryObjectStore:
             raise ObjectNotFound(f"no object at {key!r}")
         return str(len(self.versions[key]))
 
-    def get(self, key: str, version_id: str | None = None) -> bytes:
+    def get(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         if version_id is None:
             try:
-                return self.objects[key][0]
+                data = self.objects[key][0]
             except KeyError:
                 raise ObjectNotFound(f"no object at {key!r}") from None
-        versions = self.versions.get(key, [])
-        if not version_id.isdigit() or not 1 <= int(version_id) <= len(versions):
-            raise ObjectNotFound(f"no object at {key!r} version {version_id!r}")
-        return versions[int(version_id) - 1]
+        else:
+            versions = self.versions.get(key, [])
+            if not version_id.isdigit() or not 1 <= int(version_id) <= len(versions):
+                raise ObjectNotFound(f"no object at {key!r} version {version_id!r}")
+            data = versions[int(version_id) - 1]
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ObjectTooLarge(repr(key), len(data), max_bytes)
+        return data
 
     def exists(self, key: str) -> bool:
         return key in self.objects

@@ -35,6 +35,7 @@ from vehicle_assessment.ports import (
     ImageEncoder,
     ObjectNotFound,
     ObjectStore,
+    ObjectTooLarge,
     ReferenceItem,
     WritableReferenceIndex,
 )
@@ -145,11 +146,17 @@ def _skip(result: BatchResult, item: ManifestItem, source: str, reason: str) -> 
     result.skipped.append(SkippedRow(line=item.line, source=source, reason=reason))
 
 
-def _download(store: ObjectStore, photo: _Photo) -> _Photo | str:
+def _download(store: ObjectStore, photo: _Photo, max_bytes: int) -> _Photo | str:
+    """The photo's bytes, unless the object is missing or larger than intake accepts: a multi-GB
+    object named by the manifest is skipped on its size, never read into the function's memory."""
+    from vehicle_assessment.domain.photo import too_large_reason
+
     try:
-        photo.data = store.get(photo.key)
+        photo.data = store.get(photo.key, max_bytes=max_bytes)
     except ObjectNotFound as exc:
         return str(exc)
+    except ObjectTooLarge as exc:
+        return too_large_reason(exc.size, exc.max_bytes)
     photo.sha256 = hashlib.sha256(photo.data).hexdigest()
     return photo
 
@@ -201,7 +208,9 @@ def build_batch(
         photos.append(_Photo(item=item, key=key, label=label))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         downloaded: list[_Photo] = []
-        for photo, outcome in zip(photos, pool.map(lambda p: _download(store, p), photos), strict=True):
+        for photo, outcome in zip(
+            photos, pool.map(lambda p: _download(store, p, intake.max_bytes), photos), strict=True
+        ):
             if isinstance(outcome, str):
                 _skip(result, photo.item, photo.key, outcome)
             else:

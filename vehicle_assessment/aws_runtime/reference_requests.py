@@ -40,10 +40,19 @@ REFERENCE_FEEDBACK_FAILED_METRIC = "ReferenceFeedbackFailed"
 # source's older documents (search), the new document (bulk) and the older ones' deletion (bulk).
 OPENSEARCH_CALLS_PER_REFERENCE = 6
 OPENSEARCH_BULK_CALLS_PER_REFERENCE = 2
-# S3 and DynamoDB calls with the function's generic client: the original (GetObject of its version),
-# the display copy (PutObject), the stored embedding (GetItem), the assessment read and its
-# conditional save (GetItem + UpdateItem).
-GENERIC_CALLS_PER_REFERENCE = 5
+# S3 and DynamoDB calls with the function's generic client (the time budget below; scripts/cost.py
+# prices each kind): the original (GetObject of its version), the display copy (PutObject), the stored
+# embedding and the assessment (GetItem each), the assessment's conditional save (UpdateItem).
+S3_GETS_PER_REFERENCE = 1
+S3_PUTS_PER_REFERENCE = 1
+DYNAMODB_READS_PER_REFERENCE = 2
+DYNAMODB_WRITES_PER_REFERENCE = 1
+GENERIC_CALLS_PER_REFERENCE = (
+    S3_GETS_PER_REFERENCE
+    + S3_PUTS_PER_REFERENCE
+    + DYNAMODB_READS_PER_REFERENCE
+    + DYNAMODB_WRITES_PER_REFERENCE
+)
 
 
 class ReferenceRequest(BaseModel):

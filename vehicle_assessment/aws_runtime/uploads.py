@@ -224,7 +224,7 @@ class _NoObjects:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         raise AssertionError("no photo is stored when an assessment is opened")
 
-    def get(self, key: str, version_id: str | None = None) -> bytes:
+    def get(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         raise AssertionError("no photo is read when an assessment is opened")
 
     def exists(self, key: str) -> bool:

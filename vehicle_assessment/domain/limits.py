@@ -111,6 +111,10 @@ REFERENCE_IMAGE_MAX_SIDE = 512
 DEFAULT_INDEX_BUILD_BATCH_SIZE = 16
 # Photos a batch downloads and checks at once.
 INDEX_BUILD_DOWNLOAD_WORKERS = 8
+# Key Queries of one reused-photo search (adapters/aws/photo_registry.py) in flight at once: the ~69
+# keys take ceil(69 / 8) = 9 round trips instead of 69. At most botocore's connection pool (10 by
+# default, max_pool_connections), or the surplus threads wait for a connection.
+PHOTO_REGISTRY_QUERY_WORKERS = 8
 # Concurrent batches per endpoint instance (MaxConcurrency = this × encoder_max_instances): each batch
 # sends one request at a time, and a GPU instance embeds a few 16-image requests at once.
 INDEX_BUILD_BATCHES_PER_ENDPOINT_INSTANCE = 4

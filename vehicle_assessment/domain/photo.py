@@ -302,6 +302,12 @@ def assess_quality(image: Image.Image, settings: IntakeSettings) -> QualityRepor
     return QualityReport(level=level, checks=checks)
 
 
+def too_large_reason(size: int, max_bytes: int) -> str:
+    """Why a file of ``size`` bytes is refused: intake's words, also where a size is known unread."""
+    shown, limit = figures.compared(size / _MIB, max_bytes / _MIB, places=1)
+    return f"file too large: {shown} MB exceeds {limit} MB"
+
+
 def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
     """Validate and decode an uploaded photo. Raises PhotoRejected for unsafe/undecodable input.
 
@@ -311,8 +317,7 @@ def intake_photo(data: bytes, settings: IntakeSettings) -> IntakeResult:
     if size == 0:
         raise PhotoRejected("empty file (0 bytes)")
     if size > settings.max_bytes:
-        shown, limit = figures.compared(size / _MIB, settings.max_bytes / _MIB, places=1)
-        raise PhotoRejected(f"file too large: {shown} MB exceeds {limit} MB")
+        raise PhotoRejected(too_large_reason(size, settings.max_bytes))
     content_type = sniff_content_type(data)
     if content_type is None:
         raise PhotoRejected("not an image: content is not JPEG, PNG or WebP")

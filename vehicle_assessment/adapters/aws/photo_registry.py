@@ -13,8 +13,11 @@ Near-duplicate search is multi-index hashing (``domain.reuse.BandLayout``): the 
 fingerprint) in ONE BatchWriteItem; a search Queries each probed band key and the digest key, then checks
 the full Hamming distance of what it found. So a search costs ``layout.lookups + 1`` Queries whatever
 the table holds, and reads only the photos sharing a band value (README "Reused photos": the measured
-candidate fan-out). The keys live on the base table, not a GSI, so the Queries can be strongly
-consistent ("Strongly consistent reads are not supported on global secondary indexes",
+candidate fan-out). The Queries run ``limits.PHOTO_REGISTRY_QUERY_WORKERS`` at a time, on the table's
+low-level client: boto3 clients may be shared between threads, resources (the Table) may not
+(https://boto3.amazonaws.com/v1/documentation/api/latest/guide/resources.html#multithreading-or-multiprocessing-with-resources).
+The keys live on the base table, not a GSI, so the Queries can be strongly consistent
+("Strongly consistent reads are not supported on global secondary indexes",
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html):
 a photo remembered before a search is always seen by it (``pipeline.check_reuse`` relies on that).
 
@@ -26,6 +29,7 @@ later (or learning from a reviewed photo) needs no re-embedding.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +37,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vehicle_assessment.adapters.aws.errors import error_code
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import EncoderIdentity, PhotoFingerprint, ReuseMatch
 from vehicle_assessment.domain.reuse import BandLayout, band_keys, band_layout, match_candidates
 from vehicle_assessment.domain.rules import ReuseSettings
@@ -60,10 +65,24 @@ class DynamoPhotoRegistry:
     """The band layout comes from ``settings`` (threshold and ``hash_bands``); every photo is remembered
     and searched with the same layout, so changing either needs the band items rewritten."""
 
-    def __init__(self, table: Any, settings: ReuseSettings, ttl_days: int | None = None) -> None:
+    def __init__(
+        self,
+        table: Any,
+        settings: ReuseSettings,
+        ttl_days: int | None = None,
+        query_workers: int = limits.PHOTO_REGISTRY_QUERY_WORKERS,
+    ) -> None:
+        if query_workers < 1:
+            raise ValueError(f"query_workers must be at least 1, got {query_workers}")
         self.table = table
+        # The searches' Queries go through the Table's own client (thread-safe), with the resource's
+        # Python <-> DynamoDB type conversion; its hooks keep state only while building expressions
+        # from Key()/Attr() objects, which the registry never passes.
+        self._client = table.meta.client
+        self._table_name: str = table.name
         self.settings = settings
         self.ttl_days = ttl_days
+        self.query_workers = query_workers
         self.layout: BandLayout = band_layout(settings.perceptual_max_distance, settings.hash_bands)
 
     def remember(self, fingerprint: PhotoFingerprint) -> None:
@@ -108,15 +127,21 @@ class DynamoPhotoRegistry:
             sha256_pk(fingerprint.sha256),
         ]
         candidates: dict[tuple[str, str], PhotoFingerprint] = {}
+        pool = ThreadPoolExecutor(max_workers=min(self.query_workers, len(keys)))
         try:
-            for key in keys:
-                for item in self._query(key):
+            # map yields in the keys' order, whatever order the answers arrive in: the candidates (and
+            # the matches) are the same as one Query after another.
+            for items in pool.map(self._query, keys):
+                for item in items:
                     if item["vin"] == fingerprint.vin:
                         continue
                     candidate = _candidate(item)
                     candidates[(candidate.assessment_id, candidate.photo_id)] = candidate
         except (ClientError, BotoCoreError) as exc:
             raise self._unavailable("search", exc) from exc
+        finally:
+            # After a failure the Queries not started yet are dropped, not sent.
+            pool.shutdown(wait=True, cancel_futures=True)
         return match_candidates(fingerprint, list(candidates.values()), self.settings)
 
     def fingerprint(self, assessment_id: str, photo_id: str) -> PhotoFingerprint | None:
@@ -130,6 +155,7 @@ class DynamoPhotoRegistry:
     def _query(self, pk: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         request: dict[str, Any] = {
+            "TableName": self._table_name,
             "KeyConditionExpression": "PK = :pk",
             "ExpressionAttributeValues": {":pk": pk},
             "ProjectionExpression": _PROJECTION,
@@ -137,7 +163,7 @@ class DynamoPhotoRegistry:
             "ConsistentRead": True,
         }
         while True:
-            page = self.table.query(**request)
+            page = self._client.query(**request)
             items += page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return items

@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vehicle_assessment.adapters.aws.errors import error_code
-from vehicle_assessment.ports import ObjectNotFound
+from vehicle_assessment.ports import ObjectNotFound, ObjectTooLarge
 
 # GetObject says NoSuchKey; HeadObject has no body, so only the status ("404"/"NotFound") remains.
 # Without s3:ListBucket on the bucket, S3 answers a missing key with 403 AccessDenied instead.
@@ -32,7 +32,7 @@ class S3ObjectStore:
         # Encryption at rest is the bucket's default (SSE-S3/KMS), set by the infrastructure.
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def get(self, key: str, version_id: str | None = None) -> bytes:
+    def get(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         """The current object, or the pinned version. A VersionId request needs s3:GetObjectVersion
         (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html#API_GetObject_RequestSyntax)."""
         key = _check_key(key)
@@ -47,6 +47,12 @@ class S3ObjectStore:
                 raise ObjectNotFound(f"no object at {where}") from exc
             raise
         with response["Body"] as body:
+            # GetObject answers with the headers first: Content-Length is the size of the body
+            # (API_GetObject.html#API_GetObject_ResponseSyntax), known before a byte of it is read.
+            # Closing the stream unread drops the connection instead of downloading the rest.
+            size = int(response["ContentLength"])
+            if max_bytes is not None and size > max_bytes:
+                raise ObjectTooLarge(f"s3://{self.bucket}/{key}", size, max_bytes)
             return body.read()
 
     def exists(self, key: str) -> bool:

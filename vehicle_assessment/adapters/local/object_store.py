@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from vehicle_assessment.ports import ObjectHead, ObjectNotFound
+from vehicle_assessment.ports import ObjectHead, ObjectNotFound, ObjectTooLarge
 
 
 class FilesystemObjectStore:
@@ -29,7 +29,7 @@ class FilesystemObjectStore:
             handle.write(data)
         os.replace(tmp, path)
 
-    def get(self, key: str, version_id: str | None = None) -> bytes:
+    def get(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         if version_id is not None:
             # Local mode writes each photo once under its own key; a version id comes only from S3.
             raise ValueError(
@@ -37,7 +37,11 @@ class FilesystemObjectStore:
             )
         path = self._path(key)
         try:
-            return path.read_bytes()
+            with path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise ObjectTooLarge(repr(key), size, max_bytes)
+                return handle.read()
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"no object at {key!r}") from exc
 
