@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.models import DamageType, QualityLevel, ReferenceLabel, Severity
-from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo
+from vehicle_assessment.domain.photo import IntakeResult, PhotoRejected, intake_photo, too_large_reason
 from vehicle_assessment.domain.rules import IntakeSettings
 from vehicle_assessment.domain.upload_keys import reference_image_key
 from vehicle_assessment.ports import (
@@ -146,7 +146,11 @@ class _Ready:
 
 
 def _prepare(photo: LabelledPhoto, intake: IntakeSettings, encoder: ImageEncoder) -> _Ready | Skipped:
-    """On a worker thread: read, intake and (for a PreparingEncoder) preprocess one photo."""
+    """On a worker thread: read, intake and (for a PreparingEncoder) preprocess one photo. A file over
+    intake's size limit is skipped on its size, never read into memory."""
+    size = photo.path.stat().st_size
+    if size > intake.max_bytes:
+        return Skipped(photo.source, too_large_reason(size, intake.max_bytes))
     data = photo.path.read_bytes()
     try:
         result = intake_photo(data, intake)
