@@ -289,6 +289,18 @@ def test_description_fallbacks_are_alarmed(template_json: dict[str, Any]) -> Non
     assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
 
 
+def test_reuse_check_outages_are_alarmed(template_json: dict[str, Any]) -> None:
+    from vehicle_assessment.aws_runtime.workflow_steps import REUSE_CHECK_UNAVAILABLE_METRIC
+
+    alarms = resources_of(template_json, "AWS::CloudWatch::Alarm")
+    [alarm] = [
+        a for a in alarms.values() if a["Properties"].get("MetricName") == REUSE_CHECK_UNAVAILABLE_METRIC
+    ]
+    assert alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "AnalysePhotoFn"}]
+    assert alarm["Properties"]["Namespace"] == "VehicleAssessment"
+    assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
+
+
 @pytest.mark.parametrize(
     ("model_id", "region", "profile", "model_regions"),
     [

@@ -61,6 +61,9 @@ from vehicle_assessment.ports import (
 )
 
 _MAX_REASON = 1000
+# The metric the analyse step emits for a photo analysed without the reused-photo check (a registry
+# outage or its deadline); infra/constructs/monitoring.py alarms on it.
+REUSE_CHECK_UNAVAILABLE_METRIC = "ReuseCheckUnavailable"
 # What a fresh stack's assessments fail with until someone loads the reference photos.
 REFERENCE_INDEX_EMPTY = (
     "the reference index is empty: load reference photos with `vehicle-assessment index build --target aws`"
