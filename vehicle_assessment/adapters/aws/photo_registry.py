@@ -171,7 +171,7 @@ class DynamoPhotoRegistry:
             if pending and not failed:
                 raise PhotoRegistryUnavailable(
                     f"photo registry {what} did not finish within its {self.deadline_s:g} s deadline "
-                    f"({len(done)} of {len(calls)} DynamoDB calls answered)"
+                    f"({len(done)} of {len(calls)} done)"
                 )
             # The first failure (in the calls' order), else every result in order.
             return [future.result() for future in (failed[:1] or futures)]
