@@ -37,7 +37,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # The photo was analysed without the reused-photo check (recorded on it and in the assessment's
         # warnings); operators alarm on the metric: a registry outage leaves fraud unflagged.
         logger.warning("reused-photo check did not run", extra={"reason": result.reuse_unchecked})
-        metrics.add_metric(name="ReuseCheckUnavailable", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=workflow_steps.REUSE_CHECK_UNAVAILABLE_METRIC, unit=MetricUnit.Count, value=1)
     if result.possible_reuse:
         metrics.add_metric(name="PossibleReuse", unit=MetricUnit.Count, value=1)
     return result.model_dump(mode="json")

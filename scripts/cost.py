@@ -62,6 +62,7 @@ from vehicle_assessment.adapters.aws.bedrock_describer import (  # noqa: E402
 from vehicle_assessment.adapters.aws.bedrock_models import split_profile_id  # noqa: E402
 from vehicle_assessment.adapters.aws.settings import BedrockSettings, PollySettings  # noqa: E402
 from vehicle_assessment.aws_runtime import reference_requests  # noqa: E402
+from vehicle_assessment.domain import limits  # noqa: E402
 from vehicle_assessment.domain.rules import IntakeSettings  # noqa: E402
 
 PRICES_FILE = Path(__file__).with_name("prices_us_east_1.json")
@@ -345,6 +346,8 @@ class Workload:
     # on a counting table): read requests (key Queries + GetItems) and the bytes of each item written.
     registry_reads: int = 0
     registry_item_bytes: Sequence[int] = ()
+    # Of those reads, the key Queries of the searches (sent PHOTO_REGISTRY_QUERY_WORKERS at a time).
+    registry_queries: int = 0
 
     @property
     def dynamodb_writes(self) -> int:
@@ -386,6 +389,7 @@ class _CountingTable:
 
     def __init__(self) -> None:
         self.reads = 0
+        self.queries = 0
         self.item_bytes: list[int] = []
         self._lock = threading.Lock()
         self.meta = SimpleNamespace(client=self)
@@ -393,6 +397,7 @@ class _CountingTable:
     def query(self, **_: Any) -> dict[str, Any]:
         with self._lock:
             self.reads += 1
+            self.queries += 1
         return {"Items": []}
 
     def get_item(self, **_: Any) -> dict[str, Any]:
@@ -608,6 +613,7 @@ def measure_workload(config: InfraConfig) -> Workload:
         reference_copy_bytes=_display_copy_bytes(photo_files[0].read_bytes(), rules.intake),
         registry_reads=registry_table.reads,
         registry_item_bytes=tuple(registry_table.item_bytes),
+        registry_queries=registry_table.queries,
     )
 
 
@@ -1130,6 +1136,31 @@ class Stage:
     source: str
 
 
+# One DynamoDB request's p50 from a Lambda function in the region: "single-digit millisecond
+# performance at any scale" (https://aws.amazon.com/dynamodb/), plus the SDK's signing and parsing.
+DYNAMODB_ROUND_TRIP_MS = 10.0
+DYNAMODB_LATENCY_SOURCE = "assumed: single-digit ms per request (aws.amazon.com/dynamodb) + SDK, ~10 ms each"
+
+
+def _registry_stage(work: Workload) -> Stage | None:
+    """The reused-photo check of one photo (adapters/aws/photo_registry.py), round trip by round trip:
+    remember's GetItem and BatchWriteItem, then the search's key Queries in waves of
+    PHOTO_REGISTRY_QUERY_WORKERS (counts measured by running the registry: measure_workload)."""
+    if not work.registry_queries or not work.photos:
+        return None
+    queries = work.registry_queries // work.photos
+    gets = (work.registry_reads - work.registry_queries) // work.photos
+    waves = math.ceil(queries / limits.PHOTO_REGISTRY_QUERY_WORKERS)
+    round_trips = gets + 1 + waves
+    return Stage(
+        f"AnalysePhoto: reused-photo check ({gets} GetItem + 1 BatchWriteItem, then {queries} Queries in "
+        f"{waves} waves of {limits.PHOTO_REGISTRY_QUERY_WORKERS})",
+        round_trips * DYNAMODB_ROUND_TRIP_MS,
+        f"{DYNAMODB_LATENCY_SOURCE}; a wave waits for its slowest Query; gives up at "
+        f"{limits.PHOTO_REGISTRY_DEADLINE_S:g} s (limits.PHOTO_REGISTRY_DEADLINE_S)",
+    )
+
+
 def latency_stages(
     config: InfraConfig,
     stack: StackFacts,
@@ -1145,6 +1176,7 @@ def latency_stages(
     transitions = stack.transitions_per_assessment(1)  # critical path: one Map iteration per wave
     cold_start = 900.0 if cold else 0.0
     functions_on_path = 7  # upload trigger, decode, analyse, value, describe, speak, store
+    registry_stage = _registry_stage(work)
     stages = [
         Stage("S3 event → SQS message", 300, "assumed (S3 event notifications are typically sub-second)"),
         Stage(
@@ -1166,12 +1198,16 @@ def latency_stages(
             "measured: README 'The serving path on a GPU' G3 batch 1, H200 (forward pass 0.7 ms)",
         ),
         Stage("AnalysePhoto: OpenSearch k-NN query", 40, "assumed (AOSS vector query, small index)"),
-        Stage("AnalysePhoto: DynamoDB read + write", 20, "assumed (single-digit ms each + SDK)"),
+        *([registry_stage] if registry_stage else []),
+        Stage("AnalysePhoto: DynamoDB read + write", DYNAMODB_ROUND_TRIP_MS * 2, DYNAMODB_LATENCY_SOURCE),
+    ]
+    photo_ms = sum(stage.p50_ms for stage in stages if stage.name.startswith("AnalysePhoto:"))
+    stages += [
         Stage(
             f"AnalysePhoto ×{waves - 1} more wave(s)"
             if waves > 1
             else "AnalysePhoto: other photos in parallel",
-            0 if parallel else (waves - 1) * 215.6,
+            0 if parallel else (waves - 1) * photo_ms,
             f"map_max_concurrency={config.map_max_concurrency} (config)",
         ),
         Stage("Value", 100, "assumed"),

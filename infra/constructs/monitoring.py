@@ -19,6 +19,7 @@ from infra.config import InfraConfig
 from infra.constructs.embedding import VARIANT
 from infra.constructs.lambdas import METRICS_NAMESPACE, PipelineFunction, removal
 from vehicle_assessment.adapters.aws.bedrock_models import DESCRIPTION_FALLBACK_METRIC
+from vehicle_assessment.aws_runtime.workflow_steps import REUSE_CHECK_UNAVAILABLE_METRIC
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class _PipelineMetrics:
     encoder_5xx: cw.Metric
     encoder_latency_p90: cw.Metric  # ModelLatency is in microseconds.
     description_fallbacks: cw.MathExpression
+    reuse_unchecked: cw.Metric
 
 
 def _endpoint_metric(endpoint_name: str, name: str, statistic: str) -> cw.Metric:
@@ -87,6 +89,15 @@ class Monitoring(Construct):
             encoder_5xx=_endpoint_metric(endpoint_name, "Invocation5XXErrors", "Sum"),
             encoder_latency_p90=_endpoint_metric(endpoint_name, "ModelLatency", "p90"),
             description_fallbacks=_description_fallbacks(functions),
+            # Photos the analyse step could not check for reuse (the metric's ``service`` dimension is
+            # the function's construct id: lambdas.py).
+            reuse_unchecked=cw.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=REUSE_CHECK_UNAVAILABLE_METRIC,
+                dimensions_map={"service": functions["analyse"].node.id},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            ),
         )
         self.alarms = self._build_alarms(metrics)
         self._build_dashboard(metrics, state_machine, functions)
@@ -161,6 +172,20 @@ class Monitoring(Construct):
                     "Descriptions fell back to the template because Bedrock failed. The reason dimension "
                     "of DescriptionFallback says why (throttled, model_not_found, access_denied, "
                     "validation, timeout, other); the functions' logs have each error."
+                ),
+            ),
+            cw.Alarm(
+                self,
+                "ReuseChecksUnavailable",
+                metric=metrics.reuse_unchecked,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=(
+                    "Photos were analysed without the reused-photo check: the photo registry (DynamoDB) "
+                    "failed or missed its deadline. Each photo records why (reuse_unchecked) and its "
+                    "assessment warns; a reused photo goes unflagged while this lasts."
                 ),
             ),
         ]

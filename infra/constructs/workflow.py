@@ -9,6 +9,7 @@ state carries ids only; each step reads and writes the assessment in DynamoDB.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from infra.constructs.lambdas import (
 from infra.constructs.vector_search import READ_INDEX, VectorSearch
 from vehicle_assessment.adapters.aws import bedrock_models
 from vehicle_assessment.adapters.aws.settings import BedrockSettings, PollySettings
+from vehicle_assessment.aws_runtime.config import WorkflowConfig
+from vehicle_assessment.aws_runtime.workflow_steps import analyse_photo_timeout_s
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.ports import EventPublishFailed
@@ -157,10 +160,30 @@ def descriptions_per_assessment(config: InfraConfig) -> int:
     return len(config.languages) * len(AssessmentRules().styles)
 
 
+def analyse_function_timeout_s(config: InfraConfig) -> int:
+    """The analyse step's timeout, from the runtime's own client settings (as the function reads them)
+    and its calls one after another (S3, SageMaker, OpenSearch, the reused-photo registry, DynamoDB)."""
+    from infra.stack import encoder_identity, rules_json  # infra.stack builds this module's Workflow
+
+    runtime = WorkflowConfig.model_validate(
+        {
+            "table_name": "placeholder",
+            "bucket_name": "placeholder",
+            "rules": json.loads(rules_json(config)),
+            "sagemaker": {"endpoint_name": "placeholder", "identity": encoder_identity(config)},
+            "opensearch": {"collection_endpoint": "placeholder"},
+        }
+    )
+    return analyse_photo_timeout_s(runtime)
+
+
 def step_timeout_s(key: str, config: InfraConfig) -> int:
     """A step's Lambda timeout. Describe and speak call Bedrock / Polly once per description (and
-    Polly once per chunk), one call after another: their timeout covers each call's worst case."""
+    Polly once per chunk), one call after another: their timeout covers each call's worst case. The
+    analyse step's covers its calls' (analyse_function_timeout_s)."""
     step = STEPS[key]
+    if key == "analyse":
+        return max(step.timeout_s, analyse_function_timeout_s(config))
     bedrock, polly = BedrockSettings(), PollySettings()
     per_description = {
         "describe": bedrock.client.worst_case_s(),

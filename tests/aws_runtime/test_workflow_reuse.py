@@ -4,6 +4,8 @@ assessment table, under the analyse role's grants), fake encoder and index."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from PIL import Image
 from functions import analyse_photo, decode_vin, value, workflow_deps
 from tests.aws_runtime.conftest import NOW, VIN, Aws, FakeEncoder, FakeIndex
 from tests.aws_runtime.observed import Observed
+from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
 from vehicle_assessment.adapters.memory import InMemoryPhotoRegistry
 from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.aws_runtime.uploads import open_assessment
@@ -98,3 +101,45 @@ def test_a_registry_outage_is_a_warning_and_a_metric_not_a_failed_photo(
     assert photo.reuse_unchecked == outcome["reuse_unchecked"]
     value.handler({"assessment_id": "down"}, lambda_context)
     assert any(photo.reuse_unchecked in warning for warning in repository.get("down").warnings)
+
+
+def test_a_registry_past_its_deadline_leaves_the_photo_analysed_unchecked_and_the_step_prompt(
+    aws, repository, fakes, jpeg_bytes, lambda_context, observed: Observed, monkeypatch
+) -> None:
+    """DynamoDB answers the registry's Queries no more (they hang, as past their client's timeouts):
+    the step gives up on the check at the deadline, not at the Lambda timeout."""
+    release = threading.Event()
+    hung: list[str] = []
+
+    def hang(**kwargs: Any) -> None:
+        hung.append(kwargs["model"].name)
+        release.wait(timeout=60)
+
+    build = factory.build_photo_registry
+
+    def slow_registry(config: Any) -> DynamoPhotoRegistry:
+        registry = build(config)  # as deployed: its own DynamoDB client
+        assert isinstance(registry, DynamoPhotoRegistry)
+        registry.deadline_s = 0.5
+        # Before the call is sent (moto answers at before-send), and on the registry's client only.
+        registry.table.meta.client.meta.events.register("before-call.dynamodb.Query", hang)
+        return registry
+
+    monkeypatch.setattr(factory, "build_photo_registry", slow_registry)
+    _upload(aws, repository, "slow", VIN, jpeg_bytes)
+    batch = decode_vin.handler({"assessment_id": "slow"}, lambda_context)
+    [photo_ref] = batch["photos"]
+    try:
+        started = time.monotonic()
+        outcome = analyse_photo.handler({"assessment_id": "slow", "photo": photo_ref}, lambda_context)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+
+    assert hung and set(hung) == {"Query"}  # the repository's own reads and writes went through
+    assert elapsed < 0.5 + 10  # generous: the Queries would have hung 60 s
+    assert outcome["status"] == "analysed" and outcome["possible_reuse"] is False
+    assert "search did not finish within its 0.5 s deadline" in outcome["reuse_unchecked"]
+    assert observed.metrics["ReuseCheckUnavailable"] == 1
+    photo = repository.get("slow").photos[0]
+    assert photo.status == PhotoStatus.ANALYSED and photo.reuse_unchecked == outcome["reuse_unchecked"]

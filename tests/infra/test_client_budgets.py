@@ -29,6 +29,7 @@ from vehicle_assessment.aws_runtime.config import (
     WorkflowConfig,
 )
 from vehicle_assessment.aws_runtime.reference_requests import reference_feedback_worst_case_s
+from vehicle_assessment.aws_runtime.workflow_steps import analyse_photo_worst_case_s
 from vehicle_assessment.domain import limits
 
 pytestmark = pytest.mark.slow  # synthesizes the CDK app
@@ -51,6 +52,30 @@ def _analyse(config: WorkflowConfig) -> dict[str, float]:
         **_generic(config),
         "sagemaker-runtime": config.sagemaker.client.worst_case_s(),
         "opensearch": config.opensearch.worst_case_s(),
+        "photo registry (its DynamoDB client)": config.photo_registry_client.worst_case_s(),
+    }
+
+
+def _analyse_one_after_another(config: WorkflowConfig) -> dict[str, float]:
+    """Every AWS call of one AnalysePhoto invocation (aws_runtime/workflow_steps.py analyse_photo, in
+    a fresh container), one after another, each at its worst case."""
+    assert config.sagemaker is not None and config.opensearch is not None and config.rules.reuse.enabled
+    dynamodb_s3, encoder, search = (
+        config.client.worst_case_s(),
+        config.sagemaker.client.worst_case_s(),
+        config.opensearch.worst_case_s(),
+    )
+    return {
+        "repository.get (GetItem)": dynamodb_s3,
+        "objects.get (S3 GetObject)": dynamodb_s3,
+        "index.identity (OpenSearch mapping read)": search,
+        "encoder.identity (SageMaker probe, once per container)": encoder,
+        "encoder.embed (SageMaker)": encoder,
+        "index.search (OpenSearch _msearch)": search,
+        # pipeline.check_reuse: remember, then find_reuse, each bounded by the registry's deadline.
+        "registry.remember": limits.PHOTO_REGISTRY_DEADLINE_S,
+        "registry.find_reuse": limits.PHOTO_REGISTRY_DEADLINE_S,
+        "repository.save_photo_result (UpdateItem)": dynamodb_s3,
     }
 
 
@@ -149,6 +174,23 @@ def test_each_clients_worst_case_fits_its_functions_timeout(
     assert not too_slow, f"{handler} (timeout {timeout_s} s, {budget:.0f} s for clients): {too_slow}"
 
 
+def test_the_analyse_steps_calls_one_after_another_fit_its_timeout(
+    monkeypatch: pytest.MonkeyPatch, template_json: dict[str, Any]
+) -> None:
+    """Each client fitting the timeout is not enough: one photo's calls run one after another, and
+    a slow DynamoDB must leave the photo unchecked for reuse, not time the step out (and fail it)."""
+    fn = _our_functions(template_json)["functions.analyse_photo.handler"]
+    timeout_s = fn["Properties"]["Timeout"]
+    config = _function_config(monkeypatch, template_json, fn, WorkflowConfig)
+    calls = _analyse_one_after_another(config)
+    budget = CLIENT_SHARE_OF_TIMEOUT * timeout_s
+    assert sum(calls.values()) <= budget, f"timeout {timeout_s} s, {budget:.0f} s for clients: {calls}"
+    # The stack sizes the timeout from the runtime's own list of the calls: the same calls.
+    assert sum(analyse_photo_worst_case_s(config).values()) == sum(calls.values())
+    # A left-over registry Query ends within its client's worst case: a deadline away, not a timeout.
+    assert config.photo_registry_client.worst_case_s() < 3 * limits.PHOTO_REGISTRY_DEADLINE_S
+
+
 def test_the_api_answers_within_api_gateways_limit(
     monkeypatch: pytest.MonkeyPatch, template_json: dict[str, Any]
 ) -> None:
@@ -244,6 +286,18 @@ def test_description_fallbacks_are_alarmed(template_json: dict[str, Any]) -> Non
         bedrock_models.DESCRIPTION_FALLBACK_METRIC
     }
     assert watched == {"DescribeFn", "ApiFn"}
+    assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
+
+
+def test_reuse_check_outages_are_alarmed(template_json: dict[str, Any]) -> None:
+    from vehicle_assessment.aws_runtime.workflow_steps import REUSE_CHECK_UNAVAILABLE_METRIC
+
+    alarms = resources_of(template_json, "AWS::CloudWatch::Alarm")
+    [alarm] = [
+        a for a in alarms.values() if a["Properties"].get("MetricName") == REUSE_CHECK_UNAVAILABLE_METRIC
+    ]
+    assert alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "AnalysePhotoFn"}]
+    assert alarm["Properties"]["Namespace"] == "VehicleAssessment"
     assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
 
 

@@ -430,7 +430,7 @@ def test_vector_collection_and_access_policy(template: Template, template_json) 
 
 
 def test_alarms(template: Template, template_json) -> None:
-    template.resource_count_is("AWS::CloudWatch::Alarm", 7)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 8)
     metrics = {
         a["Properties"].get("MetricName", "(metric math)")
         for a in resources_of(template_json, "AWS::CloudWatch::Alarm").values()
@@ -442,5 +442,6 @@ def test_alarms(template: Template, template_json) -> None:
         "ModelLatency",
         "Errors",  # the sweeper's: an INCOMPLETE event may be unpublished
         "(metric math)",  # DescriptionFallbacks (test_client_budgets.py), ReferenceFeedbackFailures
+        "ReuseCheckUnavailable",  # photos analysed without the reused-photo check (test_client_budgets.py)
     }
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)

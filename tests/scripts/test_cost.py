@@ -306,3 +306,26 @@ def test_the_review_site_is_priced_per_page_load_from_the_deployed_files(
     # A price class without a price in the table is refused, not priced as another.
     with pytest.raises(KeyError, match="cloudfront_PriceClass_All_https_request"):
         cost.cost_lines(1000, config, replace(stack, site_price_class="PriceClass_All"), work, prices)
+
+
+def test_the_latency_model_has_the_reused_photo_check_round_trip_by_round_trip(
+    cost: ModuleType, stack: Any
+) -> None:
+    import math
+
+    from vehicle_assessment.domain import limits
+    from vehicle_assessment.domain.reuse import band_layout
+    from vehicle_assessment.domain.rules import ReuseSettings
+
+    config = InfraConfig()
+    stages = cost.latency_stages(config, stack, cost.measure_workload(config))
+    [check] = [s for s in stages if "reused-photo check" in s.name]
+    reuse = ReuseSettings()
+    queries = band_layout(reuse.perceptual_max_distance, reuse.hash_bands).lookups + 1
+    waves = math.ceil(queries / limits.PHOTO_REGISTRY_QUERY_WORKERS)
+    assert f"1 GetItem + 1 BatchWriteItem, then {queries} Queries in {waves} waves" in check.name
+    assert check.p50_ms == (1 + 1 + waves) * cost.DYNAMODB_ROUND_TRIP_MS
+    assert "aws.amazon.com/dynamodb" in check.source
+    # Part of the photo step: the photos after the Map's first wave pay for it too.
+    names = [s.name for s in stages]
+    assert names.index("AnalysePhoto: OpenSearch k-NN query") < names.index(check.name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,71 @@ def test_one_failed_query_among_the_concurrent_ones_is_photo_registry_unavailabl
     registry = DynamoPhotoRegistry(_ProbedTable(dynamodb_table, failing), SETTINGS)
     with pytest.raises(PhotoRegistryUnavailable, match="photo registry search failed: ProvisionedThroughput"):
         registry.find_reuse(_fp("q", "01", "VIN-Q", 0))
+
+
+class _Hanging:
+    """DynamoDB in trouble: every Query (and GetItem) waits until the test ends, as one would until
+    its client's timeouts. Released at teardown, so no thread outlives the test."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def _wait(self) -> None:
+        with self.lock:
+            self.calls += 1
+        self.release.wait(timeout=60)
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        self._wait()
+        return {"Items": []}
+
+    def get_item(self, **request: Any) -> dict[str, Any]:
+        self._wait()
+        return {}
+
+
+@pytest.fixture
+def hanging() -> Iterator[_Hanging]:
+    probe = _Hanging()
+    yield probe
+    probe.release.set()
+
+
+# Far below the 60 s the hanging calls wait, far above a thread pool's overhead on a busy machine.
+_MARGIN_S = 5.0
+
+
+def test_a_search_past_its_deadline_is_unavailable_at_once(dynamodb_table: Any, hanging: _Hanging) -> None:
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    registry = DynamoPhotoRegistry(_ProbedTable(dynamodb_table, hanging), SETTINGS, deadline_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(PhotoRegistryUnavailable, match=r"search did not finish within its 0.5 s deadline"):
+        registry.find_reuse(_fp("q", "01", "VIN-Q", 0))
+    assert time.monotonic() - started < 0.5 + _MARGIN_S  # it did not wait for the Queries in flight
+    # The Queries not yet started were dropped: only the first wave was ever sent.
+    assert hanging.calls == limits.PHOTO_REGISTRY_QUERY_WORKERS
+
+
+def test_a_remember_past_its_deadline_is_unavailable_at_once(dynamodb_table: Any, hanging: _Hanging) -> None:
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    class HangingReads(_ProbedTable):
+        def get_item(self, **request: Any) -> dict[str, Any]:
+            return hanging.get_item(**request)
+
+    registry = DynamoPhotoRegistry(HangingReads(dynamodb_table, hanging), SETTINGS, deadline_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(PhotoRegistryUnavailable, match=r"remember did not finish within its 0.5 s deadline"):
+        registry.remember(_fp("q", "01", "VIN-Q", 0))
+    assert time.monotonic() - started < 0.5 + _MARGIN_S
+    assert hanging.calls == 1
+
+
+def test_the_deadline_must_be_positive(dynamodb_table: Any) -> None:
+    from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
+
+    with pytest.raises(ValueError, match="deadline_s must be positive"):
+        DynamoPhotoRegistry(dynamodb_table, SETTINGS, deadline_s=0)

@@ -20,6 +20,7 @@ from vehicle_assessment.adapters.aws.settings import (
     SageMakerEncoderSettings,
     api_bedrock_client,
     api_polly_client,
+    photo_registry_client,
 )
 from vehicle_assessment.aws_runtime.authz import check_origin
 from vehicle_assessment.domain import limits
@@ -117,6 +118,8 @@ class ReferenceFeedbackConfig(FunctionConfig):
     # The workflow's rules (RULES): the intake a reference passes, and whether the photo registry
     # (the stored embeddings) is kept at all.
     rules: AssessmentRules = Field(default_factory=AssessmentRules)
+    # The photo registry's own client (PHOTO_REGISTRY_CLIENT): it reads one fingerprint per reference.
+    photo_registry_client: AwsClientSettings = Field(default_factory=photo_registry_client)
 
 
 class CorsSettings(BaseSettings):
@@ -149,5 +152,8 @@ class WorkflowConfig(FunctionConfig):
     opensearch: OpenSearchSettings | None = None
     bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
     polly: PollySettings = Field(default_factory=PollySettings)
+    # The reused-photo registry's own DynamoDB client (PHOTO_REGISTRY_CLIENT), short attempts: its
+    # calls give up at limits.PHOTO_REGISTRY_DEADLINE_S, and this bounds the Queries left running then.
+    photo_registry_client: AwsClientSettings = Field(default_factory=photo_registry_client)
     # Only Store and MarkFailed publish (and are given the variable); checked where used.
     event_bus_name: str | None = Field(default=None, min_length=1)

@@ -22,7 +22,11 @@ from vehicle_assessment.aws_runtime.config import (
 if TYPE_CHECKING:
     from vehicle_assessment.adapters.aws.bedrock_describer import FallbackListener
     from vehicle_assessment.adapters.aws.dynamodb import DynamoAssessmentRepository
-    from vehicle_assessment.adapters.aws.settings import OpenSearchSettings, SageMakerEncoderSettings
+    from vehicle_assessment.adapters.aws.settings import (
+        AwsClientSettings,
+        OpenSearchSettings,
+        SageMakerEncoderSettings,
+    )
     from vehicle_assessment.domain.models import EncoderIdentity
     from vehicle_assessment.domain.rules import IntakeSettings
     from vehicle_assessment.learning import ReembedListener
@@ -70,12 +74,13 @@ def build_media_links(config: ApiConfig, presigning_client: Any) -> MediaLinks:
     return S3MediaLinks(presigning_client, config.bucket_name)
 
 
-def assessment_table(config: FunctionConfig) -> Any:
-    """The boto3 Table of the assessment table, with the function's client settings (retries)."""
+def assessment_table(config: FunctionConfig, client: AwsClientSettings | None = None) -> Any:
+    """The boto3 Table of the assessment table, with ``client``'s settings (retries, timeouts): the
+    function's own unless given."""
     from vehicle_assessment.adapters.aws.clients import botocore_config
 
     resource = boto3_session().resource(
-        "dynamodb", region_name=config.aws_region, config=botocore_config(config.client)
+        "dynamodb", region_name=config.aws_region, config=botocore_config(client or config.client)
     )
     return resource.Table(config.table_name)
 
@@ -93,8 +98,12 @@ def build_photo_registry(config: WorkflowConfig | ReferenceFeedbackConfig) -> Ph
         return None
     from vehicle_assessment.adapters.aws.photo_registry import DynamoPhotoRegistry
 
+    # Its own client (short attempts): the registry's calls give up at their deadline, and the Queries
+    # still in flight then end within this client's worst case (photo_registry_client).
     return DynamoPhotoRegistry(
-        assessment_table(config), config.rules.reuse, ttl_days=config.assessment_ttl_days
+        assessment_table(config, config.photo_registry_client),
+        config.rules.reuse,
+        ttl_days=config.assessment_ttl_days,
     )
 
 

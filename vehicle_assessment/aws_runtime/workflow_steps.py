@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vehicle_assessment import pipeline
+from vehicle_assessment.aws_runtime.config import WorkflowConfig
+from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.events import assessment_finished
 from vehicle_assessment.domain.models import Assessment, AssessmentStatus, PhotoStatus
 from vehicle_assessment.domain.rules import AssessmentRules
@@ -58,6 +61,9 @@ from vehicle_assessment.ports import (
 )
 
 _MAX_REASON = 1000
+# The metric the analyse step emits for a photo analysed without the reused-photo check (a registry
+# outage or its deadline); infra/constructs/monitoring.py alarms on it.
+REUSE_CHECK_UNAVAILABLE_METRIC = "ReuseCheckUnavailable"
 # What a fresh stack's assessments fail with until someone loads the reference photos.
 REFERENCE_INDEX_EMPTY = (
     "the reference index is empty: load reference photos with `vehicle-assessment index build --target aws`"
@@ -210,6 +216,47 @@ def analyse_photo(
         possible_reuse=bool(analysed.reuse_matches),
         reuse_unchecked=analysed.reuse_unchecked,
     )
+
+
+def analyse_photo_worst_case_s(config: WorkflowConfig) -> dict[str, float]:
+    """The AWS calls one AnalysePhoto invocation (``analyse_photo`` in a fresh container) makes, one
+    after another, each at its worst case (every attempt timing out after the longest backoffs): what
+    the step's Lambda timeout must hold (``analyse_photo_timeout_s``).
+
+    The IndexMismatch path (an empty index: one more OpenSearch count) stops before the registry, so
+    it is shorter than this one.
+    """
+    if config.sagemaker is None or config.opensearch is None:
+        raise ValueError("the analyse step needs SAGEMAKER and OPENSEARCH")
+    generic = config.client.worst_case_s()  # DynamoDB and S3 share the function's client (factory.py)
+    encoder = config.sagemaker.client.worst_case_s()
+    search = config.opensearch.worst_case_s()
+    calls = {
+        "DynamoDB GetItem: the assessment": generic,
+        "S3 GetObject: the photo": generic,
+        # Read once per container (per invocation while the index has no weights fingerprint).
+        "OpenSearch: the index mapping (its encoder)": search,
+        "SageMaker InvokeEndpoint: which weights it serves (once per container)": encoder,
+        "SageMaker InvokeEndpoint: the photo's embedding": encoder,
+        "OpenSearch _msearch: the k-NN query": search,
+    }
+    if config.rules.reuse.enabled:
+        # Each gives up at its deadline (adapters/aws/photo_registry.py), whatever DynamoDB does.
+        calls["photo registry: remember (deadline)"] = limits.PHOTO_REGISTRY_DEADLINE_S
+        calls["photo registry: find_reuse (deadline)"] = limits.PHOTO_REGISTRY_DEADLINE_S
+    calls["DynamoDB UpdateItem: the photo's result"] = generic
+    return calls
+
+
+def analyse_photo_timeout_s(config: WorkflowConfig) -> int:
+    """The analyse function's timeout: its calls' sequential worst case within the clients' share."""
+    needed = math.ceil(sum(analyse_photo_worst_case_s(config).values()) / limits.CLIENT_SHARE_OF_TIMEOUT)
+    if needed > limits.LAMBDA_MAX_TIMEOUT_S:
+        raise ValueError(
+            f"analysing a photo could take {needed} s, more than Lambda's {limits.LAMBDA_MAX_TIMEOUT_S} s: "
+            "lower the SageMaker, OpenSearch or DynamoDB client's retries or timeouts"
+        )
+    return needed
 
 
 def value(

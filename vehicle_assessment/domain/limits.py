@@ -115,6 +115,16 @@ INDEX_BUILD_DOWNLOAD_WORKERS = 8
 # keys take ceil(69 / 8) = 9 round trips instead of 69. At most botocore's connection pool (10 by
 # default, max_pool_connections), or the surplus threads wait for a connection.
 PHOTO_REGISTRY_QUERY_WORKERS = 8
+# The longest one reused-photo registry call (remember, find_reuse) may take on AWS before it gives up
+# with PhotoRegistryUnavailable: the check is advisory, so a slow DynamoDB leaves the photo
+# `reuse_unchecked` instead of timing out the analyse step (and failing the photo). DynamoDB answers
+# in single-digit milliseconds (https://aws.amazon.com/dynamodb/, "single-digit millisecond
+# performance at any scale"): remember is a GetItem and one BatchWriteItem, a search 9 waves of
+# Queries, ~0.1 s in all; 5 s leaves room for a throttled request's retry and backoff (the
+# registry's client, adapters/aws/settings.py photo_registry_client) and costs the analyse step's
+# budget (tests/infra/test_client_budgets.py) 2 × 5 s where the generic client's worst case cost it
+# one ~31 s wait per call, up to 10 in a row.
+PHOTO_REGISTRY_DEADLINE_S = 5.0
 # Concurrent batches per endpoint instance (MaxConcurrency = this × encoder_max_instances): each batch
 # sends one request at a time, and a GPU instance embeds a few 16-image requests at once.
 INDEX_BUILD_BATCHES_PER_ENDPOINT_INSTANCE = 4

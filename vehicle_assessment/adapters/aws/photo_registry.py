@@ -28,10 +28,12 @@ later (or learning from a reviewed photo) needs no re-embedding.
 
 from __future__ import annotations
 
+import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -44,6 +46,8 @@ from vehicle_assessment.domain.rules import ReuseSettings
 from vehicle_assessment.ports import PhotoRegistryUnavailable
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 FINGERPRINT_SK = "FINGERPRINT"
 _CANDIDATE_FIELDS = ("assessment_id", "photo_id", "vin", "sha256", "perceptual_hash", "recorded_at")
@@ -71,9 +75,12 @@ class DynamoPhotoRegistry:
         settings: ReuseSettings,
         ttl_days: int | None = None,
         query_workers: int = limits.PHOTO_REGISTRY_QUERY_WORKERS,
+        deadline_s: float = limits.PHOTO_REGISTRY_DEADLINE_S,
     ) -> None:
         if query_workers < 1:
             raise ValueError(f"query_workers must be at least 1, got {query_workers}")
+        if deadline_s <= 0:
+            raise ValueError(f"deadline_s must be positive, got {deadline_s}")
         self.table = table
         # The searches' Queries go through the Table's own client (thread-safe), with the resource's
         # Python <-> DynamoDB type conversion; its hooks keep state only while building expressions
@@ -83,6 +90,7 @@ class DynamoPhotoRegistry:
         self.settings = settings
         self.ttl_days = ttl_days
         self.query_workers = query_workers
+        self.deadline_s = deadline_s
         self.layout: BandLayout = band_layout(settings.perceptual_max_distance, settings.hash_bands)
 
     def remember(self, fingerprint: PhotoFingerprint) -> None:
@@ -93,56 +101,85 @@ class DynamoPhotoRegistry:
         (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html): the
         layout has at most 33 band keys at the highest threshold, and boto3's batch_writer splits into 25s
         and resends UnprocessedItems. A partial write is repaired by the next remember (idempotent).
+        Past ``deadline_s`` it raises PhotoRegistryUnavailable (``_before_deadline``).
         """
+        self._before_deadline("remember", [functools.partial(self._remember, fingerprint)], workers=1)
+
+    def _remember(self, fingerprint: PhotoFingerprint) -> None:
         reference = f"{fingerprint.assessment_id}#{fingerprint.photo_id}"
         keys = {
             *band_keys(fingerprint.perceptual_hash, self.layout, probe=False),
             sha256_pk(fingerprint.sha256),
         }
         pk = fingerprint_pk(fingerprint.assessment_id, fingerprint.photo_id)
-        try:
-            stored = self.table.get_item(Key={"PK": pk, "SK": FINGERPRINT_SK}, ConsistentRead=True).get(
-                "Item"
-            )
-            stale: set[str] = set()
-            if stored:
-                stale = {
-                    *band_keys(str(stored["perceptual_hash"]), self.layout, probe=False),
-                    sha256_pk(str(stored["sha256"])),
-                } - keys
-            with self.table.batch_writer() as batch:
-                batch.put_item(Item=self._fingerprint_item(pk, fingerprint))
-                for key in sorted(keys):
-                    batch.put_item(Item=self._reference_item(key, reference, fingerprint))
-                for key in sorted(stale):
-                    batch.delete_item(Key={"PK": key, "SK": reference})
-        except (ClientError, BotoCoreError) as exc:
-            raise self._unavailable("remember", exc) from exc
+        stored = self.table.get_item(Key={"PK": pk, "SK": FINGERPRINT_SK}, ConsistentRead=True).get("Item")
+        stale: set[str] = set()
+        if stored:
+            stale = {
+                *band_keys(str(stored["perceptual_hash"]), self.layout, probe=False),
+                sha256_pk(str(stored["sha256"])),
+            } - keys
+        with self.table.batch_writer() as batch:
+            batch.put_item(Item=self._fingerprint_item(pk, fingerprint))
+            for key in sorted(keys):
+                batch.put_item(Item=self._reference_item(key, reference, fingerprint))
+            for key in sorted(stale):
+                batch.delete_item(Key={"PK": key, "SK": reference})
 
     def find_reuse(self, fingerprint: PhotoFingerprint) -> list[ReuseMatch]:
+        """Past ``deadline_s`` it raises PhotoRegistryUnavailable (``_before_deadline``)."""
         if fingerprint.vector is not None and fingerprint.encoder and not fingerprint.encoder.untrained:
             logger.debug("photo registry: the embedding check is local-only; DynamoDB compares hashes")
         keys = [
             *band_keys(fingerprint.perceptual_hash, self.layout, probe=True),
             sha256_pk(fingerprint.sha256),
         ]
+        answers = self._before_deadline(
+            "search", [functools.partial(self._query, key) for key in keys], workers=self.query_workers
+        )
         candidates: dict[tuple[str, str], PhotoFingerprint] = {}
-        pool = ThreadPoolExecutor(max_workers=min(self.query_workers, len(keys)))
-        try:
-            # map yields in the keys' order, whatever order the answers arrive in: the candidates (and
-            # the matches) are the same as one Query after another.
-            for items in pool.map(self._query, keys):
-                for item in items:
-                    if item["vin"] == fingerprint.vin:
-                        continue
-                    candidate = _candidate(item)
-                    candidates[(candidate.assessment_id, candidate.photo_id)] = candidate
-        except (ClientError, BotoCoreError) as exc:
-            raise self._unavailable("search", exc) from exc
-        finally:
-            # After a failure the Queries not started yet are dropped, not sent.
-            pool.shutdown(wait=True, cancel_futures=True)
+        # The answers come in the keys' order, whatever order they arrived in: the candidates (and the
+        # matches) are the same as one Query after another.
+        for items in answers:
+            for item in items:
+                if item["vin"] == fingerprint.vin:
+                    continue
+                candidate = _candidate(item)
+                candidates[(candidate.assessment_id, candidate.photo_id)] = candidate
         return match_candidates(fingerprint, list(candidates.values()), self.settings)
+
+    def _before_deadline(self, what: str, calls: Sequence[Callable[[], _T]], workers: int) -> list[_T]:
+        """The calls' results in order, ``workers`` calls at a time; PhotoRegistryUnavailable when one
+        fails or they are not all done within ``deadline_s``.
+
+        The check is advisory (``pipeline.check_reuse`` records an unavailable registry and goes on), so
+        a slow DynamoDB must not hold the analyse step past its Lambda timeout: past the deadline this
+        returns at once, the calls not started are dropped, and the ones in flight are left to finish on
+        their own. The table's client bounds those (``settings.photo_registry_client``: short attempts,
+        two in all), so at most ``workers`` threads outlive the deadline, by one call's worst case (a
+        Query's pages: one per ~1 MB of a band's items, a single page in practice). In a Lambda
+        environment frozen after the handler returned they go on (or time out) when it thaws; nothing
+        reads their results, and every call has its own pool.
+        """
+        pool = ThreadPoolExecutor(
+            max_workers=min(workers, len(calls)), thread_name_prefix=f"photo-registry-{what}"
+        )
+        try:
+            futures = [pool.submit(call) for call in calls]
+            done, pending = wait(futures, timeout=self.deadline_s, return_when=FIRST_EXCEPTION)
+            failed = [future for future in futures if future in done and future.exception() is not None]
+            if pending and not failed:
+                raise PhotoRegistryUnavailable(
+                    f"photo registry {what} did not finish within its {self.deadline_s:g} s deadline "
+                    f"({len(done)} of {len(calls)} done)"
+                )
+            # The first failure (in the calls' order), else every result in order.
+            return [future.result() for future in (failed[:1] or futures)]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable(what, exc) from exc
+        finally:
+            # Never waits: past the deadline or after a failure the calls not started are dropped, not sent.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def fingerprint(self, assessment_id: str, photo_id: str) -> PhotoFingerprint | None:
         key = {"PK": fingerprint_pk(assessment_id, photo_id), "SK": FINGERPRINT_SK}

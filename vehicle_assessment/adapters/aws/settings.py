@@ -129,6 +129,17 @@ def api_polly_client() -> AwsClientSettings:
     return AwsClientSettings(max_attempts=1, connect_timeout_s=2.0, read_timeout_s=6.0)
 
 
+def photo_registry_client() -> AwsClientSettings:
+    """The reused-photo registry's DynamoDB client: short attempts, two in all.
+
+    The registry gives up at ``limits.PHOTO_REGISTRY_DEADLINE_S`` without waiting for its Queries in
+    flight (adapters/aws/photo_registry.py); this bounds how long such a left-over Query keeps its
+    thread and connection: one attempt is 2 s at most, the whole call ``worst_case_s()`` (~10 s).
+    DynamoDB answers in milliseconds, so 1 s per socket read only cuts off a request in trouble.
+    """
+    return AwsClientSettings(max_attempts=2, connect_timeout_s=1.0, read_timeout_s=1.0)
+
+
 class PollyVoice(NamedTuple):
     voice_id: str
     language_code: str
