@@ -249,12 +249,10 @@ def p3_build(encoder, photos: list[Path], index_path: Path, repeat: int) -> Row:
 # --- P4 ----------------------------------------------------------------------------------------
 
 _IMPORT_PROBE = """
-import importlib.util, json, sys, time
+import importlib, json, pathlib, sys, time
 path = sys.argv[1]
 start = time.perf_counter()
-spec = importlib.util.spec_from_file_location("handler_under_test", path)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+importlib.import_module("functions." + pathlib.Path(path).stem)  # as Lambda imports its handler
 elapsed = time.perf_counter() - start
 heavy = sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules)
 print(json.dumps({"seconds": elapsed, "heavy": heavy}))
@@ -266,14 +264,12 @@ print(json.dumps({"seconds": elapsed, "heavy": heavy}))
 # building a client again, which the reset makes every restore pay). The restore itself (Lambda
 # resuming the microVM) cannot be measured off AWS.
 _SNAPSTART_PROBE = """
-import importlib.util, json, os, sys, time
+import importlib, json, os, pathlib, sys, time
 for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
     os.environ.setdefault(name, value)  # building a client resolves credentials; no call is made
 path = sys.argv[1]
 start = time.perf_counter()
-spec = importlib.util.spec_from_file_location("handler_under_test", path)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+importlib.import_module("functions." + pathlib.Path(path).stem)  # as Lambda imports its handler
 imported = time.perf_counter()
 from functions import snapstart
 snapstart.before_snapshot()
