@@ -48,23 +48,14 @@ LABEL = ReferenceLabel(damaged=False, damage_type=DamageType.NONE, severity=Seve
 Row = tuple[str, str, str, str, str]  # figure, what, raw times, ratio/value, target + verdict
 
 
-def timed(fn: Callable[[], object], repeat: int = 1) -> float:
-    """Best wall time of `repeat` runs (the least disturbed by other processes)."""
+def timed(fn: Callable[[], object], repeat: int = 1, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Least time of `repeat` runs of `fn` on `clock`: wall time, the least disturbed by other processes;
+    with time.thread_time, the CPU time this thread spent (what the work costs, whatever the load)."""
     best = float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def cpu_seconds(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Least CPU time of `repeat` runs of `fn` on this thread (what the work costs, whatever the load)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - start)
+        best = min(best, clock() - start)
     return best
 
 
@@ -135,8 +126,10 @@ def p1_assessment(
     # The floor: intake (decoding, quality checks, the 448-px copy) and the perceptual hash decide the
     # embedded pixels and the recorded results, and the bare encoder does none of it. Spread over the
     # cores at best, they alone put the ratio at this floor on this machine.
-    intake_cpu = cpu_seconds(
-        lambda: [perceptual_hash(intake_photo(u.data, settings.rules.intake).image) for u in uploads]
+    intake_cpu = timed(
+        lambda: [perceptual_hash(intake_photo(u.data, settings.rules.intake).image) for u in uploads],
+        repeat=5,
+        clock=time.thread_time,
     )
     floor = (t_encode + intake_cpu / min(len(uploads), os.cpu_count() or 1)) / t_encode
     return (
@@ -232,7 +225,7 @@ def p3_build(encoder, photos: list[Path], index_path: Path, repeat: int) -> Row:
 
     # The ceiling: that work shares the cores with the forward passes, so at best it adds its CPU time
     # spread over all of them: encoder ÷ (encoder + work ÷ cores).
-    work = cpu_seconds(photo_work, repeat=3)
+    work = timed(photo_work, repeat=3, clock=time.thread_time)
     ceiling = t_enc / (t_enc + work / (os.cpu_count() or 1))
     return (
         "P3",
