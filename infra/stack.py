@@ -146,6 +146,7 @@ class VehicleAssessmentStack(Stack):
             config=config,
             state_machine=workflow.state_machine,
             dead_letters=ingest.dead_letters,
+            stopped_execution_dead_letters=workflow.stopped_execution_dead_letters,
             endpoint_name=embedding.endpoint_name,
             functions={
                 **workflow.functions,

@@ -280,7 +280,12 @@ def stack_facts(template: Mapping[str, Any]) -> StackFacts:
     scaling = _only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     collection = _only(template, "AWS::OpenSearchServerless::Collection")
     mapping = _only(template, "AWS::Lambda::EventSourceMapping")
-    schedule = str(_only(template, "AWS::Events::Rule")["ScheduleExpression"])  # rate(15 minutes)
+    # The sweeper's: the one scheduled rule (the others match events: stopped executions, rare).
+    [schedule] = [
+        str(rule["ScheduleExpression"])  # rate(15 minutes)
+        for rule in _resources(template, "AWS::Events::Rule")
+        if "ScheduleExpression" in rule
+    ]
     distribution = _only(template, "AWS::CloudFront::Distribution")["DistributionConfig"]
     files = site_files()
     return StackFacts(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from vehicle_assessment.domain import limits
 from vehicle_assessment.domain.description import build_description_request
+from vehicle_assessment.domain.events import FINAL_STATUSES
 from vehicle_assessment.domain.models import (
     UNTRAINED_ENCODER_WARNING,
     Assessment,
@@ -485,7 +486,22 @@ def complete(assessment: Assessment, now: datetime) -> Assessment:
     return add_history(finished, entry)
 
 
+class AssessmentAlreadyFinished(ValueError):
+    """A failure arrived for an assessment that already reached a final status (a late report of a
+    stopped workflow execution, or a retried MarkFailed): the final status stands."""
+
+    def __init__(self, assessment: Assessment) -> None:
+        super().__init__(
+            f"assessment {assessment.assessment_id} is already {assessment.status.value}: not marked FAILED"
+        )
+        self.assessment = assessment
+
+
 def mark_failed(assessment: Assessment, step: str, reason: str, now: datetime) -> Assessment:
+    """FAILED with the step and reason; AssessmentAlreadyFinished for one in a final status (COMPLETED,
+    NEEDS_PHOTOS, INCOMPLETE, or FAILED already), whose outcome a later failure must not overwrite."""
+    if assessment.status in FINAL_STATUSES:
+        raise AssessmentAlreadyFinished(assessment)
     return assessment.model_copy(
         update={
             "status": AssessmentStatus.FAILED,

@@ -27,7 +27,10 @@ class _PipelineMetrics:
     """The metrics both the alarms and the dashboard show."""
 
     failed: cw.Metric
+    timed_out: cw.Metric
+    aborted: cw.Metric
     dlq_depth: cw.Metric
+    stopped_dlq_depth: cw.Metric
     encoder_invocations: cw.Metric
     encoder_5xx: cw.Metric
     encoder_latency_p90: cw.Metric  # ModelLatency is in microseconds.
@@ -75,6 +78,7 @@ class Monitoring(Construct):
         config: InfraConfig,
         state_machine: sfn.StateMachine,
         dead_letters: sqs.IQueue,
+        stopped_execution_dead_letters: sqs.IQueue,
         endpoint_name: str,
         functions: dict[str, PipelineFunction],
     ) -> None:
@@ -82,7 +86,12 @@ class Monitoring(Construct):
         self.topic = self._build_topic(config)
         metrics = _PipelineMetrics(
             failed=state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum"),
+            timed_out=state_machine.metric_timed_out(period=Duration.minutes(5), statistic="Sum"),
+            aborted=state_machine.metric_aborted(period=Duration.minutes(5), statistic="Sum"),
             dlq_depth=dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            stopped_dlq_depth=stopped_execution_dead_letters.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(5), statistic="Maximum"
             ),
             encoder_invocations=_endpoint_metric(endpoint_name, "Invocations", "Sum"),
@@ -129,6 +138,45 @@ class Monitoring(Construct):
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 alarm_description="An assessment workflow failed; the assessment records the reason.",
+            ),
+            cw.Alarm(
+                self,
+                "ExecutionsTimedOut",
+                metric=metrics.timed_out,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=(
+                    "An assessment workflow ran past its time limit; MarkFailed records the assessment "
+                    "FAILED (step 'workflow') from the execution's status change event."
+                ),
+            ),
+            cw.Alarm(
+                self,
+                "ExecutionsAborted",
+                metric=metrics.aborted,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=(
+                    "An assessment workflow was stopped (StopExecution); MarkFailed records the "
+                    "assessment FAILED (step 'workflow') from the execution's status change event."
+                ),
+            ),
+            cw.Alarm(
+                self,
+                "StoppedExecutionsDlqNotEmpty",
+                metric=metrics.stopped_dlq_depth,
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=(
+                    "A timed-out or stopped execution's assessment could not be marked FAILED (it stays "
+                    "PROCESSING): each message names the execution; redrive once the cause is fixed."
+                ),
             ),
             cw.Alarm(
                 self,
@@ -208,9 +256,11 @@ class Monitoring(Construct):
                     state_machine.metric_started(period=Duration.minutes(5)),
                     state_machine.metric_succeeded(period=Duration.minutes(5)),
                     metrics.failed,
+                    metrics.timed_out,
+                    metrics.aborted,
                 ],
             ),
-            cw.GraphWidget(title="Upload DLQ depth", left=[metrics.dlq_depth]),
+            cw.GraphWidget(title="DLQ depth", left=[metrics.dlq_depth, metrics.stopped_dlq_depth]),
             cw.GraphWidget(
                 title="Encoder endpoint",
                 left=[metrics.encoder_invocations, metrics.encoder_5xx],

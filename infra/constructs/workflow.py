@@ -3,6 +3,9 @@
     DecodeVin → Map(photos, AnalysePhoto) → Value → Describe → Speak → Store
          └───────────── any error (Catch) ─────────────→ MarkFailed → Fail
 
+An execution that times out or is stopped runs no Catch: an EventBridge rule on its status change
+invokes MarkFailed for it (Workflow._record_stopped_executions).
+
 State shapes are the pydantic models of ``vehicle_assessment/aws_runtime/workflow_steps.py``: the
 state carries ids only; each step reads and writes the assessment in DynamoDB.
 """
@@ -16,9 +19,13 @@ from dataclasses import dataclass
 
 from aws_cdk import CfnMapping, Duration, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -117,6 +124,16 @@ def encoder_and_index_environment(
 # dedupe the re-publications on the event's event_id.
 PUBLISHING_STEPS = frozenset({"store", "mark_failed"})
 EVENT_PUBLISH_FAILED = EventPublishFailed.__name__  # Lambda's errorType is the exception's class name
+
+# The execution endings no Catch sees. AWS docs: "Automating Step Functions event delivery with
+# EventBridge" (step-functions/latest/dg/eventbridge-integration.html) and "AWS Step Functions events"
+# (eventbridge/latest/ref/events-ref-states.html): Standard workflows send "Step Functions Execution
+# Status Change" events (source aws.states) to the default bus, best effort, whose detail carries
+# executionArn, stateMachineArn, name (the execution's: the assessment id, aws_runtime/uploads.py),
+# status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED), startDate and stopDate.
+STEP_FUNCTIONS_SOURCE = "aws.states"
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+STOPPED_EXECUTION_STATUSES = ["TIMED_OUT", "ABORTED"]
 
 
 @dataclass(frozen=True)
@@ -283,6 +300,7 @@ class Workflow(Construct):
         self._grant_describe(config)
         self._grant_speak(bucket)
         self.state_machine = self._state_machine(config)
+        self.stopped_execution_dead_letters = self._record_stopped_executions()
 
     def _build_functions(
         self,
@@ -448,7 +466,7 @@ class Workflow(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(chain),
             # Standard: exactly-once steps, a year of history, and redrive after a fix.
-            timeout=Duration.hours(1),
+            timeout=Duration.hours(limits.WORKFLOW_TIMEOUT_HOURS),
             tracing_enabled=True,
             # Every event, but no execution data: states hold ids only, yet inputs and errors
             # could still carry a VIN or a model's text; those belong in DynamoDB, not in logs.
@@ -463,3 +481,58 @@ class Workflow(Construct):
         # No IAM5 wildcard to acknowledge: each task invokes its ``live`` alias, and CDK's LambdaInvoke
         # grant is lambda:InvokeFunction on that alias ARN alone (no ``<function>:*`` for every version).
         return machine
+
+    def _record_stopped_executions(self) -> sqs.Queue:
+        """MarkFailed for each execution that timed out or was stopped, which would otherwise leave its
+        assessment PROCESSING with no reason and no final event. MarkFailed leaves an assessment that
+        is already final as it is, and ignores an execution that names no assessment.
+
+        Both ways an event can be lost end in one queue (alarmed in monitoring.py): EventBridge's
+        delivery to Lambda (the target's dead-letter queue, after its retries) and the function's own
+        errors (Lambda retries an asynchronous invocation twice, then its on-failure destination).
+        """
+        mark_failed = self.functions["mark_failed"].invoke_target
+        dead_letters = sqs.Queue(
+            self,
+            "StoppedExecutionsDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            dead_letters,
+            "AwsSolutions-SQS3",
+            "It is a dead-letter queue: of an EventBridge target and a Lambda on-failure destination, "
+            "which cdk-nag does not recognise (it knows only SQS redrive policies).",
+        )
+        mark_failed.configure_async_invoke(
+            retry_attempts=2, on_failure=destinations.SqsDestination(dead_letters)
+        )
+        events.Rule(
+            self,
+            "StoppedExecutions",
+            description="Records FAILED for an assessment whose workflow execution timed out or was stopped",
+            event_pattern=events.EventPattern(
+                source=[STEP_FUNCTIONS_SOURCE],
+                detail_type=[EXECUTION_STATUS_CHANGE],
+                detail={
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                    "status": STOPPED_EXECUTION_STATUSES,
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    mark_failed,
+                    # A FailureInput (aws_runtime/workflow_steps.py); execution_status gives the reason.
+                    event=events.RuleTargetInput.from_object(
+                        {
+                            "assessment_id": events.EventField.from_path("$.detail.name"),
+                            "failed_step": "workflow",
+                            "execution_status": events.EventField.from_path("$.detail.status"),
+                        }
+                    ),
+                    dead_letter_queue=dead_letters,
+                )
+            ],
+        )
+        return dead_letters

@@ -13,6 +13,7 @@ import pytest
 
 from functions import analyse_photo, decode_vin, describe, mark_failed, speak, store, value
 from tests.aws_runtime.conftest import NOW, VIN, Aws, FakeEncoder, FakeIndex, FakeSpeaker
+from tests.stopped_executions import failure_input
 from vehicle_assessment.aws_runtime import factory
 from vehicle_assessment.aws_runtime.uploads import open_assessment
 from vehicle_assessment.domain.description import TemplateDescriber
@@ -130,6 +131,49 @@ def test_mark_failed_records_the_step_and_a_one_line_reason(
     [published] = aws.finished_events()
     assert published["detail"]["event_id"] == f"{uploaded}:FAILED"
     assert published["detail"]["failed_step"] == "AnalysePhoto"
+
+
+def test_a_timed_out_execution_marks_its_assessment_failed_once(
+    aws, repository, uploaded, lambda_context
+) -> None:
+    decode_vin.handler({"assessment_id": uploaded}, lambda_context)  # PROCESSING, then the clock ran out
+
+    result = mark_failed.handler(failure_input(uploaded, "TIMED_OUT"), lambda_context)
+
+    assert result["status"] == "FAILED"
+    assessment = repository.get(uploaded)
+    assert (assessment.failed_step, assessment.failure_reason) == (
+        "workflow",
+        "the workflow timed out after its 1-hour limit",
+    )
+    [published] = aws.finished_events()
+    assert published["detail"]["event_id"] == f"{uploaded}:FAILED"
+    assert published["detail"]["failure_reason"] == "the workflow timed out after its 1-hour limit"
+
+
+def test_a_late_stop_leaves_a_completed_assessment_completed(
+    aws, repository, fakes, uploaded, lambda_context
+) -> None:
+    batch = decode_vin.handler({"assessment_id": uploaded}, lambda_context)
+    for photo in batch["photos"]:
+        analyse_photo.handler({"assessment_id": uploaded, "photo": photo}, lambda_context)
+    for module in (value, describe, speak, store):
+        module.handler({"assessment_id": uploaded}, lambda_context)
+    done = repository.get(uploaded)
+
+    result = mark_failed.handler(failure_input(uploaded, "ABORTED"), lambda_context)
+
+    assert result["status"] == "COMPLETED"
+    assert repository.get(uploaded) == done
+    # Store's event, then the same one again (consumers dedupe on event_id); never a FAILED one.
+    assert [e["detail"]["event_id"] for e in aws.finished_events()] == [f"{uploaded}:COMPLETED"] * 2
+
+
+def test_a_stopped_execution_of_no_assessment_is_ignored(aws, lambda_context) -> None:
+    result = mark_failed.handler(failure_input("started-by-hand", "ABORTED"), lambda_context)
+
+    assert result == {"assessment_id": "started-by-hand", "status": None}
+    assert aws.finished_events() == []
 
 
 def test_a_task_input_missing_the_id_is_refused(aws, lambda_context) -> None:

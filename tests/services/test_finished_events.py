@@ -18,12 +18,15 @@ from tests.services.test_workflow_steps_service import (
     OfflineDecoder,
     uploaded,  # noqa: F401  (fixture)
 )
+from tests.stopped_executions import failure_input
 from vehicle_assessment.adapters.memory import InMemoryAssessmentRepository, InMemoryEventPublisher
 from vehicle_assessment.aws_runtime import workflow_steps as steps
 from vehicle_assessment.aws_runtime.sweeper import republish, sweep
 from vehicle_assessment.domain.description import TemplateDescriber
 from vehicle_assessment.domain.models import AssessmentStatus, PhotoStatus
 from vehicle_assessment.domain.rules import AssessmentRules
+from vehicle_assessment.pipeline import AssessmentAlreadyFinished
+from vehicle_assessment.pipeline import mark_failed as mark_assessment_failed
 from vehicle_assessment.ports import EventPublishFailed
 
 REF = steps.AssessmentRef(assessment_id="wf-1")
@@ -155,3 +158,112 @@ def test_republish_refuses_an_assessment_that_is_not_finished(memory_repository)
     memory_repository.create(awaiting("open"))
     with pytest.raises(ValueError, match="AWAITING_PHOTOS, not finished"):
         republish(memory_repository, InMemoryEventPublisher(), ["open"])
+
+
+# --- executions that timed out or were stopped: the EventBridge rule's input to MarkFailed ----------
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ("TIMED_OUT", "the workflow timed out after its 1-hour limit"),
+        ("ABORTED", "the workflow was stopped (aborted)"),
+    ],
+)
+def test_a_stopped_execution_marks_its_processing_assessment_failed_with_a_readable_reason(
+    uploaded,  # noqa: F811
+    status: str,
+    reason: str,
+) -> None:
+    repo, _ = uploaded
+    steps.decode_vin(REF, repo, OfflineDecoder(), clock=lambda: NOW)  # PROCESSING, as the run left it
+    events = InMemoryEventPublisher()
+
+    result = steps.mark_failed(
+        steps.FailureInput.model_validate(failure_input("wf-1", status)), repo, events, clock=lambda: NOW
+    )
+
+    assert result is not None and result.status == AssessmentStatus.FAILED
+    failed = repo.get("wf-1")
+    assert (failed.status, failed.failed_step, failed.failure_reason) == (
+        AssessmentStatus.FAILED,
+        "workflow",
+        reason,
+    )
+    [event] = events.events
+    assert (event.event_id, event.failed_step, event.failure_reason) == ("wf-1:FAILED", "workflow", reason)
+
+
+def test_a_late_stop_leaves_a_completed_assessment_as_it_is_and_publishes_its_event_again(
+    uploaded,  # noqa: F811
+) -> None:
+    repo, objects = uploaded
+    _run_to_store(repo, objects)
+    steps.store(REF, repo, InMemoryEventPublisher(), clock=lambda: NOW)
+    done = repo.get("wf-1")
+    events = InMemoryEventPublisher()
+
+    result = steps.mark_failed(
+        steps.FailureInput.model_validate(failure_input("wf-1", "TIMED_OUT")),
+        repo,
+        events,
+        clock=lambda: NOW + timedelta(hours=1),
+    )
+
+    assert result is not None and result.status == AssessmentStatus.COMPLETED
+    assert repo.get("wf-1") == done  # not saved again: no FAILED, no new revision
+    # The execution may have stopped between Store's save and its publication: the same event_id again.
+    [event] = events.events
+    assert (event.event_id, event.finished_at) == ("wf-1:COMPLETED", NOW)
+
+
+def test_a_retried_mark_failed_keeps_the_first_reason(uploaded) -> None:  # noqa: F811
+    repo, _ = uploaded
+    steps.decode_vin(REF, repo, OfflineDecoder(), clock=lambda: NOW)
+    error = steps.StepError(Error="States.TaskFailed", Cause="Bedrock is down")
+    steps.mark_failed(
+        steps.FailureInput(assessment_id="wf-1", failed_step="Describe", error=error),
+        repo,
+        InMemoryEventPublisher(),
+        clock=lambda: NOW,
+    )
+    events = InMemoryEventPublisher()
+
+    steps.mark_failed(
+        steps.FailureInput.model_validate(failure_input("wf-1", "ABORTED")), repo, events, clock=lambda: NOW
+    )
+
+    failed = repo.get("wf-1")
+    assert (failed.failed_step, failed.failure_reason) == ("Describe", "States.TaskFailed: Bedrock is down")
+    assert [e.event_id for e in events.events] == ["wf-1:FAILED"]
+
+
+def test_a_stopped_execution_that_names_no_assessment_is_logged_and_ignored(
+    memory_repository, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = InMemoryEventPublisher()
+
+    with caplog.at_level("WARNING"):
+        result = steps.mark_failed(
+            steps.FailureInput.model_validate(failure_input("started-by-hand", "ABORTED")),
+            memory_repository,
+            events,
+        )
+
+    assert result is None and events.events == []
+    assert "no assessment 'started-by-hand' to mark FAILED" in caplog.text
+
+
+def test_a_stopped_execution_status_outside_the_rule_is_refused() -> None:
+    with pytest.raises(ValueError, match="execution_status"):
+        steps.FailureInput.model_validate(failure_input("wf-1", "SUCCEEDED"))
+
+
+def test_the_pipeline_refuses_to_mark_a_final_assessment_failed(uploaded) -> None:  # noqa: F811
+    repo, _ = uploaded
+    repo.mark_status("wf-1", AssessmentStatus.INCOMPLETE, {AssessmentStatus.AWAITING_PHOTOS}, NOW)
+    swept = repo.get("wf-1")
+
+    with pytest.raises(AssessmentAlreadyFinished, match="already INCOMPLETE") as refused:
+        mark_assessment_failed(swept, "workflow", "late", NOW)
+    assert refused.value.assessment is swept

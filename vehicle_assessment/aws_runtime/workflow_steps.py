@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +48,7 @@ from vehicle_assessment.domain.models import Assessment, AssessmentStatus, Photo
 from vehicle_assessment.domain.rules import AssessmentRules
 from vehicle_assessment.domain.text import one_line
 from vehicle_assessment.ports import (
+    AssessmentNotFound,
     Clock,
     Describer,
     EventPublisher,
@@ -59,6 +62,8 @@ from vehicle_assessment.ports import (
     VinDecoder,
     WorkflowRepository,
 )
+
+logger = logging.getLogger(__name__)
 
 _MAX_REASON = 1000
 # The metric the analyse step emits for a photo analysed without the reused-photo check (a registry
@@ -112,9 +117,16 @@ class StepError(State):
     cause: str | None = Field(default=None, alias="Cause")
 
 
+# How an execution that ran no Catch ended: the state machine's EventBridge rule for these
+# (infra/constructs/workflow.py) passes the execution's status, and the recorded reason says it.
+StoppedExecutionStatus = Literal["TIMED_OUT", "ABORTED"]
+
+
 class FailureInput(AssessmentRef):
     failed_step: str | None = None
     error: StepError | None = None
+    # Set by the stopped-execution rule instead of ``error``: a Catch never saw these endings.
+    execution_status: StoppedExecutionStatus | None = None
 
 
 class AssessmentResult(AssessmentRef):
@@ -360,18 +372,49 @@ def failure_reason(error: StepError | None) -> str:
     return one_line(reason, _MAX_REASON)
 
 
+def stopped_execution_reason(status: StoppedExecutionStatus) -> str:
+    """The recorded reason for an execution that timed out or was stopped (StopExecution)."""
+    if status == "TIMED_OUT":
+        return f"the workflow timed out after its {limits.WORKFLOW_TIMEOUT_HOURS}-hour limit"
+    return "the workflow was stopped (aborted)"
+
+
 def mark_failed(
     state: FailureInput,
     repository: WorkflowRepository,
     events: EventPublisher,
     clock: Clock = pipeline.utc_now,
-) -> AssessmentResult:
-    reason = failure_reason(state.error)
-    failed = pipeline.save_with_retries(
-        repository,
-        repository.get(state.assessment_id),
-        lambda current: pipeline.mark_failed(current, state.failed_step or "workflow", reason, clock()),
-    )
+) -> AssessmentResult | None:
+    """Record FAILED with the step and reason, and publish the assessment's final event.
+
+    Also the target of the rule for executions that timed out or were stopped, which may report
+    late: an assessment already final keeps its status, and its final event is published again (a
+    stopped execution may have ended between the save and the publication; consumers dedupe on
+    event_id). None for an unknown assessment (an execution someone started by hand under another
+    name): logged, nothing to record, and no error for Lambda to retry.
+    """
+    if state.execution_status is not None:
+        reason = stopped_execution_reason(state.execution_status)
+    else:
+        reason = failure_reason(state.error)
+    try:
+        read = repository.get(state.assessment_id)
+    except AssessmentNotFound:
+        logger.warning(
+            "no assessment %r to mark FAILED (%s); ignored: the execution was not started for one",
+            state.assessment_id,
+            reason,
+        )
+        return None
+    try:
+        failed = pipeline.save_with_retries(
+            repository,
+            read,
+            lambda current: pipeline.mark_failed(current, state.failed_step or "workflow", reason, clock()),
+        )
+    except pipeline.AssessmentAlreadyFinished as finished:
+        logger.warning("%s; ignoring the failure (%s) and publishing its final event again", finished, reason)
+        failed = finished.assessment
     events.publish(assessment_finished(failed))
     return AssessmentResult(
         assessment_id=failed.assessment_id, status=failed.status, needs_review=failed.needs_review

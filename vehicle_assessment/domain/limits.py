@@ -58,6 +58,10 @@ MAX_STORED_MAGNITUDE = Decimal("9.9999999999999999999999999999999999999E+125")
 # answers 409, and a workflow step fails (its Catch marks the assessment FAILED with the reason).
 MAX_DOCUMENT_SAVE_ATTEMPTS = 4
 
+# The assessment workflow's whole-execution limit (the state machine's TimeoutSeconds): an execution
+# past it ends TIMED_OUT, and the assessment's recorded reason names it.
+WORKFLOW_TIMEOUT_HOURS = 1
+
 # Besides letters, digits and spaces, the only characters a colour may hold: nothing a speech
 # engine would read out as markup, symbols or emoji names.
 COLOR_PUNCTUATION = "-/'.&(),"
