@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions import workflow_deps as deps
 from functions.observability import lambda_entry, logger, metrics
 from vehicle_assessment.aws_runtime import workflow_steps
+from vehicle_assessment.domain.models import AssessmentStatus
 
 
 @lambda_entry
@@ -24,5 +25,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if result is None:  # no such assessment: logged by mark_failed; nothing for Lambda to retry
         metrics.add_metric(name="FailureForUnknownAssessment", unit=MetricUnit.Count, value=1)
         return {"assessment_id": state.assessment_id, "status": None}
-    metrics.add_metric(name="AssessmentFailed", unit=MetricUnit.Count, value=1)
+    if result.status == AssessmentStatus.FAILED:  # not for a late event on a finished assessment
+        metrics.add_metric(name="AssessmentFailed", unit=MetricUnit.Count, value=1)
     return result.model_dump(mode="json")

@@ -134,13 +134,15 @@ def test_mark_failed_records_the_step_and_a_one_line_reason(
 
 
 def test_a_timed_out_execution_marks_its_assessment_failed_once(
-    aws, repository, uploaded, lambda_context
+    aws, repository, uploaded, lambda_context, capsys
 ) -> None:
     decode_vin.handler({"assessment_id": uploaded}, lambda_context)  # PROCESSING, then the clock ran out
 
+    capsys.readouterr()
     result = mark_failed.handler(failure_input(uploaded, "TIMED_OUT"), lambda_context)
 
     assert result["status"] == "FAILED"
+    assert '"AssessmentFailed"' in capsys.readouterr().out  # the metric, in its EMF line
     assessment = repository.get(uploaded)
     assert (assessment.failed_step, assessment.failure_reason) == (
         "workflow",
@@ -152,7 +154,7 @@ def test_a_timed_out_execution_marks_its_assessment_failed_once(
 
 
 def test_a_late_stop_leaves_a_completed_assessment_completed(
-    aws, repository, fakes, uploaded, lambda_context
+    aws, repository, fakes, uploaded, lambda_context, capsys
 ) -> None:
     batch = decode_vin.handler({"assessment_id": uploaded}, lambda_context)
     for photo in batch["photos"]:
@@ -161,9 +163,11 @@ def test_a_late_stop_leaves_a_completed_assessment_completed(
         module.handler({"assessment_id": uploaded}, lambda_context)
     done = repository.get(uploaded)
 
+    capsys.readouterr()
     result = mark_failed.handler(failure_input(uploaded, "ABORTED"), lambda_context)
 
     assert result["status"] == "COMPLETED"
+    assert '"AssessmentFailed"' not in capsys.readouterr().out  # nothing failed
     assert repository.get(uploaded) == done
     # Store's event, then the same one again (consumers dedupe on event_id); never a FAILED one.
     assert [e["detail"]["event_id"] for e in aws.finished_events()] == [f"{uploaded}:COMPLETED"] * 2
