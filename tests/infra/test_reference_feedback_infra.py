@@ -116,7 +116,11 @@ def test_the_api_may_only_queue_requests_for_the_feedback_functions_alias(
     variables = resolve_value(api["Environment"]["Variables"], placeholder(template_json))
     assert variables["REFERENCE_FEEDBACK_FUNCTION"] == alias_arn
     # Lambda's asynchronous retries and event age, explicit on the alias the API invokes.
-    [invoke_config] = resources_of(template_json, "AWS::Lambda::EventInvokeConfig").values()
+    [invoke_config] = [
+        config
+        for config in resources_of(template_json, "AWS::Lambda::EventInvokeConfig").values()
+        if config["Properties"]["FunctionName"] == {"Ref": feedback_id}
+    ]
     assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
     assert resolve_value(invoke_config["Properties"]["Qualifier"], placeholder(template_json)) == "live"
 
