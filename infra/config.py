@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from constructs import Node
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -283,3 +283,45 @@ class InfraConfig(BaseModel):
                 "-c index_loader_principal_arns='[\"arn:aws:iam::<account>:role/<loader>\"]', or with "
                 "-c acknowledge_no_index_loader=true if you grant the collection access another way."
             )
+
+
+def encoder_identity(config: InfraConfig) -> dict[str, Any]:
+    """What the endpoint serves; the analyse step and the index refuse any other encoder."""
+    return {
+        "model_name": config.encoder_model_name,
+        "pretrained": config.encoder_pretrained,
+        "untrained": False,
+        "dimension": config.encoder_dimension,
+    }
+
+
+def rules_json(config: InfraConfig) -> str:
+    """WorkflowConfig.rules (AssessmentRules) as the RULES variable: only what the context changes."""
+    return json.dumps(
+        {
+            "verdict": {
+                "damaged_threshold": config.damaged_threshold,
+                "confidence_threshold": config.confidence_threshold,
+            },
+            "languages": list(config.languages),
+        },
+        sort_keys=True,
+    )
+
+
+_RuntimeConfig = TypeVar("_RuntimeConfig", bound=BaseModel)
+
+
+def synth_runtime_config(kind: type[_RuntimeConfig], config: InfraConfig, **fields: Any) -> _RuntimeConfig:
+    """A function's runtime configuration as it would read it, with placeholders for the names only a
+    deployment knows (table, bucket, endpoint, collection): for sizing its timeout at synth from the
+    runtime's own client settings."""
+    return kind.model_validate(
+        {
+            "table_name": "placeholder",
+            "bucket_name": "placeholder",
+            "sagemaker": {"endpoint_name": "placeholder", "identity": encoder_identity(config)},
+            "opensearch": {"collection_endpoint": "placeholder"},
+            **fields,
+        }
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Fn, Stack
 from constructs import Construct
 
 from infra.bundling import lambda_code
-from infra.config import InfraConfig
+from infra.config import InfraConfig, encoder_identity, rules_json
 from infra.constructs.api import Api
 from infra.constructs.auth import Auth
 from infra.constructs.embedding import Embedding
@@ -22,30 +21,6 @@ from infra.constructs.site import Site
 from infra.constructs.storage import Storage
 from infra.constructs.vector_search import VectorSearch
 from infra.constructs.workflow import Workflow
-
-
-def encoder_identity(config: InfraConfig) -> dict[str, Any]:
-    """What the endpoint serves; the analyse step and the index refuse any other encoder."""
-    return {
-        "model_name": config.encoder_model_name,
-        "pretrained": config.encoder_pretrained,
-        "untrained": False,
-        "dimension": config.encoder_dimension,
-    }
-
-
-def rules_json(config: InfraConfig) -> str:
-    """WorkflowConfig.rules (AssessmentRules) as the RULES variable: only what the context changes."""
-    return json.dumps(
-        {
-            "verdict": {
-                "damaged_threshold": config.damaged_threshold,
-                "confidence_threshold": config.confidence_threshold,
-            },
-            "languages": list(config.languages),
-        },
-        sort_keys=True,
-    )
 
 
 class VehicleAssessmentStack(Stack):

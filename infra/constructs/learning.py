@@ -22,7 +22,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.bundling import LambdaCode
-from infra.config import InfraConfig
+from infra.config import InfraConfig, synth_runtime_config
 from infra.constructs.embedding import Embedding
 from infra.constructs.lambdas import (
     METRICS_NAMESPACE,
@@ -51,17 +51,9 @@ LEARN_INDEX = ["aoss:DescribeIndex", "aoss:UpdateIndex", "aoss:ReadDocument", "a
 MAX_EVENT_AGE = Duration.hours(6)
 
 
-def feedback_function_timeout_s(identity: dict[str, object]) -> int:
+def feedback_function_timeout_s(config: InfraConfig) -> int:
     """The function's timeout, from the runtime's own client settings (as the function reads them)."""
-    runtime = ReferenceFeedbackConfig.model_validate(
-        {
-            "table_name": "placeholder",
-            "bucket_name": "placeholder",
-            "sagemaker": {"endpoint_name": "placeholder", "identity": identity},
-            "opensearch": {"collection_endpoint": "placeholder"},
-        }
-    )
-    return reference_feedback_timeout_s(runtime)
+    return reference_feedback_timeout_s(synth_runtime_config(ReferenceFeedbackConfig, config))
 
 
 class ReferenceLearning(Construct):
@@ -87,7 +79,7 @@ class ReferenceLearning(Construct):
             spec=FunctionSpec(
                 handler="functions.reference_feedback.handler",
                 description="Adds a reviewed photo to the reference index (invoked by the API)",
-                timeout=Duration.seconds(feedback_function_timeout_s(encoder_identity)),
+                timeout=Duration.seconds(feedback_function_timeout_s(config)),
                 memory_mb=1024,  # decodes and re-encodes the photo (intake, display copy)
                 environment={
                     "BUCKET_NAME": bucket.bucket_name,

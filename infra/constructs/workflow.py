@@ -31,7 +31,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.bundling import LIGHT, PHOTO, LambdaCode
-from infra.config import InfraConfig
+from infra.config import InfraConfig, rules_json, synth_runtime_config
 from infra.constructs.embedding import Embedding
 from infra.constructs.lambdas import (
     READ_PINNED_PHOTO,
@@ -180,18 +180,8 @@ def descriptions_per_assessment(config: InfraConfig) -> int:
 def analyse_function_timeout_s(config: InfraConfig) -> int:
     """The analyse step's timeout, from the runtime's own client settings (as the function reads them)
     and its calls one after another (S3, SageMaker, OpenSearch, the reused-photo registry, DynamoDB)."""
-    from infra.stack import encoder_identity, rules_json  # infra.stack builds this module's Workflow
-
-    runtime = WorkflowConfig.model_validate(
-        {
-            "table_name": "placeholder",
-            "bucket_name": "placeholder",
-            "rules": json.loads(rules_json(config)),
-            "sagemaker": {"endpoint_name": "placeholder", "identity": encoder_identity(config)},
-            "opensearch": {"collection_endpoint": "placeholder"},
-        }
-    )
-    return analyse_photo_timeout_s(runtime)
+    rules = json.loads(rules_json(config))
+    return analyse_photo_timeout_s(synth_runtime_config(WorkflowConfig, config, rules=rules))
 
 
 def step_timeout_s(key: str, config: InfraConfig) -> int:

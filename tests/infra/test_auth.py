@@ -154,10 +154,10 @@ def default_template() -> dict[str, Any]:
     from aws_cdk import aws_dynamodb as dynamodb
     from aws_cdk import aws_lambda as lambda_
 
+    from infra.config import rules_json
     from infra.constructs.api import Api
     from infra.constructs.auth import Auth
     from infra.constructs.ingest import Ingest
-    from infra.stack import rules_json
 
     config = InfraConfig(bundling="skip")
     assert config.cors_allowed_origins == [] and config.cognito_callback_urls == []
