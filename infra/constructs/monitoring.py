@@ -126,111 +126,97 @@ class Monitoring(Construct):
             topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
         return topic
 
+    def _alarm(
+        self,
+        construct_id: str,
+        metric: cw.IMetric,
+        description: str,
+        *,
+        threshold: float = 1,
+        periods: int = 1,
+        comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    ) -> cw.Alarm:
+        """By default: on the first occurrence of a count in one period. Missing data does not breach:
+        most of these metrics are published only when something happens."""
+        return cw.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=periods,
+            comparison_operator=comparison,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+
     def _build_alarms(self, metrics: _PipelineMetrics) -> list[cw.Alarm]:
         """What needs a person; each alarm notifies the topic."""
         alarms = [
-            cw.Alarm(
-                self,
+            self._alarm(
                 "ExecutionsFailed",
-                metric=metrics.failed,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="An assessment workflow failed; the assessment records the reason.",
+                metrics.failed,
+                "An assessment workflow failed; the assessment records the reason.",
             ),
-            cw.Alarm(
-                self,
+            self._alarm(
                 "ExecutionsTimedOut",
-                metric=metrics.timed_out,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=(
+                metrics.timed_out,
+                (
                     "An assessment workflow ran past its time limit; MarkFailed records the assessment "
                     "FAILED (step 'workflow') from the execution's status change event."
                 ),
             ),
-            cw.Alarm(
-                self,
+            self._alarm(
                 "ExecutionsAborted",
-                metric=metrics.aborted,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=(
+                metrics.aborted,
+                (
                     "An assessment workflow was stopped (StopExecution); MarkFailed records the "
                     "assessment FAILED (step 'workflow') from the execution's status change event."
                 ),
             ),
-            cw.Alarm(
-                self,
+            self._alarm(
                 "StoppedExecutionsDlqNotEmpty",
-                metric=metrics.stopped_dlq_depth,
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=(
+                metrics.stopped_dlq_depth,
+                (
                     "A timed-out or stopped execution's assessment could not be marked FAILED (it stays "
                     "PROCESSING): each message names the execution; redrive once the cause is fixed."
                 ),
-            ),
-            cw.Alarm(
-                self,
-                "UploadDlqNotEmpty",
-                metric=metrics.dlq_depth,
                 threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="Upload events failed repeatedly; redrive the DLQ once the cause is fixed.",
+                comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             ),
-            cw.Alarm(
-                self,
+            self._alarm(
+                "UploadDlqNotEmpty",
+                metrics.dlq_depth,
+                "Upload events failed repeatedly; redrive the DLQ once the cause is fixed.",
+                threshold=0,
+                comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            ),
+            self._alarm(
                 "EncoderErrors",
-                metric=metrics.encoder_5xx,
-                threshold=1,
-                evaluation_periods=2,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="The encoder endpoint answers 5XX.",
+                metrics.encoder_5xx,
+                "The encoder endpoint answers 5XX.",
+                periods=2,
             ),
-            cw.Alarm(
-                self,
+            self._alarm(
                 "EncoderLatencyP90",
-                metric=metrics.encoder_latency_p90,
+                metrics.encoder_latency_p90,
+                "p90 model latency above 2 s: scale out or check the instance.",
                 threshold=2_000_000,
-                evaluation_periods=3,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="p90 model latency above 2 s: scale out or check the instance.",
+                periods=3,
+                comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             ),
-            cw.Alarm(
-                self,
+            self._alarm(
                 "DescriptionFallbacks",
-                metric=metrics.description_fallbacks,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=(
+                metrics.description_fallbacks,
+                (
                     "Descriptions fell back to the template because Bedrock failed. The reason dimension "
                     "of DescriptionFallback says why (throttled, model_not_found, access_denied, "
                     "validation, timeout, other); the functions' logs have each error."
                 ),
             ),
-            cw.Alarm(
-                self,
+            self._alarm(
                 "ReuseChecksUnavailable",
-                metric=metrics.reuse_unchecked,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=(
+                metrics.reuse_unchecked,
+                (
                     "Photos were analysed without the reused-photo check: the photo registry (DynamoDB) "
                     "failed or missed its deadline. Each photo records why (reuse_unchecked) and its "
                     "assessment warns; a reused photo goes unflagged while this lasts."
